@@ -1,0 +1,45 @@
+"""Durations as people write them in mesh.yaml: `250ms`, `5s`, `2m`, `1h`, or plain seconds."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any
+
+from pydantic import BeforeValidator, WithJsonSchema
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+DURATION_PATTERN = r"^\s*\d+(\.\d+)?\s*(ms|s|m|h)\s*$"
+
+
+def parse_duration(value: Any) -> float:
+    """Seconds from `250ms`, `5s`, `2m`, `1h` or a number of seconds; raises ValueError."""
+    if isinstance(value, bool):
+        raise ValueError(f"invalid duration {value!r}: use a number with a unit, like 250ms, 5s, 2m")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    else:
+        match = _DURATION.match(str(value))
+        if not match:
+            raise ValueError(
+                f"invalid duration {value!r}: use a number with a unit, like 250ms, 5s, 2m"
+            )
+        seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    if seconds <= 0:
+        raise ValueError(f"invalid duration {value!r}: must be greater than zero")
+    return seconds
+
+
+Duration = Annotated[
+    float,
+    BeforeValidator(parse_duration),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "pattern": DURATION_PATTERN},
+                {"type": "number", "exclusiveMinimum": 0},
+            ],
+            "description": "A duration: 250ms, 5s, 2m, 1h, or a number of seconds.",
+        }
+    ),
+]
