@@ -1,0 +1,216 @@
+"""Processes for the benchmarks: the NATS server, peer children, and the machine line.
+
+Every child is started here and stopped by its own PID (SIGTERM, then SIGKILL); a
+`Children` context manager stops all of them on the way out, whatever happened.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+BENCH_DIR = Path(__file__).resolve().parent
+ROOT = BENCH_DIR.parent
+PEERS_DIR = BENCH_DIR / "peers"
+
+
+def import_runtime() -> None:
+    """Make the repo's `runtime` package importable when run as `python benchmarks/x.py`."""
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+
+
+def start_nats() -> Any:
+    """One JetStream-enabled nats-server on a free loopback port (a runtime.NatsServer)."""
+    import_runtime()
+    from runtime.natsserver import NatsServer
+
+    return NatsServer(port=0, jetstream=True).start()
+
+
+def child_env(**extra: str) -> dict[str, str]:
+    """The environment for a child: unbuffered, repo importable, no NATS_URL leaking in."""
+    env = {k: v for k, v in os.environ.items() if k != "NATS_URL"}
+    env["PYTHONUNBUFFERED"] = "1"
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH", "")]))
+    env.update(extra)
+    return env
+
+
+def mesh_runtime_argv() -> list[str] | None:
+    """The `mesh-runtime` console script next to this Python, else on PATH, else None."""
+    local = Path(sys.executable).parent / "mesh-runtime"
+    if local.exists():
+        return [str(local)]
+    found = shutil.which("mesh-runtime")
+    return [found] if found else None
+
+
+def stop_process(proc: subprocess.Popen[bytes], grace: float = 10.0) -> int | None:
+    """SIGTERM, wait up to `grace` seconds, then SIGKILL; returns the exit code."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return proc.returncode
+
+
+@dataclass
+class Child:
+    """A child process whose output goes to a log file (no pipe to fill up)."""
+
+    name: str
+    argv: Sequence[str]
+    cwd: Path = ROOT
+    env: dict[str, str] = field(default_factory=child_env)
+    proc: subprocess.Popen[bytes] | None = None
+    log_path: Path | None = None
+
+    def start(self, log_dir: Path) -> Child:
+        self.log_path = log_dir / f"{self.name}.log"
+        with self.log_path.open("wb") as log:
+            self.proc = subprocess.Popen(
+                list(self.argv),
+                cwd=self.cwd,
+                env=self.env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        return self
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc is not None else None
+
+    def exit_code(self) -> int | None:
+        """None while it runs (or was never started)."""
+        return self.proc.poll() if self.proc is not None else None
+
+    def last_line(self) -> str:
+        """The last line it printed: for a crash, usually the exception."""
+        if self.log_path is None or not self.log_path.exists():
+            return ""
+        lines = self.log_path.read_text(errors="replace").strip().splitlines()
+        return lines[-1].strip() if lines else ""
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            stop_process(self.proc)
+
+
+class Children:
+    """Starts children into one temporary log folder and stops them all on exit."""
+
+    def __init__(self) -> None:
+        self._logs = tempfile.TemporaryDirectory(prefix="mesh-bench-")
+        self._started: list[Child] = []
+
+    def start(self, child: Child) -> Child:
+        self._started.append(child)
+        return child.start(Path(self._logs.name))
+
+    def __enter__(self) -> Children:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        for child in reversed(self._started):
+            child.stop()
+        self._logs.cleanup()
+
+
+def python_child(name: str, script: Path, *args: str) -> Child:
+    """A peer script run by this same Python."""
+    return Child(name, [sys.executable, str(script), *args])
+
+
+def cpu_seconds(pid: int | None) -> float | None:
+    """User+system CPU seconds of a process and its descendants (Linux /proc), else None."""
+    if pid is None:
+        return None
+    stats: dict[int, tuple[int, float]] = {}  # pid -> (parent, cpu seconds)
+    tick = os.sysconf("SC_CLK_TCK")
+    for entry in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = entry.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # gone meanwhile
+        stats[int(entry.parent.name)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / tick)
+    if pid not in stats:
+        return None
+    tree = {pid}
+    while grown := {p for p, (parent, _) in stats.items() if parent in tree} - tree:
+        tree |= grown
+    return sum(stats[p][1] for p in tree)
+
+
+def machine_line() -> str:
+    impl = platform.python_implementation()
+    return (
+        f"machine: {os.cpu_count()} cores, {platform.platform()}, "
+        f"{impl} {platform.python_version()}, nats-server {nats_server_version()}"
+    )
+
+
+def nats_server_version() -> str:
+    import_runtime()
+    from runtime.natsserver import find_binary
+
+    try:
+        out = subprocess.run(
+            [find_binary(), "--version"], capture_output=True, text=True, timeout=5, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired, RuntimeError):
+        return "?"
+    return out.stdout.strip().rsplit(" ", 1)[-1] or "?"
+
+
+def format_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """Left-aligned first column, right-aligned numbers; a row of one cell spans the rest."""
+    widths = [len(h) for h in header]
+    for row in rows:
+        widths[0] = max(widths[0], len(row[0]))
+        if len(row) == len(header):
+            widths = [max(w, len(cell)) for w, cell in zip(widths, row, strict=True)]
+
+    def line(cells: Sequence[str]) -> str:
+        if len(cells) != len(header):
+            return f"{cells[0]:<{widths[0]}}  " + "  ".join(cells[1:])
+        first = f"{cells[0]:<{widths[0]}}"
+        rest = [f"{c:>{w}}" for c, w in zip(cells[1:], widths[1:], strict=True)]
+        return "  ".join([first, *rest]).rstrip()
+
+    return "\n".join([line(header), *(line(r) for r in rows)])
+
+
+def raw_peer(url: str, name: str = "bench.raw") -> Child:
+    return python_child(f"raw-{name}", PEERS_DIR / "raw_responder.py", url, name)
+
+
+def oam_peer(url: str) -> Child:
+    return python_child("oam", PEERS_DIR / "oam_echo.py", url)
+
+
+def mesh_peer(url: str, mesh_file: Path) -> Child | str:
+    """`mesh-runtime up` on a mesh file, or the reason it cannot be run."""
+    argv = mesh_runtime_argv()
+    if argv is None:
+        return "the mesh-runtime command is not installed (pip install -e .)"
+    return Child("mesh-runtime", [*argv, "up", "-f", str(mesh_file), "--nats", url, "--no-reload"])

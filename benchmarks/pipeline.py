@@ -1,0 +1,120 @@
+"""Pipeline benchmark: a 3-step sequential pipeline's latency against one raw nats-py call.
+
+    python benchmarks/pipeline.py [--rounds 3] [--seconds 2]
+
+One nats-server; the raw responder of echo.py and `mesh-runtime up` on
+benchmarks/pipeline/mesh.yaml (agents bench.p1..p3, pipeline bench.three) in their own
+processes. Concurrency 1, interleaved rounds (raw, one mesh agent, the pipeline, ...);
+each figure is the median of the rounds. Exit status 1 when something could not be measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+import nats
+from _client import System, latency, loop_name, run
+from _harness import (
+    BENCH_DIR,
+    Children,
+    format_table,
+    machine_line,
+    mesh_peer,
+    raw_peer,
+    start_nats,
+)
+
+READY_TIMEOUT = 20.0
+TARGET = 3.3  # pipeline p50 at most this many raw calls
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (default 3)")
+    parser.add_argument("--seconds", type=float, default=2.0, help="window per system per round")
+    return parser.parse_args()
+
+
+def says_hello(reply: Any) -> bool:
+    return isinstance(reply, dict) and reply.get("message") == "hello"
+
+
+async def start_all(url: str, children: Children, systems: list[System]) -> None:
+    raw, agent, pipeline = systems
+    nc = await nats.connect(url)
+    try:
+        raw.launch(children, raw_peer(url))
+        mesh = mesh_peer(url, BENCH_DIR / "pipeline" / "mesh.yaml")
+        agent.launch(children, mesh)
+        pipeline.child, pipeline.unavailable = agent.child, agent.unavailable
+        for s in systems:
+            await s.wait_ready(nc, says_hello, READY_TIMEOUT)
+    finally:
+        await nc.close()
+
+
+async def measure(url: str, systems: list[System], args: argparse.Namespace) -> None:
+    nc = await nats.connect(url)
+    try:
+        for rnd in range(1, args.rounds + 1):
+            for s in (s for s in systems if s.ok):
+                lat = await latency(nc, s.subject, seconds=args.seconds, warmup=0.2)
+                s.latencies.append(lat)
+                print(
+                    f"round {rnd}/{args.rounds} {s.label}: p50 {lat.p50_us:.0f} µs, "
+                    f"p99 {lat.p99_us:.0f} µs",
+                    file=sys.stderr,
+                )
+    finally:
+        await nc.close()
+
+
+def report(systems: list[System], args: argparse.Namespace) -> str:
+    header = ["call (concurrency 1)", "p50 (µs)", "p99 (µs)", "errors"]
+    rows = [
+        [s.label, f"{s.p50():.0f}", f"{s.p99():.0f}", str(s.errors())]
+        if s.ok
+        else [s.label, f"unavailable: {s.unavailable}"]
+        for s in systems
+    ]
+    raw, agent, pipeline = systems
+    if raw.ok and pipeline.ok:
+        ratios = (
+            f"ratios: pipeline p50 / raw call p50 {pipeline.p50() / raw.p50():.2f} "
+            f"(target ≤ {TARGET}), mesh agent p50 / raw call p50 {agent.p50() / raw.p50():.2f}"
+        )
+    else:
+        ratios = "ratios: pipeline p50 / raw call p50 n/a"
+    return "\n".join(
+        [
+            format_table(header, rows),
+            ratios,
+            f"client: {loop_name()}; median of {args.rounds} interleaved rounds "
+            f"of {args.seconds:g} s each",
+            machine_line(),
+        ]
+    )
+
+
+def main() -> int:
+    args = parse_args()
+    systems = [
+        System("raw call (bench.raw)", "mesh.agent.bench.raw"),
+        System("mesh agent (bench.p1)", "mesh.agent.bench.p1"),
+        System("3-step pipeline (bench.three)", "mesh.agent.bench.three"),
+    ]
+    server = start_nats()
+    try:
+        with Children() as children:
+            run(start_all(server.url, children, systems))
+            run(measure(server.url, systems, args))
+    finally:
+        server.stop()
+    print(report(systems, args))
+    return 0 if all(s.ok for s in systems) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

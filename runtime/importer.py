@@ -1,0 +1,40 @@
+"""`"package.module:attribute"` to the object it names, with one exact message per mistake."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+
+class ImportFromStringError(ValueError):
+    """The import string is malformed, or its module or attribute cannot be found."""
+
+
+def import_from_string(spec: str) -> Any:
+    """Import `module:attr` (attr may be dotted); raises ImportFromStringError."""
+    module_name, _, attrs = spec.partition(":")
+    if not module_name or not attrs or ":" in attrs:
+        raise ImportFromStringError(
+            f"handler must be 'module:attribute' (like 'handlers:summarize'), got '{spec}'"
+        )
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name and module_name.startswith(exc.name) and module_name[len(exc.name):][:1] in ("", "."):
+            raise ImportFromStringError(f"module '{module_name}' not found") from None
+        raise ImportFromStringError(
+            f"module '{module_name}' failed to import: No module named '{exc.name}'"
+        ) from None
+    except Exception as exc:  # the user's module raised while importing
+        raise ImportFromStringError(
+            f"module '{module_name}' failed to import: {type(exc).__name__}: {exc}"
+        ) from None
+    target: Any = module
+    for attr in attrs.split("."):
+        try:
+            target = getattr(target, attr)
+        except AttributeError:
+            raise ImportFromStringError(
+                f"module '{module_name}' has no attribute '{attrs}'"
+            ) from None
+    return target

@@ -1,0 +1,237 @@
+"""mesh.yaml to a checked `Mesh`: parse with positions, check structure, resolve everything.
+
+Every problem is collected (not just the first) and raised together as MeshFileError.
+A reload runs exactly this path, so an edit is checked as strictly as a start.
+"""
+
+from __future__ import annotations
+
+import difflib
+import sys
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from runtime import model
+from runtime.handlers import HandlerShapeError, inspect_handler
+from runtime.importer import ImportFromStringError, import_from_string
+from runtime.issues import DocPath, Issue, MeshFileError
+from runtime.mesh import AgentDef, ExternalDef, Mesh, PipelineDef, fingerprint
+from runtime.model import AgentSpec, Defaults, ExternalAgent, MeshSpec
+from runtime.pipeline import check_constants, compile_pipeline, find_cycles
+from runtime.pipeline_spec import PipelineSpec
+from runtime.schemas import PayloadSchema, SchemaResolver, compile_schema
+from runtime.yamlsource import SourceDoc, load_source
+
+
+def load_mesh(path: Path, environ: dict[str, str] | None = None) -> Mesh:
+    """Load and check a mesh file whole; raises MeshFileError listing every problem."""
+    path = Path(path)
+    doc = load_source(path, display=_display_name(path), environ=environ)
+    if doc.issues and doc.data is None:
+        raise MeshFileError(doc.issues)
+    return _Loading(path, doc).run()
+
+
+def _display_name(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+class _Loading:
+    """One load: the document, what has been found wrong so far, and what resolved."""
+
+    def __init__(self, path: Path, doc: SourceDoc):
+        self.path = path
+        self.folder = path.resolve().parent
+        self.doc = doc
+        self.issues: list[Issue] = list(doc.issues)
+        self.warnings: list[Issue] = []
+        self.schemas = SchemaResolver(self.folder)
+        self.handler_files: set[Path] = set()
+
+    def run(self) -> Mesh:
+        data = self.doc.data
+        if not isinstance(data, dict):
+            raise MeshFileError([*self.issues, self.doc.issue((), "a mesh file is a mapping "
+                                 "with at least `version: 1` (see `mesh-runtime schema`)")])
+        if str(self.folder) not in sys.path:
+            sys.path.insert(0, str(self.folder))  # `handler: handlers:f` finds handlers.py here
+        spec = self._structure(data)
+        if spec is None:
+            self._check_agents_alone(data)
+            self.issues.extend(self.schemas.issues)
+            raise MeshFileError(self.issues)
+        agents = {name: a for name, s in spec.agents.items()
+                  if (a := self._agent(spec.defaults, name, s))}
+        external = {name: self._external(name, s) for name, s in spec.external.items()}
+        pipelines = self._pipelines(spec, agents, external)
+        self.issues.extend(self.schemas.issues)
+        if self.issues:
+            raise MeshFileError(self.issues)
+        return Mesh(
+            path=self.path,
+            spec=spec,
+            agents=agents,
+            pipelines=pipelines,
+            external=external,
+            watched_files=frozenset({self.path.resolve(), *self.schemas.used_files}),
+            handler_files=frozenset(self.handler_files),
+            warnings=tuple(sorted(self.warnings)),
+        )
+
+    # -- structure -------------------------------------------------------------------
+
+    def _structure(self, data: dict[str, Any]) -> MeshSpec | None:
+        try:
+            return MeshSpec.model_validate(data)
+        except ValidationError as exc:
+            seen: set[tuple[DocPath, str]] = set()
+            for error in exc.errors():
+                path, on_key, message = _explain(error, data)
+                if (path, message) not in seen:
+                    seen.add((path, message))
+                    self.issues.append(self.doc.issue(path, message, key=on_key))
+            return None
+
+    def _check_agents_alone(self, data: dict[str, Any]) -> None:
+        """With the file's structure broken, still check each agent that is whole itself."""
+        agents = data.get("agents")
+        if not isinstance(agents, dict):
+            return
+        for name, raw in agents.items():
+            try:
+                spec = AgentSpec.model_validate(raw)
+                model.check_name(name)
+            except (ValidationError, ValueError):
+                continue  # already reported by the whole-file check
+            self._agent(Defaults(), name, spec)
+
+    # -- agents ----------------------------------------------------------------------
+
+    def _agent(self, defaults: Defaults, name: str, spec: AgentSpec) -> AgentDef | None:
+        where = ("agents", name)
+        try:
+            func = import_from_string(spec.handler)
+            handler = inspect_handler(func, spec.handler)
+        except (ImportFromStringError, HandlerShapeError) as exc:
+            self.issues.append(self.doc.issue((*where, "handler"), str(exc)))
+            return None
+        source = getattr(sys.modules.get(spec.handler.partition(":")[0]), "__file__", None)
+        if source:
+            self.handler_files.add(Path(source).resolve())
+        input_schema = self._schema(spec.input, (*where, "input"), handler.input_schema)
+        output_schema = self._schema(spec.output, (*where, "output"), handler.output_schema)
+        timeout = spec.timeout or defaults.timeout
+        concurrency = spec.concurrency or defaults.concurrency
+        return AgentDef(
+            name=name, description=spec.description, version=spec.version,
+            tags=tuple(spec.tags), input=input_schema, output=output_schema,
+            timeout=timeout, concurrency=concurrency, streaming=handler.streaming,
+            fingerprint=fingerprint(spec.model_dump(), _doc(input_schema), _doc(output_schema),
+                                    timeout, concurrency),
+            spec=spec, handler=handler,
+        )
+
+    def _schema(self, raw: Any, where: DocPath,
+                derived: dict[str, Any] | None = None) -> PayloadSchema | None:
+        if raw is None:
+            return compile_schema(derived) if derived is not None else None
+        return self.schemas.resolve(raw, self.doc, where)
+
+    def _external(self, name: str, spec: ExternalAgent) -> ExternalDef:
+        where = ("external", name)
+        return ExternalDef(name, spec, self._schema(spec.input, (*where, "input")),
+                           self._schema(spec.output, (*where, "output")))
+
+    # -- pipelines -------------------------------------------------------------------
+
+    def _pipelines(self, mesh: MeshSpec, agents: dict[str, AgentDef],
+                   external: dict[str, ExternalDef]) -> dict[str, PipelineDef]:
+        callable_names = set(mesh.agents) | set(mesh.pipelines) | set(mesh.external)
+        for name, path, message in find_cycles(dict(mesh.pipelines)):
+            self.issues.append(self.doc.issue(("pipelines", name, *path), message))
+
+        def input_schema_of(agent: str) -> dict[str, Any] | None:
+            found = agents.get(agent) or external.get(agent)
+            return found.input.document if found and found.input else None
+
+        result = {}
+        for name, spec in mesh.pipelines.items():
+            where = ("pipelines", name)
+            compiled, problems = compile_pipeline(name, spec, callable_names)
+            for path, message in problems:
+                self.issues.append(self.doc.issue((*where, *path), message))
+            for path, message in check_constants(name, spec, input_schema_of):
+                self.warnings.append(self.doc.issue((*where, *path), message, severity="warning"))
+            input_schema = self._schema(spec.input, (*where, "input"))
+            output_schema = self._schema(spec.output, (*where, "output"))
+            if compiled is None:
+                continue
+            timeout = spec.timeout or mesh.defaults.timeout
+            result[name] = PipelineDef(
+                name=name, description=spec.description, version=spec.version,
+                tags=tuple(dict.fromkeys(["pipeline", *spec.tags])), input=input_schema,
+                output=output_schema, timeout=timeout, concurrency=mesh.defaults.concurrency,
+                streaming=False,
+                fingerprint=fingerprint(spec.model_dump(by_alias=True), _doc(input_schema),
+                                        _doc(output_schema), timeout, mesh.defaults.timeout),
+                spec=spec, compiled=compiled,
+            )
+        return result
+
+
+def _doc(schema: PayloadSchema | None) -> Any:
+    return schema.document if schema else None
+
+
+# -- pydantic errors in a user's words ------------------------------------------------
+
+_VOCABULARY = sorted({
+    name
+    for cls in vars(model).values()
+    if isinstance(cls, type) and issubclass(cls, BaseModel)
+    for name in cls.model_fields
+} | {"with", "for_each", "max_concurrency", "on_error", "returns", "parallel", "when",
+     "retry", "attempts", "backoff", "max_backoff", "steps", "call", "id", "value"})
+
+
+def _explain(error: Any, data: Any) -> tuple[DocPath, bool, str]:
+    """(path in the document, whether to point at the key, message) for a pydantic error."""
+    path: list[str | int] = []
+    node = data
+    on_key = False
+    loc = list(error["loc"])
+    for i, part in enumerate(loc):
+        if part == "[key]":
+            on_key = True
+            break
+        if isinstance(node, dict) and part in node:
+            path.append(part)
+            node = node[part]
+        elif isinstance(node, list) and isinstance(part, int) and part < len(node):
+            path.append(part)
+            node = node[part]
+        elif i == len(loc) - 1:
+            path.append(part)  # the missing or unknown key itself
+    kind = error["type"]
+    key = path[-1] if path else ""
+    if kind == "missing":
+        return tuple(path[:-1]), True, f"missing required key '{key}'"
+    if kind == "extra_forbidden":
+        close = difflib.get_close_matches(str(key), _VOCABULARY, n=1, cutoff=0.75)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        return tuple(path), True, f"unknown key '{key}'{hint}"
+    if kind == "literal_error" and path == ["version"]:
+        return ("version",), False, (
+            f"unsupported version {error['input']!r}: this mesh-runtime reads version 1")
+    message = error["msg"].removeprefix("Value error, ")
+    if kind in {"dict_type", "model_type"}:
+        message = "expected a mapping (key: value pairs)"
+    return tuple(path), on_key, message
+
+
+__all__ = ["MeshFileError", "PipelineSpec", "load_mesh"]
