@@ -6,12 +6,15 @@ Every child is started here and stopped by its own PID (SIGTERM, then SIGKILL); 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,15 +59,62 @@ def mesh_runtime_argv() -> list[str] | None:
 
 
 def stop_process(proc: subprocess.Popen[bytes], grace: float = 10.0) -> int | None:
-    """SIGTERM, wait up to `grace` seconds, then SIGKILL; returns the exit code."""
+    """SIGTERM, wait up to `grace` seconds, then SIGKILL; returns the exit code.
+
+    Processes it started (an embedded nats-server, workers) that outlive it are stopped
+    the same way, by PID, and counted in `orphans_stopped`.
+    """
     if proc.poll() is None:
+        family = descendants(proc.pid)
         proc.terminate()
         try:
             proc.wait(timeout=grace)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+        for pid in family:
+            if _stop_pid(pid, grace):
+                orphans_stopped.append(pid)
     return proc.returncode
+
+
+orphans_stopped: list[int] = []  # PIDs left running by a child after it exited
+
+
+def orphan_notes() -> list[str]:
+    """A line for the report when a child left processes behind (we stopped them)."""
+    if not orphans_stopped:
+        return []
+    return [
+        f"note: {len(orphans_stopped)} process(es) outlived the child that started them "
+        "(e.g. an embedded nats-server after SIGTERM); the benchmark stopped them by PID"
+    ]
+
+
+def _stop_pid(pid: int, grace: float) -> bool:
+    """SIGTERM a PID that is not our child, then SIGKILL; True when it was still running."""
+    if not _running(pid):
+        return False
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return False
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        if not _running(pid):
+            return True
+        time.sleep(0.05)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+    return True
+
+
+def _running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"  # a zombie has exited
 
 
 @dataclass
@@ -141,24 +191,36 @@ def python_child(name: str, script: Path, *args: str) -> Child:
     return Child(name, [sys.executable, str(script), *args])
 
 
-def cpu_seconds(pid: int | None) -> float | None:
-    """User+system CPU seconds of a process and its descendants (Linux /proc), else None."""
-    if pid is None:
-        return None
-    stats: dict[int, tuple[int, float]] = {}  # pid -> (parent, cpu seconds)
-    tick = os.sysconf("SC_CLK_TCK")
+def _proc_table() -> dict[int, tuple[int, float]]:
+    """pid -> (parent pid, user+system CPU seconds), from Linux /proc; empty elsewhere."""
+    table: dict[int, tuple[int, float]] = {}
+    tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
     for entry in Path("/proc").glob("[0-9]*/stat"):
         try:
             fields = entry.read_text().rsplit(")", 1)[1].split()
         except (OSError, IndexError):
             continue  # gone meanwhile
-        stats[int(entry.parent.name)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / tick)
-    if pid not in stats:
-        return None
+        table[int(entry.parent.name)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / tick)
+    return table
+
+
+def _tree(pid: int, table: dict[int, tuple[int, float]]) -> set[int]:
     tree = {pid}
-    while grown := {p for p, (parent, _) in stats.items() if parent in tree} - tree:
+    while grown := {p for p, (parent, _) in table.items() if parent in tree} - tree:
         tree |= grown
-    return sum(stats[p][1] for p in tree)
+    return tree
+
+
+def descendants(pid: int) -> list[int]:
+    return sorted(_tree(pid, _proc_table()) - {pid})
+
+
+def cpu_seconds(pid: int | None) -> float | None:
+    """User+system CPU seconds of a process and its descendants (Linux /proc), else None."""
+    table = _proc_table()
+    if pid is None or pid not in table:
+        return None
+    return sum(table[p][1] for p in _tree(pid, table))
 
 
 def machine_line() -> str:

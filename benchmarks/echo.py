@@ -23,6 +23,7 @@ from _harness import (
     machine_line,
     mesh_peer,
     oam_peer,
+    orphan_notes,
     raw_peer,
     start_nats,
 )
@@ -123,6 +124,7 @@ def report(systems: dict[str, System], args: argparse.Namespace) -> str:
             f"client: {loop_name()}; one nats-py connection, {CONCURRENCY} workers; "
             f"median of {args.rounds} interleaved rounds of {args.seconds:g} s "
             f"(+{args.latency_seconds:g} s at concurrency 1)",
+            *orphan_notes(),
             machine_line(),
         ]
     )

@@ -22,6 +22,7 @@ from _harness import (
     format_table,
     machine_line,
     mesh_peer,
+    orphan_notes,
     raw_peer,
     start_nats,
 )
@@ -93,6 +94,7 @@ def report(systems: list[System], args: argparse.Namespace) -> str:
             ratios,
             f"client: {loop_name()}; median of {args.rounds} interleaved rounds "
             f"of {args.seconds:g} s each",
+            *orphan_notes(),
             machine_line(),
         ]
     )

@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 
 from _client import median
-from _harness import ROOT, format_table, machine_line, mesh_runtime_argv
+from _harness import ROOT, format_table, machine_line, mesh_runtime_argv, orphan_notes
 from _startup import LoadProbe, generate_mesh, port_taken, time_up, wait_port_free
 
 DEMO = ROOT / "mesh.yaml"
@@ -48,18 +48,22 @@ def up_rows(argv: list[str], runs: int) -> tuple[list[Row], bool]:
         return [[label, f"skipped: 127.0.0.1:{EMBEDDED_PORT} is taken (stop what listens)"]], True
     ready: list[float] = []
     stops: list[float] = []
+    codes: list[int | None] = []
     for _ in range(runs):
         result = time_up([*argv, "up", "-f", str(DEMO)], ROOT, timeout=20.0)
         if result.failure:
             return [[label, f"failed: {result.failure}"]], False
         ready.append(result.ready)
         stops.append(result.stopped)
+        codes.append(result.code)
         if not wait_port_free(EMBEDDED_PORT, timeout=10.0):
             return [[label, f"failed: port {EMBEDDED_PORT} still taken after `up` exited"]], False
+    bad = [c for c in codes if c != 0]
+    stop_note = f"exit 0 expected: got {bad[0]} in {len(bad)} of {len(codes)}" if bad else ""
     return [
         seconds_row(label, ready, f"< {READY_TARGET:g} s"),
-        seconds_row("up: SIGTERM → exit 0", stops, ""),
-    ], True
+        seconds_row("up: SIGTERM → exit", stops, stop_note),
+    ], not bad
 
 
 def load_rows(argv: list[str], runs: int) -> tuple[list[Row], bool]:
@@ -110,6 +114,8 @@ def main() -> int:
     header = ["measure", "median (s)", "runs (s)", "target"]
     print(format_table(header, [*up, *load]))
     print(f"runs: {args.runs} of `up`, {args.load_runs} of load/validate")
+    for note in orphan_notes():
+        print(note)
     print(machine_line())
     return 0 if up_ok and load_ok else 1
 

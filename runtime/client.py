@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import uuid
 from collections.abc import AsyncIterator
@@ -84,4 +85,5 @@ async def stream(nc: Client, name: str, payload: Any, timeout: float) -> AsyncIt
         raise p.MeshError(p.TIMEOUT, f"'{name}' stream did not end within {timeout:g}s",
                           agent=name, request_id=request_id) from None
     finally:
-        await sub.unsubscribe()
+        with contextlib.suppress(Exception):  # the connection may already be gone
+            await sub.unsubscribe()

@@ -15,14 +15,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import jmespath
 from jmespath import exceptions as jp_errors
 from jmespath.parser import ParsedResult
 from jmespath.visitor import TreeInterpreter
 
-from runtime.expressions_ast import check_functions, root_references
+from runtime.expressions_ast import chain_reader, check_functions, field_chain, root_references
 
 Path = tuple[str | int, ...]
 Problem = tuple[Path, str]
@@ -38,16 +38,23 @@ class EvaluationError(ValueError):
 
 
 class Expression:
-    """One compiled JMESPath expression."""
+    """One compiled JMESPath expression; `render(scope)` gives its value.
 
-    __slots__ = ("_ast", "text")
+    `render` is chosen once: a plain field chain (`input.text`, `steps.a.b`, `item`), by far the
+    most common expression, is read with dict lookups instead of going through the interpreter.
+    """
+
+    __slots__ = ("_ast", "render", "text")
 
     def __init__(self, text: str, parsed: ParsedResult):
         self.text = text
         self._ast = parsed.parsed
+        fields = field_chain(_node(parsed))
+        self.render: Callable[[dict[str, Any]], Any] = (
+            self._interpret if fields is None else chain_reader(fields)
+        )
 
-    def render(self, scope: dict[str, Any]) -> Any:
-        """The expression's value over `scope`; raises EvaluationError."""
+    def _interpret(self, scope: dict[str, Any]) -> Any:
         try:
             return _INTERPRETER.visit(self._ast, scope)
         except jp_errors.JMESPathError as exc:
@@ -60,7 +67,7 @@ class Expression:
 
     def roots(self) -> set[tuple[str, str | None]]:
         """Names the expression reads from the scope root, as (name, first field or None)."""
-        return root_references(self._ast)
+        return root_references(cast("dict[str, Any]", self._ast))
 
 
 class Template:
@@ -89,7 +96,7 @@ def compile_expression(text: str, path: Path = ()) -> tuple[Expression | None, l
     except jp_errors.JMESPathError as exc:
         return None, [(path, f"invalid expression {text!r}: {_describe(exc)}")]
     problems = [
-        (path, f"invalid expression {text!r}: {msg}") for msg in check_functions(parsed.parsed)
+        (path, f"invalid expression {text!r}: {msg}") for msg in check_functions(_node(parsed))
     ]
     if problems:
         return None, problems
@@ -126,16 +133,16 @@ def _build(
     """A render function for `value`; appends to `problems` and `exprs` as it goes."""
     if isinstance(value, dict):
         items = [(k, _build(v, (*path, k), problems, exprs)) for k, v in value.items()]
-        if all(_is_const(r) for _, r in items):
-            return _const(value)
+        if all(isinstance(r, _Const) for _, r in items):
+            return _Const(value)
         return lambda scope: {k: r(scope) for k, r in items}
     if isinstance(value, list):
         parts = [_build(v, (*path, i), problems, exprs) for i, v in enumerate(value)]
-        if all(_is_const(r) for r in parts):
-            return _const(value)
+        if all(isinstance(r, _Const) for r in parts):
+            return _Const(value)
         return lambda scope: [r(scope) for r in parts]
     if not isinstance(value, str) or _OPEN not in value:
-        return _const(value)
+        return _Const(value)
     return _build_string(value, path, problems, exprs)
 
 
@@ -145,7 +152,7 @@ def _build_string(
     pieces, error = split_template(text)
     if error:
         problems.append((path, error))
-        return _const(None)
+        return _Const(None)
     compiled: list[str | Expression] = []
     failed = False
     for piece in pieces:
@@ -160,7 +167,7 @@ def _build_string(
         exprs.append((path, expr))
         compiled.append(expr)
     if failed:
-        return _const(None)
+        return _Const(None)
     found_exprs = [p for p in compiled if isinstance(p, Expression)]
     if len(found_exprs) == 1 and not "".join(p for p in compiled if isinstance(p, str)).strip():
         return found_exprs[0].render  # one expression, maybe with whitespace: keep its JSON type
@@ -180,7 +187,9 @@ def split_template(text: str) -> tuple[list[str | tuple[str]], str | None]:
     pieces: list[str | tuple[str]] = []
     pos = 0
     while (start := text.find(_OPEN, pos)) != -1:
-        end = _find_close(text, start + len(_OPEN))
+        end, quote = _find_close(text, start + len(_OPEN))
+        if quote:
+            return [], f"unclosed {quote} quote in {text!r}"
         if end == -1:
             return [], f"unclosed '${{{{' in {text!r}: add '}}}}'"
         if start > pos:
@@ -192,7 +201,8 @@ def split_template(text: str) -> tuple[list[str | tuple[str]], str | None]:
     return pieces, None
 
 
-def _find_close(text: str, pos: int) -> int:
+def _find_close(text: str, pos: int) -> tuple[int, str]:
+    """Index of the closing `}}`, or -1 and the quote left open (if that is why)."""
     depth, quote, escaped = 0, "", False
     for i in range(pos, len(text)):
         ch = text[i]
@@ -209,9 +219,9 @@ def _find_close(text: str, pos: int) -> int:
             depth += 1
         elif ch == "}":
             if depth == 0 and text.startswith(_CLOSE, i):
-                return i
+                return i, ""
             depth = max(depth - 1, 0)
-    return -1
+    return -1, quote
 
 
 def _describe(exc: jp_errors.JMESPathError) -> str:
@@ -229,6 +239,11 @@ def _describe(exc: jp_errors.JMESPathError) -> str:
     return f"{reason[:1].lower()}{reason[1:]} at column {position + 1}"
 
 
+def _node(parsed: ParsedResult) -> dict[str, Any]:
+    """The AST as the plain dicts it is (jmespath's stubs call it a TypedDict)."""
+    return cast("dict[str, Any]", parsed.parsed)
+
+
 class _Const:
     """A render function that returns its value; marked so containers can fold constants."""
 
@@ -239,11 +254,3 @@ class _Const:
 
     def __call__(self, scope: dict[str, Any]) -> Any:
         return self.value
-
-
-def _const(value: Any) -> _Const:
-    return _Const(value)
-
-
-def _is_const(render: Any) -> bool:
-    return isinstance(render, _Const)

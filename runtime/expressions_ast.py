@@ -1,7 +1,8 @@
-"""Load-time checks over a parsed JMESPath AST: which scope names it reads, which functions."""
+"""Load-time analysis of a parsed JMESPath AST: names it reads, functions, plain field chains."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from jmespath.functions import Functions
@@ -99,3 +100,29 @@ def check_functions(ast: Node) -> list[str]:
 
 def _args(count: int) -> str:
     return f"{count} argument" if count == 1 else f"{count} arguments"
+
+
+def field_chain(ast: Node) -> tuple[str, ...] | None:
+    """The fields of a plain chain like `steps.a.b`, or None for anything else."""
+    if ast["type"] == "field":
+        return (ast["value"],)
+    if ast["type"] == "subexpression" and all(c["type"] == "field" for c in ast["children"]):
+        return tuple(c["value"] for c in ast["children"])
+    return None
+
+
+def chain_reader(fields: tuple[str, ...]) -> Callable[[dict[str, Any]], Any]:
+    """What jmespath gives for `a.b.c`: a missing key or a non-object on the way is null."""
+    if len(fields) == 1:
+        (only,) = fields
+        return lambda scope: scope.get(only) if isinstance(scope, dict) else None
+
+    def read(scope: dict[str, Any]) -> Any:
+        value: Any = scope
+        for field in fields:
+            if not isinstance(value, dict):
+                return None
+            value = value.get(field)
+        return value
+
+    return read

@@ -76,9 +76,11 @@ def inspect_handler(func: Any, spec: str) -> Handler:
         return Handler(spec, True, None, _streamer(call, adapt_in),
                        _schema(in_model), _schema(out_model))
     if inspect.isgeneratorfunction(func):
-        raise HandlerShapeError(f"'{spec}' is a sync generator; streaming handlers are `async def` with `yield`")
-    is_async = inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(
-        getattr(func, "__call__", None))
+        raise HandlerShapeError(
+            f"'{spec}' is a sync generator; streaming handlers are `async def` with `yield`")
+    # A callable object counts as async when its __call__ is a coroutine function.
+    call_method = vars(type(func)).get("__call__")
+    is_async = inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(call_method)
     return Handler(spec, False, _invoker(call, adapt_in, is_async), None,
                    _schema(in_model), _schema(out_model))
 

@@ -209,10 +209,8 @@ def _explain(error: Any, data: Any) -> tuple[DocPath, bool, str]:
         if part == "[key]":
             on_key = True
             break
-        if isinstance(node, dict) and part in node:
-            path.append(part)
-            node = node[part]
-        elif isinstance(node, list) and isinstance(part, int) and part < len(node):
+        if (isinstance(node, dict) and part in node) or (
+                isinstance(node, list) and isinstance(part, int) and part < len(node)):
             path.append(part)
             node = node[part]
         elif i == len(loc) - 1:

@@ -57,25 +57,26 @@ class CompiledPipeline:
     ) -> Any:
         """The pipeline's result for `payload`; raises MeshError (`step_failed`, `timeout`)."""
         loop = asyncio.get_running_loop()
-        deadline = None if self._timeout is None else loop.time() + self._timeout
+        timeout = self._timeout
+        deadline = None if timeout is None else loop.time() + timeout
         ctx = RunContext(call, request_id, default_timeout, deadline, loop)
         scope = {
             "input": payload,
             "steps": {},
             "mesh": {"name": mesh_name, "request_id": request_id},
         }
-        if deadline is None:
+        if timeout is None or deadline is None:
             return await self._run(scope, ctx)
         try:
             async with asyncio.timeout_at(deadline):
                 return await self._run(scope, ctx)
         except TimeoutError:
-            raise self._timed_out(self._timeout, request_id) from None
+            raise self._timed_out(timeout, request_id) from None
         except MeshError as exc:
             # A callee given the cut-down budget may report its timeout a hair before ours
             # fires: that is still the pipeline running out of time.
             if exc.details.get("code") == TIMEOUT and loop.time() >= deadline:
-                raise self._timed_out(self._timeout, request_id) from None
+                raise self._timed_out(timeout, request_id) from None
             raise
 
     async def _run(self, scope: dict[str, Any], ctx: RunContext) -> Any:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from runtime.expressions import (
@@ -22,6 +23,8 @@ from runtime.pipeline_spec import STEP_ID_PATTERN, PipelineSpec, Retry, Step, wa
 _PLAIN_NAME = re.compile(STEP_ID_PATTERN)
 _PLAIN_RULE = "must be letters, digits and _, not starting with a digit"
 _MESH_FIELDS = ("name", "request_id")
+_ROOTS = ("input", "steps", "mesh")
+_ITEM_ROOTS = (*_ROOTS, "item", "index")
 _NO_RETRY = Retry()
 
 
@@ -69,10 +72,7 @@ class PipelineCompiler:
             if step.id is None:
                 continue
             if not _PLAIN_NAME.match(step.id):
-                self._problem(
-                    (*path, "id"),
-                    f"step id {step.id!r} {_PLAIN_RULE}",
-                )
+                self._problem((*path, "id"), f"step id {step.id!r} {_PLAIN_RULE}")
             if step.id in self.ids:
                 first = dotted(self.ids[step.id])
                 self._problem((*path, "id"), f"duplicate step id '{step.id}' (first at {first})")
@@ -131,8 +131,7 @@ class PipelineCompiler:
 
     def _call(self, step: Step, agent: str, path: Path, where: _Where) -> CallNode:
         if agent not in self.callable_names:
-            close = difflib.get_close_matches(agent, sorted(self.callable_names), n=1)
-            hint = f"; did you mean '{close[0]}'?" if close else ""
+            hint = _did_you_mean(agent, self.callable_names)
             self._problem((*path, "call"), f"unknown agent or pipeline '{agent}'{hint}")
         payload = None
         if step.with_ is not None:
@@ -158,10 +157,7 @@ class PipelineCompiler:
         for name, body in branches.items():
             branch_path = (*path, "parallel", name)
             if not _PLAIN_NAME.match(name):
-                self._problem(
-                    branch_path,
-                    f"branch name {name!r} {_PLAIN_RULE}",
-                )
+                self._problem(branch_path, f"branch name {name!r} {_PLAIN_RULE}")
             if isinstance(body, list):
                 if not body:
                     self._problem(branch_path, "a branch needs at least one step")
@@ -173,11 +169,7 @@ class PipelineCompiler:
 
     def _check_reads(self, expr: Expression, path: Path, where: _Where) -> None:
         """Every name the expression reads must exist at this point of the pipeline."""
-        roots = (
-            ("input", "steps", "mesh", "item", "index")
-            if where.in_item
-            else ("input", "steps", "mesh")
-        )
+        roots = _ITEM_ROOTS if where.in_item else _ROOTS
         for name, field in sorted(expr.roots(), key=lambda r: (r[0], r[1] or "")):
             said = f"expression {expr.text!r} reads"
             if name == "steps" and field is not None:
@@ -189,7 +181,10 @@ class PipelineCompiler:
             elif name in ("item", "index") and not where.in_item:
                 self._problem(path, f"{said} '{name}', which is set only inside for_each")
             elif name not in roots:
-                self._problem(path, f"{said} '{name}', which is not in scope ({', '.join(roots)})")
+                hint = _did_you_mean(name, roots)
+                self._problem(
+                    path, f"{said} '{name}', which is not in scope ({', '.join(roots)}){hint}"
+                )
 
     def _step_problem(self, ref: str, where: _Where) -> str | None:
         if ref in where.visible:
@@ -197,7 +192,12 @@ class PipelineCompiler:
         if ref in where.enclosing:
             return "its own step's result"
         if ref not in self.ids:
-            return f"but no step has id '{ref}'"
+            return f"but no step has id '{ref}'{_did_you_mean(ref, self.ids)}"
         if ref in self.branch_ids and ref not in where.sequence:
             return "which runs inside a parallel branch (only later steps of that branch see it)"
         return "which has not run yet here (only earlier steps can be read)"
+
+
+def _did_you_mean(word: str, choices: Iterable[str]) -> str:
+    close = difflib.get_close_matches(word, sorted(choices), n=1)
+    return f"; did you mean '{close[0]}'?" if close else ""

@@ -61,6 +61,7 @@ def test_unknown_key_suggests_the_right_one(tmp_path: Path, capsys: pytest.Captu
 def test_missing_key(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = agent_mesh(tmp_path, "description: no handler here")
     code, lines = validate(path, capsys)
+    assert code == 1
     assert lines == ["mesh.yaml:3:3: agents.a.echo: missing required key 'handler'"]
 
 
@@ -76,6 +77,7 @@ def test_wrong_version(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
     path = tmp_path / "mesh.yaml"
     path.write_text("version: 2\n")
     code, lines = validate(path, capsys)
+    assert code == 1
     assert lines == ["mesh.yaml:1:10: version: unsupported version 2: this mesh-runtime "
                      "reads version 1"]
 
@@ -88,6 +90,7 @@ def test_agent_name_must_be_a_subject_token(tmp_path: Path, capsys: pytest.Captu
     path, _ = write_mesh(tmp_path, f"version: 1\nagents:\n  '{name}':\n    handler: {{mod}}:echo\n",
                          HANDLERS)
     code, lines = validate(path, capsys)
+    assert code == 1
     assert lines == [f"mesh.yaml:3:3: agents.{name}: invalid name '{name}'{hint}: use "
                      "dot-separated segments of letters, digits, '_' and '-', like nlp.summarizer"]
 
@@ -112,6 +115,7 @@ def test_handler_module_that_raises_on_import(tmp_path: Path,
     path, module = write_mesh(tmp_path, "version: 1\nagents:\n  a:\n    handler: {mod}:f\n",
                               "raise RuntimeError('boom')\n")
     code, lines = validate(path, capsys)
+    assert code == 1
     assert lines == [f"mesh.yaml:4:14: agents.a.handler: module '{module}' failed to import: "
                      "RuntimeError: boom"]
 
@@ -143,6 +147,7 @@ def test_invalid_schema_in_a_referenced_file(tmp_path: Path,
     (tmp_path / "schemas" / "out.json").write_text('{\n  "type": "object",\n  "required": "x"\n}\n')
     path = agent_mesh(tmp_path, "handler: {mod}:echo\noutput: {$ref: schemas/out.json}")
     code, lines = validate(path, capsys)
+    assert code == 1
     assert lines == ["schemas/out.json:3:15: required: invalid JSON Schema: 'x' is not of type "
                      "'array'"]
 
@@ -158,6 +163,7 @@ def test_ref_file_that_does_not_exist(tmp_path: Path, capsys: pytest.CaptureFixt
 def test_bad_duration(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = agent_mesh(tmp_path, "handler: {mod}:echo\ntimeout: 5 seconds")
     code, lines = validate(path, capsys)
+    assert code == 1
     assert lines == ["mesh.yaml:5:14: agents.a.echo.timeout: invalid duration '5 seconds': use a "
                      "number with a unit, like 250ms, 5s, 2m"]
 
@@ -167,6 +173,7 @@ def test_unset_variable_without_default(tmp_path: Path, capsys: pytest.CaptureFi
     monkeypatch.delenv("MESH_TEST_UNSET", raising=False)
     path, _ = write_mesh(tmp_path, "version: 1\nnats:\n  token: ${MESH_TEST_UNSET}\n")
     code, lines = validate(path, capsys)
+    assert code == 1
     assert lines == ["mesh.yaml:3:10: nats.token: environment variable MESH_TEST_UNSET is not "
                      "set (set it, or give a default: ${MESH_TEST_UNSET:-value})"]
 
