@@ -108,9 +108,14 @@ def _call(args: argparse.Namespace) -> int:
     text = sys.stdin.read() if args.payload == "-" else args.payload
     try:
         payload = json.loads(text) if text.strip() else {}
+    except ValueError as exc:
+        print(f"error: the payload is not JSON ({exc}); pass a JSON value or - for stdin",
+              file=sys.stderr)
+        return 2
+    try:
         timeout = parse_duration(args.timeout)
     except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: --timeout: {exc}", file=sys.stderr)
         return 2
 
     async def run() -> int:

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import textwrap
+import threading
+import time
 import uuid
 from pathlib import Path
 
@@ -34,3 +37,68 @@ def cli(*args: str, cwd: Path | None = None, input: str | None = None,
         capture_output=True, text=True, timeout=timeout,
         env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
     )
+
+
+class UpProcess:
+    """A real `mesh-runtime up` process; waits on its log lines, never on a sleep."""
+
+    def __init__(self, mesh: Path, nats_url: str | None, *extra: str,
+                 env: dict[str, str] | None = None):
+        args = [sys.executable, "-m", "runtime", "up", "-f", str(mesh), *extra]
+        if nats_url:
+            args += ["--nats", nats_url]
+        self.lines: list[str] = []
+        self._changed = threading.Condition()
+        self.process = subprocess.Popen(
+            args, cwd=mesh.parent, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, text=True,
+            env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})})
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            with self._changed:
+                self.lines.append(line.rstrip("\n"))
+                self._changed.notify_all()
+        with self._changed:
+            self._changed.notify_all()
+
+    def wait_for(self, text: str, timeout: float = 20, start: int = 0) -> str:
+        """The first log line from index `start` on that contains `text`; fails on exit."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while True:
+                for line in self.lines[start:]:
+                    if text in line:
+                        return line
+                left = deadline - time.monotonic()
+                if left <= 0 or (self.process.poll() is not None and not self._pending()):
+                    raise AssertionError(f"no log line with {text!r}; log:\n" + self.log)
+                self._changed.wait(min(left, 0.2))
+
+    def _pending(self) -> bool:
+        return bool(self.process.stdout and not self.process.stdout.closed
+                    and self.process.poll() is None)
+
+    @property
+    def log(self) -> str:
+        return "\n".join(self.lines)
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
+        """Signal the process (by its PID) and wait for it to exit; returns its exit code."""
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.returncode
+
+    def __enter__(self) -> UpProcess:
+        self.wait_for("ready:")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
