@@ -20,10 +20,18 @@ class UnreachableError(RuntimeError):
     """No NATS server answered at the URL."""
 
 
-async def open_client(url: str) -> Client:
+async def open_client(url: str, timeout: float = 5) -> Client:
+    """A client connection, or UnreachableError within `timeout` seconds."""
+
+    async def quiet(exc: Exception) -> None:
+        pass  # connection errors are reported once, below, in the user's words
+
     try:
-        return await nats.connect(url, allow_reconnect=False, connect_timeout=3,
-                                  max_reconnect_attempts=0, name="mesh-runtime client")
+        # nats-py retries the first connect forever unless bounded: bound it by time.
+        async with asyncio.timeout(timeout):
+            return await nats.connect(url, allow_reconnect=False, connect_timeout=2,
+                                      max_reconnect_attempts=1, error_cb=quiet,
+                                      name="mesh-runtime client")
     except Exception as exc:
         raise UnreachableError(
             f"cannot reach NATS at {url} ({exc or type(exc).__name__}): is `mesh-runtime up` "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import ssl
@@ -53,8 +54,10 @@ def connect_options(settings: NatsSettings, folder: Path) -> dict[str, Any]:
     return options
 
 
-async def connect(servers: list[str], *, name: str, **options: Any) -> Client:
-    """Connect, then keep reconnecting forever: a broker restart must not end the process."""
+async def connect(servers: list[str], *, name: str, first_timeout: float = 10,
+                  **options: Any) -> Client:
+    """Connect (within `first_timeout`), then reconnect forever: a broker restart must not
+    end the process. Raises TimeoutError or the connection error when the first try fails."""
 
     async def disconnected() -> None:
         log.warning("disconnected from NATS; reconnecting")
@@ -66,8 +69,9 @@ async def connect(servers: list[str], *, name: str, **options: Any) -> Client:
     async def error(exc: Exception) -> None:
         log.debug("nats: %s", exc)
 
-    nc = await nats.connect(
-        servers=servers, name=name, allow_reconnect=True, max_reconnect_attempts=-1,
-        reconnect_time_wait=0.5, connect_timeout=5, disconnected_cb=disconnected,
-        reconnected_cb=reconnected, error_cb=error, **options)
+    async with asyncio.timeout(first_timeout):
+        nc = await nats.connect(
+            servers=servers, name=name, allow_reconnect=True, max_reconnect_attempts=-1,
+            reconnect_time_wait=0.5, connect_timeout=5, disconnected_cb=disconnected,
+            reconnected_cb=reconnected, error_cb=error, **options)
     return nc

@@ -99,11 +99,15 @@ class PipelineCompiler:
     def _step(self, step: Step, path: Path, where: _Where) -> StepNode:
         if step.id:
             where = dataclasses.replace(where, enclosing=where.enclosing | {step.id})
-        when = self._bare(step.when, "when", "input.lang != 'en'", path, where)
-        for_each = self._bare(step.for_each, "for_each", "input.sections", path, where)
-        if step.max_concurrency is not None and step.for_each is None:
+        # `for_each:` with nothing after it is YAML null: say so rather than run once.
+        given = step.model_fields_set
+        when_text = "" if step.when is None and "when" in given else step.when
+        each_text = "" if step.for_each is None and "for_each" in given else step.for_each
+        when = self._bare(when_text, "when", "input.lang != 'en'", path, where)
+        for_each = self._bare(each_text, "for_each", "input.sections", path, where)
+        if step.max_concurrency is not None and each_text is None:
             self._problem((*path, "max_concurrency"), "max_concurrency applies to for_each steps")
-        if step.for_each is not None:
+        if each_text is not None:
             where = dataclasses.replace(where, in_item=True)
         body: CallNode | ParallelNode
         if step.call is not None:

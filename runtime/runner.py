@@ -63,8 +63,9 @@ async def serve(path: Path, nats_flag: str | None, reload: bool) -> None:
             options = connect_options(mesh.spec.nats, mesh.path.resolve().parent)
             nc = await connect(urls, name=f"mesh-runtime {mesh.name}", **options)
         except Exception as exc:
-            raise StartupError(f"cannot connect to NATS at {', '.join(urls)}: "
-                               f"{exc or type(exc).__name__}") from None
+            reason = "no answer within 10s" if isinstance(exc, TimeoutError) else (
+                str(exc) or type(exc).__name__)
+            raise StartupError(f"cannot connect to NATS at {', '.join(urls)}: {reason}") from None
         await _serve_on(nc, mesh, reload)
     finally:
         if embedded is not None:

@@ -78,15 +78,9 @@ class Service:
             deadline = time.monotonic() + definition.timeout
             ctx = Context(request_id, self.name, _config(definition), self.logger, deadline,
                           self.caller)
-            await self._acquire(slots, definition)
-            try:
-                if streaming:
-                    await self._stream(definition, payload, ctx)
-                    return
-                async with asyncio.timeout(definition.timeout):
-                    result = await self._run(definition, payload, ctx)
-            finally:
-                slots.release()
+            result = await self._run_within_deadline(definition, slots, payload, ctx, streaming)
+            if streaming:
+                return
             body = _encode_output(result, definition)
             if msg.reply:
                 await self.nc.publish(msg.reply, body, headers={
@@ -94,16 +88,26 @@ class Service:
         except Exception as exc:  # every failure is an answer, never a crash
             await self._fail(msg, _as_mesh_error(exc, definition), request_id, streaming)
 
-    async def _acquire(self, slots: asyncio.Semaphore, definition: Endpoint) -> None:
-        if not slots.locked():
-            await slots.acquire()
-            return
-        try:  # excess requests wait for a slot, but never past their own deadline
+    async def _run_within_deadline(self, definition: Endpoint, slots: asyncio.Semaphore,
+                                   payload: Any, ctx: Context, streaming: bool) -> Any:
+        """Wait for a concurrency slot and run, both within the request's one deadline."""
+        acquired = False
+        try:
             async with asyncio.timeout(definition.timeout):
-                await slots.acquire()
+                await slots.acquire()  # excess requests wait here for a slot
+                acquired = True
+                if streaming:
+                    return await self._stream(definition, payload, ctx)
+                return await self._run(definition, payload, ctx)
         except TimeoutError:
+            if acquired:
+                raise p.MeshError(p.TIMEOUT, f"'{self.name}' did not finish within "
+                                  f"{definition.timeout:g}s") from None
             raise p.MeshError(p.OVERLOADED, f"'{self.name}' stayed at its concurrency limit "
                               f"({definition.concurrency}) for {definition.timeout:g}s") from None
+        finally:
+            if acquired:
+                slots.release()
 
     async def _run(self, definition: Endpoint, payload: Any, ctx: Context) -> Any:
         if isinstance(definition, AgentDef):
@@ -118,12 +122,11 @@ class Service:
         assert isinstance(definition, AgentDef) and definition.handler.stream is not None
         subject = p.stream_subject(ctx.request_id)
         seq = 0
-        async with asyncio.timeout(definition.timeout):
-            async for chunk in definition.handler.stream(payload, ctx):
-                await self.nc.publish(subject, _encode_output(chunk, definition), headers={
-                    p.HDR_STREAM_SEQ: str(seq), p.HDR_STREAM_END: "false",
-                    p.HDR_REQUEST_ID: ctx.request_id})
-                seq += 1
+        async for chunk in definition.handler.stream(payload, ctx):
+            await self.nc.publish(subject, _encode_output(chunk, definition), headers={
+                p.HDR_STREAM_SEQ: str(seq), p.HDR_STREAM_END: "false",
+                p.HDR_REQUEST_ID: ctx.request_id})
+            seq += 1
         await self.nc.publish(subject, b"", headers={
             p.HDR_STREAM_SEQ: str(seq), p.HDR_STREAM_END: "true",
             p.HDR_REQUEST_ID: ctx.request_id})
