@@ -8,30 +8,52 @@ from __future__ import annotations
 
 import difflib
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
 from runtime import model
-from runtime.handlers import HandlerShapeError, inspect_handler
+from runtime.handlers import Handler, HandlerShapeError, inspect_handler
 from runtime.importer import ImportFromStringError, import_from_string
 from runtime.issues import DocPath, Issue, MeshFileError
 from runtime.mesh import AgentDef, ExternalDef, Mesh, PipelineDef, fingerprint
 from runtime.model import AgentSpec, Defaults, ExternalAgent, MeshSpec
 from runtime.pipeline import check_constants, compile_pipeline, find_cycles
 from runtime.pipeline_spec import PipelineSpec
-from runtime.schemas import PayloadSchema, SchemaResolver, compile_schema
+from runtime.schemas import PayloadSchema, SchemaCache, SchemaResolver, compile_schema
+from runtime.sourcecache import SourceCache
 from runtime.yamlsource import SourceDoc, load_source
 
 
-def load_mesh(path: Path, environ: dict[str, str] | None = None) -> Mesh:
-    """Load and check a mesh file whole; raises MeshFileError listing every problem."""
+@dataclass
+class LoadCache:
+    """What one load can hand the next (parsed pieces, compiled schemas, inspected
+    handlers, built agents), so reloading a big file costs what changed, not its size."""
+
+    source: SourceCache = field(default_factory=SourceCache)
+    schemas: SchemaCache = field(default_factory=SchemaCache)
+    handlers: dict[str, tuple[object, Handler]] = field(default_factory=dict)
+    agents: dict[str, AgentDef] = field(default_factory=dict)
+
+
+def load_mesh(path: Path, environ: dict[str, str] | None = None,
+              cache: LoadCache | None = None) -> Mesh:
+    """Load and check a mesh file whole; raises MeshFileError listing every problem.
+
+    With a `cache` (one per served file), whatever did not change since the last load
+    with it is re-used; the result is the same as without.
+    """
     path = Path(path)
-    doc = load_source(path, display=_display_name(path), environ=environ)
+    display = _display_name(path)
+    if cache is None:
+        doc = load_source(path, display=display, environ=environ)
+    else:
+        doc = cache.source.load(path, display=display, environ=environ)
     if doc.issues and doc.data is None:
         raise MeshFileError(doc.issues)
-    return _Loading(path, doc).run()
+    return _Loading(path, doc, cache).run()
 
 
 def _display_name(path: Path) -> str:
@@ -44,13 +66,14 @@ def _display_name(path: Path) -> str:
 class _Loading:
     """One load: the document, what has been found wrong so far, and what resolved."""
 
-    def __init__(self, path: Path, doc: SourceDoc):
+    def __init__(self, path: Path, doc: SourceDoc, cache: LoadCache | None = None):
         self.path = path
         self.folder = path.resolve().parent
         self.doc = doc
+        self.cache = cache
         self.issues: list[Issue] = list(doc.issues)
         self.warnings: list[Issue] = []
-        self.schemas = SchemaResolver(self.folder)
+        self.schemas = SchemaResolver(self.folder, cache=cache.schemas if cache else None)
         self.handler_files: set[Path] = set()
 
     def run(self) -> Mesh:
@@ -72,6 +95,8 @@ class _Loading:
         self.issues.extend(self.schemas.issues)
         if self.issues:
             raise MeshFileError(self.issues)
+        if self.cache is not None:
+            self.cache.agents = dict(agents)
         return Mesh(
             path=self.path,
             spec=spec,
@@ -115,18 +140,26 @@ class _Loading:
     def _agent(self, defaults: Defaults, name: str, spec: AgentSpec) -> AgentDef | None:
         where = ("agents", name)
         try:
-            func = import_from_string(spec.handler)
-            handler = inspect_handler(func, spec.handler)
+            handler = self._handler(spec.handler)
         except (ImportFromStringError, HandlerShapeError) as exc:
             self.issues.append(self.doc.issue((*where, "handler"), str(exc)))
             return None
         source = getattr(sys.modules.get(spec.handler.partition(":")[0]), "__file__", None)
         if source:
             self.handler_files.add(Path(source).resolve())
-        input_schema = self._schema(spec.input, (*where, "input"), handler.input_schema)
-        output_schema = self._schema(spec.output, (*where, "output"), handler.output_schema)
         timeout = spec.timeout or defaults.timeout
         concurrency = spec.concurrency or defaults.concurrency
+        before = self.cache.agents.get(name) if self.cache is not None else None
+        if (before is not None and before.spec == spec and before.handler is handler
+                and (before.timeout, before.concurrency) == (timeout, concurrency)
+                and not _refers_to_files(spec.input) and not _refers_to_files(spec.output)):
+            return before  # nothing it depends on changed: not even its schemas are redone
+        input_schema = self._schema(spec.input, (*where, "input"), handler.input_schema)
+        output_schema = self._schema(spec.output, (*where, "output"), handler.output_schema)
+        if (before is not None and before.spec == spec and before.handler is handler
+                and before.input is input_schema and before.output is output_schema
+                and (before.timeout, before.concurrency) == (timeout, concurrency)):
+            return before
         return AgentDef(
             name=name, description=spec.description, version=spec.version,
             tags=tuple(spec.tags), input=input_schema, output=output_schema,
@@ -136,10 +169,28 @@ class _Loading:
             spec=spec, handler=handler,
         )
 
+    def _handler(self, spec: str) -> Handler:
+        """Import and inspect a handler; inspected once per function while a cache lives."""
+        func = import_from_string(spec)
+        if self.cache is None:
+            return inspect_handler(func, spec)
+        known = self.cache.handlers.get(spec)
+        if known is not None and known[0] is func:
+            return known[1]
+        handler = inspect_handler(func, spec)
+        self.cache.handlers[spec] = (func, handler)
+        return handler
+
     def _schema(self, raw: Any, where: DocPath,
                 derived: dict[str, Any] | None = None) -> PayloadSchema | None:
         if raw is None:
-            return compile_schema(derived) if derived is not None else None
+            if derived is None:
+                return None
+            if self.cache is None:
+                return compile_schema(derived)
+            key = ("derived", repr(derived))
+            return self.cache.schemas.get(key) or self.cache.schemas.put(
+                key, compile_schema(derived))
         return self.schemas.resolve(raw, self.doc, where)
 
     def _external(self, name: str, spec: ExternalAgent) -> ExternalDef:
@@ -178,7 +229,8 @@ class _Loading:
                 output=output_schema, timeout=timeout, concurrency=mesh.defaults.concurrency,
                 streaming=False,
                 fingerprint=fingerprint(spec.model_dump(by_alias=True), _doc(input_schema),
-                                        _doc(output_schema), timeout, mesh.defaults.timeout),
+                                        _doc(output_schema), timeout, mesh.defaults.timeout,
+                                        mesh.defaults.concurrency),
                 spec=spec, compiled=compiled,
             )
         return result
@@ -186,6 +238,18 @@ class _Loading:
 
 def _doc(schema: PayloadSchema | None) -> Any:
     return schema.document if schema else None
+
+
+def _refers_to_files(schema: Any) -> bool:
+    """Whether a schema has a `$ref` to a file (whose content may have changed since)."""
+    if isinstance(schema, dict):
+        ref = schema.get("$ref")
+        if isinstance(ref, str) and not ref.startswith("#"):
+            return True
+        return any(_refers_to_files(v) for v in schema.values())
+    if isinstance(schema, list):
+        return any(_refers_to_files(v) for v in schema)
+    return False
 
 
 # -- pydantic errors in a user's words ------------------------------------------------

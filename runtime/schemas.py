@@ -7,7 +7,9 @@ at load time); the slower, precise error listing runs only for a request that fa
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
+import json
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,7 +18,7 @@ import jsonschema
 import jsonschema_rs
 
 from runtime.issues import DocPath, Issue
-from runtime.yamlsource import SourceDoc, load_source
+from runtime.yamlsource import SourceDoc, load_source, parse_source
 
 _TYPES = ("array", "boolean", "integer", "null", "number", "object", "string")
 DefaultsFiller = Callable[[Any], None]
@@ -42,6 +44,28 @@ class PayloadSchema:
         return found
 
 
+class SchemaCache:
+    """What stays true across loads: meta-schema checks, compiled validators and parsed
+    schema files, keyed by their exact text, so a reload re-does only what was edited."""
+
+    def __init__(self, size: int = 8192):
+        self.size = size
+        self._entries: OrderedDict[Hashable, Any] = OrderedDict()
+
+    def get(self, key: Hashable) -> Any:
+        found = self._entries.get(key)
+        if found is not None:
+            self._entries.move_to_end(key)
+        return found
+
+    def put(self, key: Hashable, value: Any) -> Any:
+        self._entries[key] = value
+        self._entries.move_to_end(key)
+        if len(self._entries) > self.size:  # bounded: a long session of edits does not grow
+            self._entries.popitem(last=False)
+        return value
+
+
 @dataclass
 class SchemaResolver:
     """Resolves the schemas of one mesh file, caching each referenced file once."""
@@ -49,6 +73,7 @@ class SchemaResolver:
     base_dir: Path
     files: dict[Path, SourceDoc] = field(default_factory=dict)
     issues: list[Issue] = field(default_factory=list)
+    cache: SchemaCache | None = None
     _bundled: dict[Path, Any] = field(default_factory=dict)
 
     def resolve(self, raw: Any, doc: SourceDoc, where: DocPath) -> PayloadSchema | None:
@@ -62,13 +87,17 @@ class SchemaResolver:
         bundled = self._bundle(raw, doc, where, Path(doc.file).parent, (), seen=())
         if len(self.issues) > before or bundled is None:
             return None
+        key = ("compiled", _text(bundled)) if self.cache is not None else None
+        if self.cache is not None and (known := self.cache.get(key)) is not None:
+            return known  # type: ignore[no-any-return]
         try:
             validator = jsonschema_rs.validator_for(bundled)
         except (jsonschema_rs.ValidationError, jsonschema_rs.ReferencingError, ValueError) as exc:
             first_line = str(exc).strip().splitlines()[0]
             self.issues.append(doc.issue(where, f"invalid JSON Schema: {first_line}"))
             return None
-        return PayloadSchema(bundled, validator, compile_defaults(bundled))
+        compiled = PayloadSchema(bundled, validator, compile_defaults(bundled))
+        return self.cache.put(key, compiled) if self.cache is not None else compiled
 
     def _bundle(self, node: Any, doc: SourceDoc, where: DocPath, folder: Path,
                 inner: DocPath, seen: tuple[Path, ...]) -> Any:
@@ -103,7 +132,7 @@ class SchemaResolver:
                                                 f"(looked for {target})"))
             return None
         if target not in self._bundled:  # each file is read and checked once per load
-            source = load_source(target, display=_display(target, self.base_dir))
+            source = self._load_file(target)
             self.files[target] = source
             self.issues.extend(source.issues)
             before = len(self.issues)
@@ -122,21 +151,51 @@ class SchemaResolver:
         key = f"file:{target.name}"
         return {"$ref": f"{uri}#{fragment}", "$defs": {key: {**content, "$id": uri}}}
 
+    def _load_file(self, target: Path) -> SourceDoc:
+        display = _display(target, self.base_dir)
+        if self.cache is None:
+            return load_source(target, display=display)
+        try:
+            text = target.read_text(encoding="utf-8")
+        except OSError:
+            return load_source(target, display=display)  # reports the problem its usual way
+        key = ("file", display, text)
+        if (known := self.cache.get(key)) is not None:
+            return known  # type: ignore[no-any-return]
+        source = parse_source(text, SourceDoc(display))
+        return self.cache.put(key, source) if not source.issues else source
+
     def _check_meta(self, schema: Any, doc: SourceDoc, where: DocPath) -> None:
         if not isinstance(schema, dict):
             return
-        try:
-            cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
-        except Exception:  # an unknown $schema URI: checked by the compile step instead
-            return
-        for error in cls(cls.META_SCHEMA).iter_errors(schema):
-            path = tuple(error.path)
-            message = _meta_message(error)
+        if self.cache is None:
+            problems = _meta_problems(schema)
+        else:
+            key = ("meta", _text(schema))
+            problems = self.cache.get(key)
+            if problems is None:
+                problems = self.cache.put(key, _meta_problems(schema))
+        for path, message in problems:
             self.issues.append(doc.issue((*where, *path), f"invalid JSON Schema: {message}"))
 
     @property
     def used_files(self) -> list[Path]:
         return sorted(self.files)
+
+
+def _meta_problems(schema: dict[str, Any]) -> tuple[tuple[DocPath, str], ...]:
+    """Where `schema` breaks its meta-schema, as (path inside the schema, message) pairs."""
+    try:
+        cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
+    except Exception:  # an unknown $schema URI: checked by the compile step instead
+        return ()
+    return tuple((tuple(error.path), _meta_message(error))
+                 for error in cls(cls.META_SCHEMA).iter_errors(schema))
+
+
+def _text(schema: Any) -> str:
+    """A cache key for a schema: its exact JSON text (key order kept: it is shown to users)."""
+    return json.dumps(schema, default=repr)
 
 
 def _meta_message(error: jsonschema.ValidationError) -> str:

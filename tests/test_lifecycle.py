@@ -1,0 +1,165 @@
+"""`up` from start to stop: embedded NATS, signals, draining, JetStream off, reconnects."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import socket
+from pathlib import Path
+
+import nats
+import pytest
+
+from runtime.caller import call_agent
+from runtime.client import catalog
+from runtime.natsserver import NatsServer
+from tests.helpers import ROOT, UpProcess, cli, write_mesh
+
+HANDLERS = """
+    import asyncio
+
+    async def echo(payload):
+        return payload
+
+    async def slow(payload):
+        await asyncio.sleep(payload["seconds"])
+        return {"done": True}
+"""
+
+MESH = """
+    version: 1
+    agents:
+      life.echo:
+        description: Echoes.
+        handler: {mod}:echo
+      life.slow:
+        handler: {mod}:slow
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+async def test_stop_finishes_in_flight_requests_and_leaves_the_catalog(
+        tmp_path: Path, fresh_nats: NatsServer, sig: signal.Signals) -> None:
+    path, _ = write_mesh(tmp_path, MESH, HANDLERS)
+    up = UpProcess(path, fresh_nats.url, "--no-reload")
+    up.wait_for("ready:")
+    nc = await nats.connect(fresh_nats.url)
+    try:
+        names = {e["name"] for e in await catalog(nc) or []}
+        registry = await nc.jetstream().key_value("mesh-registry")
+        card = json.loads((await registry.get("life.echo")).value)
+        in_flight = asyncio.ensure_future(call_agent(nc, "life.slow", {"seconds": 0.5}, 5))
+        await asyncio.sleep(0.1)  # let the request reach the handler before the signal
+        code = await asyncio.to_thread(up.stop, sig)
+        reply = await in_flight
+        after = {e["name"] for e in await catalog(nc) or []}
+        keys = await registry.keys() if await _has_keys(registry) else []
+    finally:
+        await nc.close()
+    assert names == {"life.echo", "life.slow"}
+    assert card["x-agentmesh"]["subject"] == "mesh.agent.life.echo"
+    assert reply == {"done": True}
+    assert code == 0
+    assert after == set()
+    assert "life.echo" not in keys
+    assert up.lines[-1] == "stopped"
+
+
+async def _has_keys(kv: object) -> bool:
+    try:
+        await kv.keys()  # type: ignore[attr-defined]
+    except Exception:  # nats-py raises NoKeysError for an empty bucket
+        return False
+    return True
+
+
+def test_embedded_server_serves_and_cleans_up(tmp_path: Path) -> None:
+    port = free_port()
+    embedded = f"    version: 1\n    nats:\n      embedded: {{port: {port}}}"
+    path, _ = write_mesh(tmp_path, MESH.replace("    version: 1", embedded), HANDLERS)
+    with UpProcess(path, None, "--no-reload", env={"NATS_URL": ""}) as up:
+        assert up.wait_for("ready:") == f"ready: 2 agents, 0 pipelines on nats://127.0.0.1:{port}"
+        called = cli("call", "life.echo", '{"x": 1}', "--nats", f"nats://127.0.0.1:{port}")
+        assert json.loads(called.stdout) == {"x": 1}
+    assert up.process.returncode == 0
+    with socket.socket() as probe:  # the embedded server is gone with `up`
+        assert probe.connect_ex(("127.0.0.1", port)) != 0
+
+
+def test_embedded_port_taken_says_how_to_join(tmp_path: Path) -> None:
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        path, _ = write_mesh(tmp_path, f"version: 1\nnats:\n  embedded: {{port: {port}}}\n")
+        result = cli("up", "-f", str(path), "--no-reload", env={"NATS_URL": ""})
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        f"error: port {port} on 127.0.0.1 is taken (is another mesh-runtime up or nats-server "
+        f"running?). To join that server: mesh-runtime up --nats nats://127.0.0.1:{port}")
+
+
+async def test_without_jetstream_agents_are_served_and_discovery_is_off(tmp_path: Path) -> None:
+    path, _ = write_mesh(tmp_path, MESH, HANDLERS)
+    with NatsServer(jetstream=False) as server, UpProcess(path, server.url, "--no-reload") as up:
+        nc = await nats.connect(server.url)
+        try:
+            reply = await call_agent(nc, "life.echo", {"ok": True}, 5)
+        finally:
+            await nc.close()
+        warnings = [line for line in up.lines if "discovery" in line]
+    assert reply == {"ok": True}
+    assert len(warnings) == 1
+    assert warnings[0].startswith("warning: JetStream is not available")
+    assert warnings[0].endswith("agents are served, but discovery (catalog, registry) is off")
+
+
+async def test_reconnects_after_the_broker_restarts(tmp_path: Path) -> None:
+    port = free_port()
+    path, _ = write_mesh(tmp_path, MESH, HANDLERS)
+    first = NatsServer(port=port).start()
+    up = UpProcess(path, f"nats://127.0.0.1:{port}", "--no-reload")
+    try:
+        up.wait_for("ready:")
+        first.stop()
+        up.wait_for("disconnected from NATS")
+        with NatsServer(port=port) as second:
+            up.wait_for("reconnected to NATS")
+            nc = await nats.connect(second.url)
+            try:
+                reply = await call_agent(nc, "life.echo", {"after": "restart"}, 5)
+            finally:
+                await nc.close()
+            assert reply == {"after": "restart"}
+            assert up.process.poll() is None
+    finally:
+        up.stop()
+        first.stop()
+
+
+def test_a_broken_file_stops_up_with_positions_and_no_traceback(tmp_path: Path) -> None:
+    path, _ = write_mesh(tmp_path, "version: 1\nagents:\n  a:\n    handler: nowhere:f\n")
+    result = cli("up", "-f", str(path), "--nats", "nats://127.0.0.1:1")
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        f"{path}:4:14: agents.a.handler: module 'nowhere' not found"]
+
+
+def test_schema_command_matches_the_committed_schema() -> None:
+    printed = cli("schema")
+    committed = json.loads((ROOT / "schemas" / "mesh.schema.json").read_text())
+    assert printed.returncode == 0
+    assert json.loads(printed.stdout) == committed
+    assert committed["properties"]["version"] == {"const": 1, "title": "Version", "type": "integer"}
+
+
+def test_demo_mesh_starts_with_the_modeline() -> None:
+    first = (ROOT / "mesh.yaml").read_text().splitlines()[0]
+    assert first == "# yaml-language-server: $schema=./schemas/mesh.schema.json"
