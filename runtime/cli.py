@@ -82,10 +82,10 @@ def _client_url(args: argparse.Namespace) -> str:
 
 
 def _up(args: argparse.Namespace) -> int:
-    from runtime.runner import StartupError, serve
+    from runtime.runner import StartupError, run_fast, serve
 
     try:
-        asyncio.run(serve(args.file, args.nats, reload=not args.no_reload))
+        run_fast(serve(args.file, args.nats, reload=not args.no_reload))
     except StartupError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -73,5 +73,7 @@ async def connect(servers: list[str], *, name: str, first_timeout: float = 10,
         nc = await nats.connect(
             servers=servers, name=name, allow_reconnect=True, max_reconnect_attempts=-1,
             reconnect_time_wait=0.5, connect_timeout=5, disconnected_cb=disconnected,
-            reconnected_cb=reconnected, error_cb=error, **options)
+            reconnected_cb=reconnected, error_cb=error,
+            # Subjects are checked once, at load time (agent names); replies are inboxes.
+            skip_subject_validation=True, **options)
     return nc

@@ -12,7 +12,7 @@ from typing import Any
 Caller = Callable[[str, Any, float, str], Awaitable[Any]]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: a frozen dataclass is slower to build, per request
 class Context:
     """Request id, agent name, static `config`, a logger, the deadline, and `call()`."""
 

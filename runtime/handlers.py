@@ -19,8 +19,8 @@ from runtime.context import Context
 # concurrency so a blocking handler does not starve at the executor's small default.
 THREAD_POOL = ThreadPoolExecutor(max_workers=64, thread_name_prefix="mesh-handler")
 
-Invoke = Callable[[Any, Context], Awaitable[Any]]
-Stream = Callable[[Any, Context], AsyncIterator[Any]]
+Invoke = Callable[[Any, Context | None], Awaitable[Any]]
+Stream = Callable[[Any, Context | None], AsyncIterator[Any]]
 
 
 class HandlerShapeError(ValueError):
@@ -41,6 +41,7 @@ class Handler:
 
     spec: str
     streaming: bool
+    wants_context: bool  # the handler takes (payload, ctx): build a Context per request
     invoke: Invoke | None
     stream: Stream | None
     input_schema: dict[str, Any] | None  # derived from a pydantic annotation, if any
@@ -73,7 +74,7 @@ def inspect_handler(func: Any, spec: str) -> Handler:
     adapt_in = _input_adapter(in_model)
     call = _caller(func, arity)
     if streaming:
-        return Handler(spec, True, None, _streamer(call, adapt_in),
+        return Handler(spec, True, arity == 2, None, _streamer(call, adapt_in),
                        _schema(in_model), _schema(out_model))
     if inspect.isgeneratorfunction(func):
         raise HandlerShapeError(
@@ -81,11 +82,11 @@ def inspect_handler(func: Any, spec: str) -> Handler:
     # A callable object counts as async when its __call__ is a coroutine function.
     call_method = vars(type(func)).get("__call__")
     is_async = inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(call_method)
-    return Handler(spec, False, _invoker(call, adapt_in, is_async), None,
+    return Handler(spec, False, arity == 2, _invoker(call, adapt_in, is_async), None,
                    _schema(in_model), _schema(out_model))
 
 
-def _caller(func: Any, arity: int) -> Callable[[Any, Context], Any]:
+def _caller(func: Any, arity: int) -> Callable[[Any, Context | None], Any]:
     if arity == 0:
         return lambda payload, ctx: func()
     if arity == 1:
@@ -93,24 +94,24 @@ def _caller(func: Any, arity: int) -> Callable[[Any, Context], Any]:
     return func
 
 
-def _invoker(call: Callable[[Any, Context], Any], adapt_in: Callable[[Any], Any] | None,
+def _invoker(call: Callable[[Any, Context | None], Any], adapt_in: Callable[[Any], Any] | None,
              is_async: bool) -> Invoke:
     if is_async:
-        async def invoke_async(payload: Any, ctx: Context) -> Any:
+        async def invoke_async(payload: Any, ctx: Context | None) -> Any:
             result = await call(adapt_in(payload) if adapt_in else payload, ctx)
             return dump(result)
         return invoke_async
 
-    async def invoke_sync(payload: Any, ctx: Context) -> Any:
+    async def invoke_sync(payload: Any, ctx: Context | None) -> Any:
         arg = adapt_in(payload) if adapt_in else payload
         loop = asyncio.get_running_loop()
         return dump(await loop.run_in_executor(THREAD_POOL, partial(call, arg, ctx)))
     return invoke_sync
 
 
-def _streamer(call: Callable[[Any, Context], Any],
+def _streamer(call: Callable[[Any, Context | None], Any],
               adapt_in: Callable[[Any], Any] | None) -> Stream:
-    async def stream(payload: Any, ctx: Context) -> AsyncIterator[Any]:
+    async def stream(payload: Any, ctx: Context | None) -> AsyncIterator[Any]:
         async for chunk in call(adapt_in(payload) if adapt_in else payload, ctx):
             yield dump(chunk)
     return stream

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,8 @@ class LoadCache:
     schemas: SchemaCache = field(default_factory=SchemaCache)
     handlers: dict[str, tuple[object, Handler]] = field(default_factory=dict)
     agents: dict[str, AgentDef] = field(default_factory=dict)
+    loaded_at: float = 0.0  # when the last load began (time.time()): edits after it are new
+    self_contained: set[str] = field(default_factory=set)  # agents whose schemas name no file
 
 
 def load_mesh(path: Path, environ: dict[str, str] | None = None,
@@ -47,6 +50,8 @@ def load_mesh(path: Path, environ: dict[str, str] | None = None,
     """
     path = Path(path)
     display = _display_name(path)
+    if cache is not None:
+        cache.loaded_at = time.time()
     if cache is None:
         doc = load_source(path, display=display, environ=environ)
     else:
@@ -75,6 +80,8 @@ class _Loading:
         self.warnings: list[Issue] = []
         self.schemas = SchemaResolver(self.folder, cache=cache.schemas if cache else None)
         self.handler_files: set[Path] = set()
+        self.module_files: dict[str, Path | None] = {}
+        self.self_contained: set[str] = set()
 
     def run(self) -> Mesh:
         data = self.doc.data
@@ -96,7 +103,7 @@ class _Loading:
         if self.issues:
             raise MeshFileError(self.issues)
         if self.cache is not None:
-            self.cache.agents = dict(agents)
+            self.cache.agents, self.cache.self_contained = dict(agents), self.self_contained
         return Mesh(
             path=self.path,
             spec=spec,
@@ -144,16 +151,17 @@ class _Loading:
         except (ImportFromStringError, HandlerShapeError) as exc:
             self.issues.append(self.doc.issue((*where, "handler"), str(exc)))
             return None
-        source = getattr(sys.modules.get(spec.handler.partition(":")[0]), "__file__", None)
-        if source:
-            self.handler_files.add(Path(source).resolve())
+        self._note_handler_file(spec.handler)
         timeout = spec.timeout or defaults.timeout
         concurrency = spec.concurrency or defaults.concurrency
         before = self.cache.agents.get(name) if self.cache is not None else None
         if (before is not None and before.spec == spec and before.handler is handler
                 and (before.timeout, before.concurrency) == (timeout, concurrency)
-                and not _refers_to_files(spec.input) and not _refers_to_files(spec.output)):
+                and name in self.cache.self_contained):  # type: ignore[union-attr]
+            self.self_contained.add(name)
             return before  # nothing it depends on changed: not even its schemas are redone
+        if not _refers_to_files(spec.input) and not _refers_to_files(spec.output):
+            self.self_contained.add(name)
         input_schema = self._schema(spec.input, (*where, "input"), handler.input_schema)
         output_schema = self._schema(spec.output, (*where, "output"), handler.output_schema)
         if (before is not None and before.spec == spec and before.handler is handler
@@ -168,6 +176,14 @@ class _Loading:
                                     timeout, concurrency),
             spec=spec, handler=handler,
         )
+
+    def _note_handler_file(self, spec: str) -> None:
+        module = spec.partition(":")[0]
+        if module not in self.module_files:
+            source = getattr(sys.modules.get(module), "__file__", None)
+            self.module_files[module] = Path(source).resolve() if source else None
+            if source:
+                self.handler_files.add(Path(source).resolve())
 
     def _handler(self, spec: str) -> Handler:
         """Import and inspect a handler; inspected once per function while a cache lives."""

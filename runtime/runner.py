@@ -7,17 +7,30 @@ import contextlib
 import logging
 import signal
 import socket
+from collections.abc import Coroutine
 from pathlib import Path
+from typing import Any, TypeVar
 
 from runtime.catalog import Discovery
 from runtime.connection import choose_servers, connect, connect_options
 from runtime.issues import MeshFileError
-from runtime.loader import load_mesh
+from runtime.loader import LoadCache, load_mesh
 from runtime.mesh import Mesh
 from runtime.natsserver import NatsServer, NatsServerError
 from runtime.server import MeshServer
 
 log = logging.getLogger("mesh-runtime")
+T = TypeVar("T")
+
+
+def run_fast(main: Coroutine[Any, Any, T]) -> T:
+    """asyncio.run, on uvloop where it is installed (it serves about a third faster)."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(main)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(main)
 
 
 class StartupError(RuntimeError):
@@ -51,7 +64,8 @@ def _port_taken(port: int) -> bool:
 
 async def serve(path: Path, nats_flag: str | None, reload: bool) -> None:
     """Run `up` until SIGINT or SIGTERM; raises MeshFileError or StartupError."""
-    mesh = load_mesh(path)
+    cache = LoadCache()  # kept for reloads: they redo only what an edit changed
+    mesh = load_mesh(path, cache=cache)
     for warning in mesh.warnings:
         log.warning("%s", warning)
     servers = choose_servers(mesh.spec.nats, nats_flag)
@@ -66,13 +80,13 @@ async def serve(path: Path, nats_flag: str | None, reload: bool) -> None:
             reason = "no answer within 10s" if isinstance(exc, TimeoutError) else (
                 str(exc) or type(exc).__name__)
             raise StartupError(f"cannot connect to NATS at {', '.join(urls)}: {reason}") from None
-        await _serve_on(nc, mesh, reload)
+        await _serve_on(nc, mesh, reload, cache)
     finally:
         if embedded is not None:
             embedded.stop()
 
 
-async def _serve_on(nc: object, mesh: Mesh, reload: bool) -> None:
+async def _serve_on(nc: object, mesh: Mesh, reload: bool, cache: LoadCache) -> None:
     from nats.aio.client import Client
 
     assert isinstance(nc, Client)
@@ -86,7 +100,7 @@ async def _serve_on(nc: object, mesh: Mesh, reload: bool) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    watcher = asyncio.create_task(_watch(server, mesh)) if reload else None
+    watcher = asyncio.create_task(_watch(server, mesh, cache)) if reload else None
     try:
         await stop.wait()
     finally:
@@ -101,10 +115,10 @@ async def _serve_on(nc: object, mesh: Mesh, reload: bool) -> None:
         log.info("stopped")
 
 
-async def _watch(server: MeshServer, mesh: Mesh) -> None:
+async def _watch(server: MeshServer, mesh: Mesh, cache: LoadCache) -> None:
     from runtime.reload import watch_and_apply
 
-    await watch_and_apply(server, mesh)
+    await watch_and_apply(server, mesh, cache)
 
 
 __all__ = ["MeshFileError", "StartupError", "serve"]

@@ -2,36 +2,38 @@
 
 The definition behind a name can be swapped by a reload while requests run: each
 request reads `service.definition` once, on arrival, and finishes on that one.
+This is the hot path: everything that can be known at load time is, already.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable
 from typing import Any
 
+import orjson
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
 from runtime import protocol as p
 from runtime.context import Caller, Context
+from runtime.deadlines import Deadlines
 from runtime.handlers import InputModelError
 from runtime.mesh import AgentDef, Endpoint, PipelineDef
 
 log = logging.getLogger("mesh-runtime")
-Runner = Callable[[Endpoint, Any, Context], Awaitable[Any]]
 
 
 class Service:
     """Serves one agent or pipeline: subscribe, answer, drain."""
 
-    def __init__(self, nc: Client, definition: Endpoint, caller: Caller, mesh_name: str):
+    def __init__(self, nc: Client, definition: Endpoint, caller: Caller, mesh_name: str,
+                 deadlines: Deadlines):
         self.nc = nc
+        self.deadlines = deadlines
         self.caller = caller
         self.mesh_name = mesh_name
         self.name = definition.name
@@ -39,7 +41,9 @@ class Service:
         self.error_subject = p.error_subject(self.name)
         self.logger = logging.getLogger(f"mesh-runtime.agent.{self.name}")
         self.subscription: Subscription | None = None
-        self.in_flight: set[asyncio.Task[None]] = set()
+        self.in_flight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
         self.update(definition)
 
     def update(self, definition: Endpoint) -> None:
@@ -57,30 +61,52 @@ class Service:
         if self.subscription is not None:
             await self.subscription.unsubscribe()
             self.subscription = None
-        if self.in_flight:
-            await asyncio.wait(list(self.in_flight))
+        await self._idle.wait()
 
     async def _on_message(self, msg: Msg) -> None:
         # nats-py awaits this callback message by message: hand each request to its own
         # task at once, so one slow handler never holds up the next request.
-        task = asyncio.create_task(self._handle(msg, self.definition, self.slots))
-        self.in_flight.add(task)
-        task.add_done_callback(self.in_flight.discard)
+        definition = self.definition
+        task = asyncio.create_task(self._handle(msg, definition, self.slots))
+        self.deadlines.add(task, task.get_loop().time() + definition.timeout)
+        if self.in_flight == 0:
+            self._idle.clear()
+        self.in_flight += 1
 
     async def _handle(self, msg: Msg, definition: Endpoint, slots: asyncio.Semaphore) -> None:
-        headers = msg.headers or {}
-        request_id = headers.get(p.HDR_REQUEST_ID) or uuid.uuid4().hex
-        streaming = headers.get(p.HDR_STREAM) == "true"
+        try:
+            await self._answer(msg, definition, slots)
+        finally:
+            self.in_flight -= 1
+            if self.in_flight == 0:
+                self._idle.set()
+
+    async def _answer(self, msg: Msg, definition: Endpoint, slots: asyncio.Semaphore) -> None:
+        headers = msg.headers
+        request_id = headers.get(p.HDR_REQUEST_ID) if headers else None
+        request_id = request_id or uuid.uuid4().hex
+        streaming = headers is not None and headers.get(p.HDR_STREAM) == "true"
+        task = asyncio.current_task()
         try:
             if streaming != definition.streaming:
                 raise _mismatch(definition, streaming)
             payload = _decode(msg.data, definition)
-            deadline = time.monotonic() + definition.timeout
-            ctx = Context(request_id, self.name, _config(definition), self.logger, deadline,
-                          self.caller)
-            result = await self._run_within_deadline(definition, slots, payload, ctx, streaming)
-            if streaming:
-                return
+            acquired = False
+            try:
+                await slots.acquire()  # excess requests wait here, within the deadline
+                acquired = True
+                if streaming:
+                    await self._stream(definition, payload, request_id)
+                    return
+                result = await self._run(definition, payload, request_id)
+            except asyncio.CancelledError:
+                if not self.deadlines.done(task):  # type: ignore[arg-type]
+                    raise  # not ours: let the cancellation through
+                raise _deadline_error(definition, acquired) from None
+            finally:
+                if acquired:
+                    slots.release()
+                self.deadlines.done(task)  # type: ignore[arg-type]
             body = _encode_output(result, definition)
             if msg.reply:
                 await self.nc.publish(msg.reply, body, headers={
@@ -88,48 +114,33 @@ class Service:
         except Exception as exc:  # every failure is an answer, never a crash
             await self._fail(msg, _as_mesh_error(exc, definition), request_id, streaming)
 
-    async def _run_within_deadline(self, definition: Endpoint, slots: asyncio.Semaphore,
-                                   payload: Any, ctx: Context, streaming: bool) -> Any:
-        """Wait for a concurrency slot and run, both within the request's one deadline."""
-        acquired = False
-        try:
-            async with asyncio.timeout(definition.timeout):
-                await slots.acquire()  # excess requests wait here for a slot
-                acquired = True
-                if streaming:
-                    return await self._stream(definition, payload, ctx)
-                return await self._run(definition, payload, ctx)
-        except TimeoutError:
-            if acquired:
-                raise p.MeshError(p.TIMEOUT, f"'{self.name}' did not finish within "
-                                  f"{definition.timeout:g}s") from None
-            raise p.MeshError(p.OVERLOADED, f"'{self.name}' stayed at its concurrency limit "
-                              f"({definition.concurrency}) for {definition.timeout:g}s") from None
-        finally:
-            if acquired:
-                slots.release()
+    def _context(self, definition: AgentDef, request_id: str) -> Context | None:
+        if not definition.handler.wants_context:
+            return None  # most handlers take only the payload: build nothing for them
+        return Context(request_id, self.name, definition.spec.config, self.logger,
+                       time.monotonic() + definition.timeout, self.caller)
 
-    async def _run(self, definition: Endpoint, payload: Any, ctx: Context) -> Any:
+    async def _run(self, definition: Endpoint, payload: Any, request_id: str) -> Any:
         if isinstance(definition, AgentDef):
             assert definition.handler.invoke is not None
-            return await definition.handler.invoke(payload, ctx)
+            return await definition.handler.invoke(payload, self._context(definition, request_id))
         assert isinstance(definition, PipelineDef)
         return await definition.compiled.run(
-            payload, call=self.caller, request_id=ctx.request_id, mesh_name=self.mesh_name,
+            payload, call=self.caller, request_id=request_id, mesh_name=self.mesh_name,
             default_timeout=definition.timeout)
 
-    async def _stream(self, definition: Endpoint, payload: Any, ctx: Context) -> None:
+    async def _stream(self, definition: Endpoint, payload: Any, request_id: str) -> None:
         assert isinstance(definition, AgentDef) and definition.handler.stream is not None
-        subject = p.stream_subject(ctx.request_id)
+        subject = p.stream_subject(request_id)
         seq = 0
+        ctx = self._context(definition, request_id)
         async for chunk in definition.handler.stream(payload, ctx):
             await self.nc.publish(subject, _encode_output(chunk, definition), headers={
                 p.HDR_STREAM_SEQ: str(seq), p.HDR_STREAM_END: "false",
-                p.HDR_REQUEST_ID: ctx.request_id})
+                p.HDR_REQUEST_ID: request_id})
             seq += 1
         await self.nc.publish(subject, b"", headers={
-            p.HDR_STREAM_SEQ: str(seq), p.HDR_STREAM_END: "true",
-            p.HDR_REQUEST_ID: ctx.request_id})
+            p.HDR_STREAM_SEQ: str(seq), p.HDR_STREAM_END: "true", p.HDR_REQUEST_ID: request_id})
 
     async def _fail(self, msg: Msg, error: p.MeshError, request_id: str, streaming: bool) -> None:
         error.agent = error.agent or self.name
@@ -154,8 +165,8 @@ def _decode(data: bytes, definition: Endpoint) -> Any:
         payload: Any = {}  # OpenAgentMesh sends an empty body for a call without payload
     else:
         try:
-            payload = json.loads(data)
-        except ValueError as exc:
+            payload = orjson.loads(data)
+        except orjson.JSONDecodeError as exc:
             raise p.MeshError(p.INVALID_INPUT, f"request body is not JSON: {exc}",
                               details={"errors": [{"path": "", "message": str(exc)}]}) from None
     schema = definition.input
@@ -175,8 +186,8 @@ def _encode_output(result: Any, definition: Endpoint) -> bytes:
         errors = schema.errors(result)
         raise p.MeshError(p.INVALID_OUTPUT, _summary("output", errors), details={"errors": errors})
     try:
-        return json.dumps(result).encode()
-    except (TypeError, ValueError) as exc:
+        return orjson.dumps(result, option=orjson.OPT_NON_STR_KEYS)
+    except TypeError as exc:
         raise p.MeshError(p.INVALID_OUTPUT, f"output is not JSON-serializable: {exc}") from None
 
 
@@ -184,6 +195,14 @@ def _summary(what: str, errors: list[dict[str, str]]) -> str:
     first = errors[0] if errors else {"path": "", "message": "does not match the schema"}
     more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
     return f"{what} does not match the schema: {first['path'] or '/'}: {first['message']}{more}"
+
+
+def _deadline_error(definition: Endpoint, acquired: bool) -> p.MeshError:
+    if acquired:
+        return p.MeshError(p.TIMEOUT, f"'{definition.name}' did not finish within "
+                           f"{definition.timeout:g}s")
+    return p.MeshError(p.OVERLOADED, f"'{definition.name}' stayed at its concurrency limit "
+                       f"({definition.concurrency}) for {definition.timeout:g}s")
 
 
 def _mismatch(definition: Endpoint, streaming: bool) -> p.MeshError:
@@ -194,16 +213,9 @@ def _mismatch(definition: Endpoint, streaming: bool) -> p.MeshError:
     return p.MeshError(p.INVOCATION_MISMATCH, message)
 
 
-def _config(definition: Endpoint) -> dict[str, Any]:
-    return definition.spec.config if isinstance(definition, AgentDef) else {}
-
-
 def _as_mesh_error(exc: BaseException, definition: Endpoint) -> p.MeshError:
     if isinstance(exc, p.MeshError):
         return exc
-    if isinstance(exc, TimeoutError):
-        return p.MeshError(p.TIMEOUT, f"'{definition.name}' did not finish within "
-                           f"{definition.timeout:g}s")
     if isinstance(exc, InputModelError):
         return p.MeshError(p.INVALID_INPUT, _summary("input", exc.errors),
                            details={"errors": exc.errors})
