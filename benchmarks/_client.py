@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import os
 import json
 import math
+import os
 import statistics
 import time
 from collections.abc import Callable, Coroutine, Sequence

@@ -176,8 +176,8 @@ def _table(entries: list[dict[str, Any]]) -> str:
         str(e.get("version", "")), ",".join(e.get("tags") or []), str(e.get("description", "")),
     ) for e in entries]
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)).rstrip()
-                     + "  " + r[4] for r in rows)
+    return "\n".join(("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False))
+                      + "  " + r[4]).rstrip() for r in rows)
 
 
 def _graph(args: argparse.Namespace) -> int:

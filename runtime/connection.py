@@ -60,7 +60,8 @@ async def connect(servers: list[str], *, name: str, first_timeout: float = 10,
     end the process. Raises TimeoutError or the connection error when the first try fails."""
 
     async def disconnected() -> None:
-        log.warning("disconnected from NATS; reconnecting")
+        if not (nc.is_draining or nc.is_closed):  # a drain at shutdown is no news
+            log.warning("disconnected from NATS; reconnecting")
 
     async def reconnected() -> None:
         log.info("reconnected to NATS at %s; serving again", nc.connected_url.netloc

@@ -243,7 +243,7 @@ class _Loading:
                 name=name, description=spec.description, version=spec.version,
                 tags=tuple(dict.fromkeys(["pipeline", *spec.tags])), input=input_schema,
                 output=output_schema, timeout=timeout, concurrency=mesh.defaults.concurrency,
-                streaming=False,
+                streaming=False, step_timeout=mesh.defaults.timeout,
                 fingerprint=fingerprint(spec.model_dump(by_alias=True), _doc(input_schema),
                                         _doc(output_schema), timeout, mesh.defaults.timeout,
                                         mesh.defaults.concurrency),

@@ -55,6 +55,7 @@ class AgentDef(Endpoint):
 
 @dataclass(frozen=True)
 class PipelineDef(Endpoint):
+    step_timeout: float = 30.0  # defaults.timeout: what a step without `timeout` waits
     spec: PipelineSpec = field(default=None, repr=False)  # type: ignore[assignment]
     compiled: CompiledPipeline = field(default=None, repr=False)  # type: ignore[assignment]
 

@@ -127,7 +127,7 @@ class Service:
         assert isinstance(definition, PipelineDef)
         return await definition.compiled.run(
             payload, call=self.caller, request_id=request_id, mesh_name=self.mesh_name,
-            default_timeout=definition.timeout)
+            default_timeout=definition.step_timeout)
 
     async def _stream(self, definition: Endpoint, payload: Any, request_id: str) -> None:
         assert isinstance(definition, AgentDef) and definition.handler.stream is not None

@@ -8,6 +8,7 @@ handlers keep counters in module globals keyed by a token from the payload, and 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 import uuid
@@ -23,6 +24,8 @@ from runtime.client import catalog, open_client
 from runtime.natsserver import NatsServer
 from runtime.protocol import MeshError
 from tests.helpers import ROOT, UpProcess, cli, write_mesh
+
+EXAMPLE = ROOT / "examples" / "pipelines" / "mesh.yaml"
 
 HANDLERS = """
     import asyncio
@@ -317,7 +320,7 @@ EXTERNAL_MESH = """
 """
 
 
-class Mesh:
+class Served:
     """The two running `up` processes and the NATS URL they share."""
 
     def __init__(self, url: str, main: UpProcess, elsewhere: UpProcess):
@@ -327,16 +330,19 @@ class Mesh:
 
 
 @pytest.fixture(scope="module")
-def mesh(nats_server: NatsServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
+def mesh(nats_server: NatsServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     main_dir = tmp_path_factory.mktemp("pnt-main")
     other_dir = tmp_path_factory.mktemp("pnt-elsewhere")
     main_path, _ = write_mesh(main_dir, MESH, HANDLERS)
     other_path, _ = write_mesh(other_dir, EXTERNAL_MESH, EXTERNAL_HANDLERS)
-    # Both start at once; entering each waits for its `ready:` line.
-    main = UpProcess(main_path, nats_server.url, "--no-reload")
-    elsewhere = UpProcess(other_path, nats_server.url, "--no-reload")
-    with elsewhere, main:
-        yield Mesh(nats_server.url, main, elsewhere)
+    with contextlib.ExitStack() as stack:  # stops both, whichever fails to start
+        main = UpProcess(main_path, nats_server.url, "--no-reload")
+        stack.callback(main.stop)
+        elsewhere = UpProcess(other_path, nats_server.url, "--no-reload")
+        stack.callback(elsewhere.stop)
+        main.wait_for("ready:")  # both started at once; now wait for each
+        elsewhere.wait_for("ready:")
+        yield Served(nats_server.url, main, elsewhere)
 
 
 async def call(url: str, name: str, payload: Any, timeout: float = 5) -> Any:
@@ -360,7 +366,7 @@ def token() -> str:
 # -- call and with: templates ---------------------------------------------------------------
 
 
-async def test_with_templates_keep_json_types_or_make_strings(mesh: Mesh) -> None:
+async def test_with_templates_keep_json_types_or_make_strings(mesh: Served) -> None:
     payload = {"n": 3, "obj": {"a": 1}, "items": [1, 2], "name": "ann"}
     result = await call(mesh.url, "pnt.templates", payload)
     assert result == {
@@ -377,7 +383,7 @@ async def test_with_templates_keep_json_types_or_make_strings(mesh: Mesh) -> Non
     }
 
 
-def test_the_cli_calls_a_pipeline(mesh: Mesh) -> None:
+def test_the_cli_calls_a_pipeline(mesh: Served) -> None:
     done = cli("call", "pnt.templates", '{"n": 1, "obj": null, "items": [], "name": "x"}',
                "--nats", mesh.url)
     assert done.returncode == 0, done.stderr
@@ -388,7 +394,7 @@ def test_the_cli_calls_a_pipeline(mesh: Mesh) -> None:
 # -- parallel ---------------------------------------------------------------------------------
 
 
-async def test_parallel_branches_overlap_in_time(mesh: Mesh) -> None:
+async def test_parallel_branches_overlap_in_time(mesh: Served) -> None:
     started = time.monotonic()
     result = await call(mesh.url, "pnt.parallel", {})
     elapsed = time.monotonic() - started
@@ -404,7 +410,7 @@ async def test_parallel_branches_overlap_in_time(mesh: Mesh) -> None:
 # -- when ---------------------------------------------------------------------------------------
 
 
-async def test_when_false_skips_the_step_with_null(mesh: Mesh) -> None:
+async def test_when_false_skips_the_step_with_null(mesh: Served) -> None:
     key = token()
     assert await call(mesh.url, "pnt.when", {"go": False, "token": key}) == {
         "maybe": None, "count": 0}
@@ -415,7 +421,7 @@ async def test_when_false_skips_the_step_with_null(mesh: Mesh) -> None:
 # -- for_each ---------------------------------------------------------------------------------
 
 
-async def test_for_each_keeps_input_order_within_max_concurrency(mesh: Mesh) -> None:
+async def test_for_each_keeps_input_order_within_max_concurrency(mesh: Served) -> None:
     items = [5, 4, 3, 2, 1, 0]
     result = await call(mesh.url, "pnt.fan", {"items": items, "token": token()})
     assert [r["value"] for r in result] == [50, 40, 30, 20, 10, 0]
@@ -423,11 +429,11 @@ async def test_for_each_keeps_input_order_within_max_concurrency(mesh: Mesh) -> 
     assert max(r["most_running"] for r in result) == 2  # max_concurrency: 2, and it was reached
 
 
-async def test_for_each_over_an_empty_list_is_an_empty_list(mesh: Mesh) -> None:
+async def test_for_each_over_an_empty_list_is_an_empty_list(mesh: Served) -> None:
     assert await call(mesh.url, "pnt.fan", {"items": [], "token": token()}) == []
 
 
-async def test_for_each_over_a_non_list_fails_the_step(mesh: Mesh) -> None:
+async def test_for_each_over_a_non_list_fails_the_step(mesh: Served) -> None:
     error = await call_error(mesh.url, "pnt.fan", {"items": "abc", "token": token()})
     assert (error.code, error.details) == ("step_failed", {
         "step": "each", "code": "step_failed",
@@ -437,14 +443,14 @@ async def test_for_each_over_a_non_list_fails_the_step(mesh: Mesh) -> None:
 # -- retry --------------------------------------------------------------------------------------
 
 
-async def test_retry_tries_until_success(mesh: Mesh) -> None:
+async def test_retry_tries_until_success(mesh: Served) -> None:
     started = time.monotonic()
     result = await call(mesh.url, "pnt.retry", {"token": token(), "succeed_on": 3})
     assert result == {"attempts": 3}
     assert time.monotonic() - started >= 0.15  # waited 50ms, then 100ms (doubling)
 
 
-async def test_retry_counts_every_attempt_exactly(mesh: Mesh) -> None:
+async def test_retry_counts_every_attempt_exactly(mesh: Served) -> None:
     key = token()
     error = await call_error(mesh.url, "pnt.retry", {"token": key, "succeed_on": 99})
     assert (error.code, error.details) == ("step_failed", {
@@ -453,14 +459,14 @@ async def test_retry_counts_every_attempt_exactly(mesh: Mesh) -> None:
     assert await call(mesh.url, "pnt.report", {"token": key}) == {"count": 3}
 
 
-async def test_invalid_input_from_a_handler_is_never_retried(mesh: Mesh) -> None:
+async def test_invalid_input_from_a_handler_is_never_retried(mesh: Served) -> None:
     key = token()
     error = await call_error(mesh.url, "pnt.refused", {"token": key})
     assert (error.code, error.details["code"]) == ("step_failed", "invalid_input")
     assert await call(mesh.url, "pnt.report", {"token": key}) == {"count": 1}
 
 
-async def test_input_the_schema_rejects_is_sent_once(mesh: Mesh) -> None:
+async def test_input_the_schema_rejects_is_sent_once(mesh: Served) -> None:
     # The schema refuses before the handler runs, so count the requests on the wire.
     nc = await open_client(mesh.url)
     seen: list[str] = []
@@ -486,7 +492,7 @@ async def test_input_the_schema_rejects_is_sent_once(mesh: Mesh) -> None:
 # -- timeouts and on_error ------------------------------------------------------------------
 
 
-async def test_a_step_timeout_stops_waiting_for_the_slow_call(mesh: Mesh) -> None:
+async def test_a_step_timeout_stops_waiting_for_the_slow_call(mesh: Served) -> None:
     started = time.monotonic()
     error = await call_error(mesh.url, "pnt.step_timeout", {})
     elapsed = time.monotonic() - started
@@ -495,7 +501,7 @@ async def test_a_step_timeout_stops_waiting_for_the_slow_call(mesh: Mesh) -> Non
     assert elapsed < 0.8  # the handler sleeps 1s
 
 
-async def test_the_pipeline_timeout_bounds_the_whole_run(mesh: Mesh) -> None:
+async def test_the_pipeline_timeout_bounds_the_whole_run(mesh: Served) -> None:
     started = time.monotonic()
     error = await call_error(mesh.url, "pnt.pipe_timeout", {})
     elapsed = time.monotonic() - started
@@ -503,12 +509,12 @@ async def test_the_pipeline_timeout_bounds_the_whole_run(mesh: Mesh) -> None:
     assert elapsed < 0.8  # the handler sleeps 1s; the pipeline allows 300ms
 
 
-async def test_on_error_value_replaces_a_failed_step(mesh: Mesh) -> None:
+async def test_on_error_value_replaces_a_failed_step(mesh: Served) -> None:
     result = await call(mesh.url, "pnt.fallback", {})
     assert result == {"previous": {"fallback": True}}
 
 
-async def test_a_failing_step_is_step_failed_and_stops_the_run(mesh: Mesh) -> None:
+async def test_a_failing_step_is_step_failed_and_stops_the_run(mesh: Served) -> None:
     key = token()
     error = await call_error(mesh.url, "pnt.fails", {"token": key})
     assert error.to_dict() | {"request_id": ""} == {
@@ -524,7 +530,7 @@ async def test_a_failing_step_is_step_failed_and_stops_the_run(mesh: Mesh) -> No
 # -- pipelines of pipelines, other processes, input ---------------------------------------------
 
 
-async def test_a_pipeline_calls_a_pipeline_that_calls_another_process(mesh: Mesh) -> None:
+async def test_a_pipeline_calls_a_pipeline_that_calls_another_process(mesh: Served) -> None:
     result = await call(mesh.url, "pnt.outer", {"text": "hi"})
     inner = result["result"]
     assert (inner["shouted"], result["extra"]) == ("HI", "hi!")
@@ -532,7 +538,7 @@ async def test_a_pipeline_calls_a_pipeline_that_calls_another_process(mesh: Mesh
     assert inner["here_pid"] == mesh.main.process.pid != mesh.elsewhere.process.pid
 
 
-async def test_invalid_pipeline_input_is_invalid_input(mesh: Mesh) -> None:
+async def test_invalid_pipeline_input_is_invalid_input(mesh: Served) -> None:
     error = await call_error(mesh.url, "pnt.inner", {"text": 7})
     assert (error.code, error.details) == ("invalid_input", {
         "errors": [{"path": "/text", "message": '7 is not of type "string"'}]})
@@ -540,7 +546,7 @@ async def test_invalid_pipeline_input_is_invalid_input(mesh: Mesh) -> None:
     assert error.details["errors"][0]["path"] == "/text"
 
 
-async def test_one_request_id_reaches_every_step(mesh: Mesh) -> None:
+async def test_one_request_id_reaches_every_step(mesh: Served) -> None:
     request_id = f"trace-{token()}"
     nc = await open_client(mesh.url)
     try:
@@ -558,7 +564,7 @@ async def test_one_request_id_reaches_every_step(mesh: Mesh) -> None:
 # -- OpenAgentMesh ----------------------------------------------------------------------------
 
 
-async def test_an_openagentmesh_client_finds_and_calls_a_pipeline(mesh: Mesh) -> None:
+async def test_an_openagentmesh_client_finds_and_calls_a_pipeline(mesh: Served) -> None:
     from openagentmesh import AgentMesh
 
     async with AgentMesh(mesh.url) as client:
@@ -570,7 +576,7 @@ async def test_an_openagentmesh_client_finds_and_calls_a_pipeline(mesh: Mesh) ->
     assert result["result"]["shouted"] == "OAM"
 
 
-async def test_the_catalog_tags_every_pipeline(mesh: Mesh) -> None:
+async def test_the_catalog_tags_every_pipeline(mesh: Served) -> None:
     nc = await open_client(mesh.url)
     try:
         entries = await catalog(nc) or []
@@ -612,7 +618,7 @@ BROKEN = """
 
 
 def test_validate_reports_pipeline_mistakes_at_their_lines(tmp_path: Path) -> None:
-    path, _ = write_mesh(tmp_path, BROKEN, "def echo(payload):\n    return payload\n")
+    write_mesh(tmp_path, BROKEN, "def echo(payload):\n    return payload\n")
     done = cli("validate", "-f", "mesh.yaml", cwd=tmp_path)
     assert done.returncode == 1
     assert done.stderr.splitlines() == [
@@ -632,7 +638,7 @@ def test_validate_reports_pipeline_mistakes_at_their_lines(tmp_path: Path) -> No
 
 
 def test_graph_draws_the_example_pipeline() -> None:
-    done = cli("graph", "-f", str(ROOT / "examples" / "pipelines" / "mesh.yaml"))
+    done = cli("graph", "-f", str(EXAMPLE))
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert lines[:3] == ["flowchart TD", '  subgraph p0 ["shop.checkout"]', '    p0_1(["input"])']
@@ -643,8 +649,26 @@ def test_graph_draws_the_example_pipeline() -> None:
         '    p0_3 -->|"stock"| p0_5',
         '    p0_6{"when: input.express"}',
         '    p0_6 -.->|"no"| p0_8',
+        '    p0_9[["reservations<br/>→ shop.reserve<br/>for each steps.order.items (max 2)<br/>'
+        'retry 3×, timeout 2s"]]',
+        '    p0_8 -->|"yes"| p0_9',
         "  end",
     ):
         assert expected in lines
-    assert any(line.startswith("    p0_8[[") and "for each" in line for line in lines)
-    assert any("retry 3×" in line for line in lines)
+
+
+async def test_the_example_checks_out_an_order(fresh_nats: NatsServer) -> None:
+    order = {"customer": "ada", "items": [{"sku": "apple", "qty": 6}, {"sku": "cheese", "qty": 1}],
+             "express": True}
+    with UpProcess(EXAMPLE, fresh_nats.url, "--no-reload"):
+        receipt = await call(fresh_nats.url, "shop.checkout", order)
+        short = await call(fresh_nats.url, "shop.checkout",
+                           {"customer": "bob", "items": [{"sku": "tea", "qty": 1}]})
+    assert receipt["order_id"].startswith("ord-")
+    assert (receipt["total"], receipt["in_stock"], receipt["shipping"]) == (
+        7.0, True, {"carrier": "express", "eta_days": 1})
+    # Every reservation failed once and went through on the retry.
+    assert [(r["sku"], r["attempts"]) for r in receipt["reservations"]] == [
+        ("apple", 2), ("cheese", 2)]
+    assert (short["in_stock"], short["shipping"]["carrier"], short["reservations"]) == (
+        False, "standard", [])
