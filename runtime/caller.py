@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import uuid
 from typing import Any
 
 import nats.errors
+import orjson
 from nats.aio.client import Client
 
 from runtime import protocol as p
@@ -16,7 +16,7 @@ async def call_agent(nc: Client, name: str, payload: Any, timeout: float,
                      request_id: str | None = None) -> Any:
     """Request `name` and return its output; raises MeshError (not_found, timeout, or its own)."""
     request_id = request_id or uuid.uuid4().hex
-    body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+    body = payload if isinstance(payload, bytes) else orjson.dumps(payload)
     try:
         reply = await nc.request(p.agent_subject(name), body, timeout=max(timeout, 0.001),
                                  headers={p.HDR_REQUEST_ID: request_id})
@@ -29,4 +29,4 @@ async def call_agent(nc: Client, name: str, payload: Any, timeout: float,
     headers = reply.headers or {}
     if headers.get(p.HDR_STATUS) == "error":
         raise p.MeshError.from_body(reply.data, agent=name, request_id=request_id)
-    return json.loads(reply.data) if reply.data else {}
+    return orjson.loads(reply.data) if reply.data else {}

@@ -8,6 +8,8 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic import BaseModel
+
 # call(name, payload, timeout_seconds, request_id) -> the agent's output (raises MeshError)
 Caller = Callable[[str, Any, float, str], Awaitable[Any]]
 
@@ -30,4 +32,6 @@ class Context:
     async def call(self, name: str, payload: Any = None, *, timeout: float | None = None) -> Any:
         """Call another agent on the mesh, within this request's deadline, with its id."""
         budget = self.remaining() if timeout is None else min(timeout, self.remaining())
+        if isinstance(payload, BaseModel):
+            payload = payload.model_dump(mode="json")
         return await self._caller(name, {} if payload is None else payload, budget, self.request_id)
