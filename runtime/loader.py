@@ -38,6 +38,7 @@ class LoadCache:
     handlers: dict[str, tuple[object, Handler]] = field(default_factory=dict)
     agents: dict[str, AgentDef] = field(default_factory=dict)
     loaded_at: float = 0.0  # when the last load began (time.time()): edits after it are new
+    specs: dict[str, tuple[object, AgentSpec]] = field(default_factory=dict)  # by parsed value
     self_contained: set[str] = field(default_factory=set)  # agents whose schemas name no file
 
 
@@ -118,6 +119,8 @@ class _Loading:
     # -- structure -------------------------------------------------------------------
 
     def _structure(self, data: dict[str, Any]) -> MeshSpec | None:
+        if self.cache is not None and (spec := self._structure_by_agent(data)) is not None:
+            return spec
         try:
             return MeshSpec.model_validate(data)
         except ValidationError as exc:
@@ -128,6 +131,28 @@ class _Loading:
                     seen.add((path, message))
                     self.issues.append(self.doc.issue(path, message, key=on_key))
             return None
+
+    def _structure_by_agent(self, data: dict[str, Any]) -> MeshSpec | None:
+        """MeshSpec re-using each agent's spec while its parsed value is the very same
+        object (an unchanged piece of the file); None sends any problem to the full check."""
+        assert self.cache is not None
+        raw_agents = data.get("agents")
+        if not isinstance(raw_agents, dict) or not raw_agents:
+            return None
+        known, specs = self.cache.specs, {}
+        try:
+            rest = MeshSpec.model_validate({**data, "agents": {}})
+            for name, raw in raw_agents.items():
+                before = known.get(name)
+                if before is not None and before[0] is raw:
+                    specs[name] = before
+                else:
+                    specs[name] = (raw, AgentSpec.model_validate(raw))
+                    model.check_name(name)
+        except (ValidationError, ValueError):
+            return None
+        self.cache.specs = specs
+        return rest.model_copy(update={"agents": {name: s for name, (_, s) in specs.items()}})
 
     def _check_agents_alone(self, data: dict[str, Any]) -> None:
         """With the file's structure broken, still check each agent that is whole itself."""
@@ -155,7 +180,8 @@ class _Loading:
         timeout = spec.timeout or defaults.timeout
         concurrency = spec.concurrency or defaults.concurrency
         before = self.cache.agents.get(name) if self.cache is not None else None
-        if (before is not None and before.spec == spec and before.handler is handler
+        # `spec is`, not `==`: the very spec of an unchanged piece (and 1 == 1.0 == True)
+        if (before is not None and before.spec is spec and before.handler is handler
                 and (before.timeout, before.concurrency) == (timeout, concurrency)
                 and name in self.cache.self_contained):  # type: ignore[union-attr]
             self.self_contained.add(name)
@@ -164,7 +190,7 @@ class _Loading:
             self.self_contained.add(name)
         input_schema = self._schema(spec.input, (*where, "input"), handler.input_schema)
         output_schema = self._schema(spec.output, (*where, "output"), handler.output_schema)
-        if (before is not None and before.spec == spec and before.handler is handler
+        if (before is not None and before.spec is spec and before.handler is handler
                 and before.input is input_schema and before.output is output_schema
                 and (before.timeout, before.concurrency) == (timeout, concurrency)):
             return before

@@ -93,13 +93,13 @@ async def _serve_on(nc: object, mesh: Mesh, reload: bool, cache: LoadCache) -> N
     discovery = await Discovery.open(nc)
     server = MeshServer(nc, discovery)
     change = await server.apply(mesh)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):  # before `ready:`: a signal right after it
+        loop.add_signal_handler(sig, stop.set)  # must stop cleanly, not kill the process
     url = nc.connected_url.geturl() if nc.connected_url else "?"
     log.info("ready: %d agents, %d pipelines on %s", len(mesh.agents), len(mesh.pipelines), url)
     log.debug("%s", change.describe())
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
     watcher = asyncio.create_task(_watch(server, mesh, cache)) if reload else None
     try:
         await stop.wait()

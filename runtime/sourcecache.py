@@ -11,8 +11,10 @@ messages are always exactly those of `load_source`.
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections import OrderedDict
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -54,6 +56,32 @@ class _Cut:
     head: int = 0  # the line of the block's own key (`agents:`)
 
 
+class _Positions(Mapping[DocPath, Mark]):
+    """Positions by path: an entry's own come from its piece (no copying of 1,000 pieces'
+    positions into one dict on every load; they are looked up only to word a problem)."""
+
+    def __init__(self) -> None:
+        self.own: dict[DocPath, Mark] = {}  # top-level keys and the blocks' own keys
+        self.entries: dict[DocPath, dict[DocPath, Mark]] = {}  # by (block, entry name)
+
+    def _table(self, path: DocPath) -> dict[DocPath, Mark]:
+        return self.entries.get(path[:2], self.own) if len(path) >= 2 else self.own
+
+    def __getitem__(self, path: DocPath) -> Mark:
+        return self._table(path)[path]
+
+    def __contains__(self, path: object) -> bool:
+        return isinstance(path, tuple) and path in self._table(path)
+
+    def __iter__(self) -> Iterator[DocPath]:
+        yield from self.own
+        for table in self.entries.values():
+            yield from table
+
+    def __len__(self) -> int:
+        return len(self.own) + sum(len(table) for table in self.entries.values())
+
+
 class SourceCache:
     """Parsed pieces of mesh files, keyed by their text; bounded in size."""
 
@@ -80,35 +108,42 @@ class SourceCache:
         if not cuts:
             return None
         doc = SourceDoc(display, data={})
-        doc.values[()] = (cuts[0].start + 1, 1)
+        values, keys = doc.values, doc.keys = _Positions(), _Positions()  # type: ignore[assignment]
+        values.own[()] = (cuts[0].start + 1, 1)
+        offsets = [0, *itertools.accumulate(len(line) + 1 for line in lines)]
         for cut in cuts:
-            piece = self._piece(lines, cut, display, environ)
+            raw = text[offsets[cut.start]:offsets[cut.end]]
+            piece = self._piece(raw, lines, cut, display, environ)
             if piece is None:
                 return None
             target = doc.data if cut.block is None else doc.data.get(cut.block)
             if cut.block is not None and target is None:  # the block's first entry
                 target = doc.data[cut.block] = {}
-                doc.keys[(cut.block,)] = (cut.head + 1, 1)
-                doc.values[(cut.block,)] = (cut.start + 1, cut.indent + 1)
+                keys.own[(cut.block,)] = (cut.head + 1, 1)
+                values.own[(cut.block,)] = (cut.start + 1, cut.indent + 1)
             if piece.key in target:
                 return None  # a key twice: the whole parse words that message
             target[piece.key] = piece.value
-            values, keys = piece.at(cut.start)
-            doc.values.update(values)
-            doc.keys.update(keys)
+            placed_values, placed_keys = piece.at(cut.start)
+            if cut.block is None:
+                values.own.update(placed_values)
+                keys.own.update(placed_keys)
+            else:
+                values.entries[(cut.block, piece.key)] = placed_values
+                keys.entries[(cut.block, piece.key)] = placed_keys
         return doc
 
-    def _piece(self, lines: list[str], cut: _Cut, display: str,
+    def _piece(self, raw: str, lines: list[str], cut: _Cut, display: str,
                environ: dict[str, str] | None) -> _Piece | None:
-        # Inside an entry, a line indented less than its key is blank or a comment: drop it.
-        pad = " " * cut.indent
-        text = "\n".join(line[cut.indent:] if line.startswith(pad) else ""
-                         for line in lines[cut.start:cut.end])
-        key = (cut.block, cut.indent, text)
+        key = (cut.block, cut.indent, raw)
         found = self._pieces.get(key)
         if found is not None:
             self._pieces.move_to_end(key)
             return found
+        # Inside an entry, a line indented less than its key is blank or a comment: drop it.
+        pad = " " * cut.indent
+        text = "\n".join(line[cut.indent:] if line.startswith(pad) else ""
+                         for line in lines[cut.start:cut.end])
         parsed = parse_source(text, SourceDoc(display), environ)
         if parsed.issues or not isinstance(parsed.data, dict) or len(parsed.data) != 1:
             return None
