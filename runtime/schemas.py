@@ -185,6 +185,11 @@ class SchemaResolver:
 
 def _meta_problems(schema: dict[str, Any]) -> tuple[tuple[DocPath, str], ...]:
     """Where `schema` breaks its meta-schema, as (path inside the schema, message) pairs."""
+    try:  # the Rust check is ~100x faster; Python's only words the errors of a bad schema
+        if jsonschema_rs.meta.is_valid(schema):
+            return ()
+    except (jsonschema_rs.ReferencingError, ValueError):
+        pass  # an unknown $schema URI: the Python check below (or the compile step) says so
     try:
         cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
     except Exception:  # an unknown $schema URI: checked by the compile step instead

@@ -48,8 +48,12 @@ class Service:
 
     def update(self, definition: Endpoint) -> None:
         """Use `definition` for the next request; requests in flight keep theirs."""
+        previous = getattr(self, "definition", None)
         self.definition = definition
-        self.slots = asyncio.Semaphore(definition.concurrency)
+        # A new limit gets new slots (in-flight requests release the old ones); the same
+        # limit keeps its slots, so old and new requests never add up past it.
+        if previous is None or previous.concurrency != definition.concurrency:
+            self.slots = asyncio.Semaphore(definition.concurrency)
 
     async def start(self) -> None:
         self.subscription = await self.nc.subscribe(
