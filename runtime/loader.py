@@ -6,16 +6,16 @@ A reload runs exactly this path, so an edit is checked as strictly as a start.
 
 from __future__ import annotations
 
-import difflib
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 from runtime import model
+from runtime.explain import explain
 from runtime.handlers import Handler, HandlerShapeError, inspect_handler
 from runtime.importer import ImportFromStringError, import_from_string
 from runtime.issues import DocPath, Issue, MeshFileError
@@ -126,7 +126,7 @@ class _Loading:
         except ValidationError as exc:
             seen: set[tuple[DocPath, str]] = set()
             for error in exc.errors():
-                path, on_key, message = _explain(error, data)
+                path, on_key, message = explain(error, data)
                 if (path, message) not in seen:
                     seen.add((path, message))
                     self.issues.append(self.doc.issue(path, message, key=on_key))
@@ -292,50 +292,6 @@ def _refers_to_files(schema: Any) -> bool:
     if isinstance(schema, list):
         return any(_refers_to_files(v) for v in schema)
     return False
-
-
-# -- pydantic errors in a user's words ------------------------------------------------
-
-_VOCABULARY = sorted({
-    name
-    for cls in vars(model).values()
-    if isinstance(cls, type) and issubclass(cls, BaseModel)
-    for name in cls.model_fields
-} | {"with", "for_each", "max_concurrency", "on_error", "returns", "parallel", "when",
-     "retry", "attempts", "backoff", "max_backoff", "steps", "call", "id", "value"})
-
-
-def _explain(error: Any, data: Any) -> tuple[DocPath, bool, str]:
-    """(path in the document, whether to point at the key, message) for a pydantic error."""
-    path: list[str | int] = []
-    node = data
-    on_key = False
-    loc = list(error["loc"])
-    for i, part in enumerate(loc):
-        if part == "[key]":
-            on_key = True
-            break
-        if (isinstance(node, dict) and part in node) or (
-                isinstance(node, list) and isinstance(part, int) and part < len(node)):
-            path.append(part)
-            node = node[part]
-        elif i == len(loc) - 1:
-            path.append(part)  # the missing or unknown key itself
-    kind = error["type"]
-    key = path[-1] if path else ""
-    if kind == "missing":
-        return tuple(path[:-1]), True, f"missing required key '{key}'"
-    if kind == "extra_forbidden":
-        close = difflib.get_close_matches(str(key), _VOCABULARY, n=1, cutoff=0.75)
-        hint = f" (did you mean '{close[0]}'?)" if close else ""
-        return tuple(path), True, f"unknown key '{key}'{hint}"
-    if kind == "literal_error" and path == ["version"]:
-        return ("version",), False, (
-            f"unsupported version {error['input']!r}: this mesh-runtime reads version 1")
-    message = error["msg"].removeprefix("Value error, ")
-    if kind in {"dict_type", "model_type"}:
-        message = "expected a mapping (key: value pairs)"
-    return tuple(path), on_key, message
 
 
 __all__ = ["MeshFileError", "PipelineSpec", "load_mesh"]
