@@ -102,21 +102,24 @@ def time_up(argv: Sequence[str], cwd: Path, timeout: float) -> UpResult:
         reader.join(timeout=5)
 
 
+def generated_agents(count: int) -> str:
+    """`count` agent entries (for an `agents:` block) with small schemas, handler handlers:echo."""
+    return "".join(
+        f"  gen.group{i // 100:02d}.agent{i:04d}:\n"
+        f"    description: Generated agent {i}.\n"
+        "    handler: handlers:echo\n"
+        "    input: {type: object, properties: {text: {type: string}, "
+        "n: {type: integer, minimum: 0}}, required: [text]}\n"
+        "    output: {type: object, properties: {text: {type: string}}, required: [text]}\n"
+        for i in range(count)
+    )
+
+
 def generate_mesh(folder: Path, count: int) -> Path:
     """A mesh.yaml of `count` agents with small schemas, and the handlers.py they name."""
     (folder / "handlers.py").write_text("async def echo(payload):\n    return payload\n")
-    parts = ["version: 1\nname: generated\n\nagents:\n"]
-    for i in range(count):
-        parts.append(
-            f"  gen.group{i // 100:02d}.agent{i:04d}:\n"
-            f"    description: Generated agent {i}.\n"
-            "    handler: handlers:echo\n"
-            "    input: {type: object, properties: {text: {type: string}, "
-            "n: {type: integer, minimum: 0}}, required: [text]}\n"
-            "    output: {type: object, properties: {text: {type: string}}, required: [text]}\n"
-        )
     mesh_file = folder / "mesh.yaml"
-    mesh_file.write_text("".join(parts))
+    mesh_file.write_text("version: 1\nname: generated\n\nagents:\n" + generated_agents(count))
     return mesh_file
 
 

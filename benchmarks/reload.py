@@ -38,6 +38,7 @@ from _harness import (
     start_nats,
     stop_process,
 )
+from _startup import generated_agents
 
 import_runtime()
 from runtime.caller import call_agent  # noqa: E402
@@ -92,18 +93,9 @@ class Up:
 
 
 def mesh_text(value: int, extra_agents: int = 0) -> str:
-    parts = ["version: 1\nname: reload-bench\nagents:\n",
-             f"  {TARGET}:\n    handler: handlers:value\n    config: {{v: {value}}}\n"]
-    parts += [
-        f"  gen.group{i // 100:02d}.agent{i:04d}:\n"
-        f"    description: Generated agent {i}.\n"
-        "    handler: handlers:echo\n"
-        "    input: {type: object, properties: {text: {type: string}, "
-        "n: {type: integer, minimum: 0}}, required: [text]}\n"
-        "    output: {type: object, properties: {text: {type: string}}, required: [text]}\n"
-        for i in range(extra_agents)
-    ]
-    return "".join(parts)
+    return ("version: 1\nname: reload-bench\nagents:\n"
+            f"  {TARGET}:\n    handler: handlers:value\n    config: {{v: {value}}}\n"
+            + generated_agents(extra_agents))
 
 
 def write_in_place(path: Path, text: str) -> None:
