@@ -163,3 +163,36 @@ def test_schema_command_matches_the_committed_schema() -> None:
 def test_demo_mesh_starts_with_the_modeline() -> None:
     first = (ROOT / "mesh.yaml").read_text().splitlines()[0]
     assert first == "# yaml-language-server: $schema=./schemas/mesh.schema.json"
+
+
+async def test_token_from_the_environment_authenticates(tmp_path: Path) -> None:
+    with NatsServer(extra_args=["--auth", "s3cret-token"]) as server:
+        path, _ = write_mesh(tmp_path, MESH.replace(
+            "    version: 1",
+            f"    version: 1\n    nats:\n      url: nats://127.0.0.1:{server.port}\n"
+            "      token: ${MESH_TEST_TOKEN}"), HANDLERS)
+        with UpProcess(path, None, "--no-reload",
+                       env={"MESH_TEST_TOKEN": "s3cret-token", "NATS_URL": ""}) as up:
+            nc = await nats.connect(f"nats://s3cret-token@127.0.0.1:{server.port}")
+            try:
+                reply = await call_agent(nc, "life.echo", {"authed": True}, 5)
+            finally:
+                await nc.close()
+            assert up.wait_for("ready:").endswith(f"127.0.0.1:{server.port}")
+    assert reply == {"authed": True}
+
+
+def test_nats_flag_beats_environment_beats_file(monkeypatch: pytest.MonkeyPatch) -> None:
+    from runtime.connection import choose_servers
+    from runtime.model import NatsSettings
+
+    in_file = NatsSettings(url="nats://file:4222")
+    monkeypatch.setenv("NATS_URL", "nats://env:4222")
+    assert choose_servers(in_file, "nats://flag:4222") == ["nats://flag:4222"]
+    assert choose_servers(in_file, None) == ["nats://env:4222"]
+    monkeypatch.delenv("NATS_URL")
+    assert choose_servers(in_file, None) == ["nats://file:4222"]
+    assert choose_servers(NatsSettings(servers=["nats://a:1", "nats://b:2"]), None) == [
+        "nats://a:1", "nats://b:2"]
+    assert choose_servers(NatsSettings(), None) is None  # embedded
+    assert choose_servers(in_file, "embedded") is None
