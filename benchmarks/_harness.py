@@ -262,12 +262,15 @@ def format_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join([line(header), *(line(r) for r in rows)])
 
 
-def raw_peer(url: str, name: str = "bench.raw") -> Child:
-    return python_child(f"raw-{name}", PEERS_DIR / "raw_responder.py", url, name)
+def raw_peer(url: str, name: str = "bench.raw", io: bool = False) -> Child:
+    """The raw responder; with `io`, it also serves NAME-io (1 ms of simulated I/O)."""
+    extra = ["--io"] if io else []
+    return python_child(f"raw-{name}", PEERS_DIR / "raw_responder.py", url, name, *extra)
 
 
-def oam_peer(url: str) -> Child:
-    return python_child("oam", PEERS_DIR / "oam_echo.py", url)
+def oam_peer(url: str, io: bool = False) -> Child:
+    """The OpenAgentMesh peer; with `io`, it also serves bench.oam-io."""
+    return python_child("oam", PEERS_DIR / "oam_echo.py", url, *(["--io"] if io else []))
 
 
 def mesh_peer(url: str, mesh_file: Path) -> Child | str:

@@ -1,10 +1,12 @@
 """Echo benchmark: mesh-runtime against raw nats-py and OpenAgentMesh 0.2, side by side.
 
-    python benchmarks/echo.py [--rounds 3] [--seconds 3]
+    python benchmarks/echo.py [--rounds 3] [--seconds 3] [--no-io]
 
 One nats-server; three servers in their own processes (raw responder, `mesh-runtime up`
 on benchmarks/echo/mesh.yaml, an OpenAgentMesh agent); this process is the client.
 Rounds are interleaved (raw, mesh, oam, raw, ...); each figure is the median of the rounds.
+Then, unless --no-io, the I/O-bound echo: each server's second agent (bench.raw-io,
+bench.mesh-io, bench.oam-io) awaits 1 ms of simulated I/O before it echoes.
 Exit status 1 when a system could not be measured.
 """
 
@@ -31,6 +33,8 @@ from _harness import (
 CONCURRENCY = 64
 READY_TIMEOUT = 20.0
 CLIENT_BUSY = 0.9  # a client this busy may be what limits throughput
+IO_MS = 1  # the simulated I/O of the I/O-bound agents (see their handlers)
+IO_LATENCY_SECONDS = 0.5  # I/O-bound concurrency-1 window per round (for 1/latency)
 TARGETS = {"mesh/raw throughput": 0.90, "mesh/oam throughput": 1.35, "mesh/raw p50": 1.10}
 
 
@@ -41,6 +45,13 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--latency-seconds", type=float, default=2.0, help="concurrency-1 window per round"
     )
+    parser.add_argument(
+        "--no-io", dest="io", action="store_false", help="skip the I/O-bound echo"
+    )
+    parser.add_argument("--io-rounds", type=int, default=3, help="I/O-bound rounds (default 3)")
+    parser.add_argument(
+        "--io-seconds", type=float, default=1.0, help="I/O-bound throughput window per round"
+    )
     return parser.parse_args()
 
 
@@ -48,21 +59,24 @@ def is_echo(reply: Any) -> bool:
     return reply == {"message": "hello", "n": 0}
 
 
-async def measure(url: str, systems: list[System], args: argparse.Namespace, nats_pid: int) -> None:
+async def measure(
+    url: str, systems: list[System], rounds: int, seconds: float, latency_seconds: float,
+    nats_pid: int,
+) -> None:  # fmt: skip
     nc = await nats.connect(url)
     try:
-        for rnd in range(1, args.rounds + 1):
+        for rnd in range(1, rounds + 1):
             for s in (s for s in systems if s.ok):
                 pid = s.child.pid if s.child else None
                 tp = await throughput(
-                    nc, s.subject, concurrency=CONCURRENCY, seconds=args.seconds,
+                    nc, s.subject, concurrency=CONCURRENCY, seconds=seconds,
                     warmup=0.5, watch=[pid, nats_pid],
                 )  # fmt: skip
-                lat = await latency(nc, s.subject, seconds=args.latency_seconds, warmup=0.2)
+                lat = await latency(nc, s.subject, seconds=latency_seconds, warmup=0.2)
                 s.throughputs.append(tp)
                 s.latencies.append(lat)
                 print(
-                    f"round {rnd}/{args.rounds} {s.label}: {tp.rps:,.0f} req/s, "
+                    f"round {rnd}/{rounds} {s.label}: {tp.rps:,.0f} req/s, "
                     f"p50 {lat.p50_us:.0f} µs, p99 {lat.p99_us:.0f} µs",
                     file=sys.stderr,
                 )
@@ -70,16 +84,26 @@ async def measure(url: str, systems: list[System], args: argparse.Namespace, nat
         await nc.close()
 
 
-async def start_all(url: str, children: Children, systems: dict[str, System]) -> None:
-    """raw and oam first, then mesh-runtime (so two registrations never race on the catalog)."""
+async def start_all(
+    url: str, children: Children, systems: dict[str, System], io_systems: dict[str, System]
+) -> None:
+    """raw and oam first, then mesh-runtime (so two registrations never race on the catalog).
+
+    Each I/O-bound agent is served by the same process as its system's zero-await echo.
+    """
+    io = bool(io_systems)
     nc = await nats.connect(url)
     try:
-        systems["raw"].launch(children, raw_peer(url))
-        systems["oam"].launch(children, oam_peer(url))
+        systems["raw"].launch(children, raw_peer(url, io=io))
+        systems["oam"].launch(children, oam_peer(url, io=io))
         for key in ("raw", "oam"):
             await systems[key].wait_ready(nc, is_echo, READY_TIMEOUT)
         systems["mesh"].launch(children, mesh_peer(url, BENCH_DIR / "echo" / "mesh.yaml"))
         await systems["mesh"].wait_ready(nc, is_echo, READY_TIMEOUT)
+        for key, s in io_systems.items():
+            server = systems[key]
+            s.child, s.unavailable = server.child, server.unavailable
+            await s.wait_ready(nc, is_echo, READY_TIMEOUT)
     finally:
         await nc.close()
 
@@ -92,7 +116,52 @@ def ratio(a: System, b: System, value: str, target: str) -> str:
     return f"{target} {x / y:.2f} (target {bound} {TARGETS[target]:.2f})"
 
 
-def report(systems: dict[str, System], args: argparse.Namespace) -> str:
+def client_busy_note(systems: dict[str, System]) -> list[str]:
+    busy = [s.label for s in systems.values() if s.ok and s.client_cpu() >= CLIENT_BUSY]
+    return (
+        [f"note: the client used ≥ {CLIENT_BUSY:.0%} of a core against {', '.join(busy)}: "
+         "it may be the bottleneck there, which pulls throughput ratios toward 1"]
+        if busy else []
+    )  # fmt: skip
+
+
+def report_io(systems: dict[str, System], args: argparse.Namespace) -> list[str]:
+    """The I/O-bound echo: its table, its ratios, and how each system runs a request."""
+    header = ["system (1 ms I/O)", "req/s@64", "p50@1 (µs)", "1/p50@1 (req/s)", "errors"]
+    header += ["cpu% client/peer/nats", "peer cpu µs/req"]
+    rows = []
+    for s in systems.values():
+        if s.ok:
+            row = [f"{s.rps():,.0f}", f"{s.p50():.0f}", f"{1e6 / s.p50():,.0f}", str(s.errors())]
+            rows.append([s.label, *row, s.cpu(), s.peer_cpu_per_request()])
+        else:
+            rows.append([s.label, f"unavailable: {s.unavailable}"])
+    raw, mesh, oam = systems["raw"], systems["mesh"], systems["oam"]
+    ratios = [
+        f"{name} {mesh.rps() / other.rps():.2f}" if mesh.ok and other.ok else f"{name} n/a"
+        for name, other in (("mesh/raw", raw), ("mesh/oam", oam))
+    ]
+    return [
+        "",
+        f"I/O-bound echo: each handler awaits asyncio.sleep({IO_MS / 1000:g}) ({IO_MS} ms of "
+        "simulated I/O, like a database or model call) before it echoes",
+        format_table(header, rows),
+        f"I/O-bound ratios (req/s@64): {', '.join(ratios)}",
+        *client_busy_note(systems),
+        "raw-io is written the way a hand-written nats-py responder is: it awaits the I/O inside "
+        "the subscription callback, and nats-py runs one subscription's callbacks one at a time; "
+        "OpenAgentMesh 0.2 awaits its handler inside that callback too. Both serve one request "
+        "at a time per agent, so req/s@64 is bounded by 1/latency (the 1/p50@1 column). "
+        f"mesh-runtime runs each request in its own task, up to the agent's concurrency "
+        f"({CONCURRENCY}).",
+        f"median of {args.io_rounds} interleaved rounds of {args.io_seconds:g} s "
+        f"(+{IO_LATENCY_SECONDS:g} s at concurrency 1), same client",
+    ]
+
+
+def report(
+    systems: dict[str, System], args: argparse.Namespace, io_systems: dict[str, System]
+) -> str:
     header = ["system", "req/s@64", "p50@1 (µs)", "p99@1 (µs)", "errors"]
     header += ["cpu% client/peer/nats", "peer cpu µs/req"]
     rows = []
@@ -110,12 +179,7 @@ def report(systems: dict[str, System], args: argparse.Namespace) -> str:
             ratio(mesh, raw, "p50", "mesh/raw p50"),
         ]
     )
-    busy = [s.label for s in systems.values() if s.ok and s.client_cpu() >= CLIENT_BUSY]
-    warning = (
-        [f"note: the client used ≥ {CLIENT_BUSY:.0%} of a core against {', '.join(busy)}: "
-         "it may be the bottleneck there, which pulls throughput ratios toward 1"]
-        if busy else []
-    )  # fmt: skip
+    warning = client_busy_note(systems)
     return "\n".join(
         [
             format_table(header, rows),
@@ -124,6 +188,7 @@ def report(systems: dict[str, System], args: argparse.Namespace) -> str:
             f"client: {loop_name()}; one nats-py connection, {CONCURRENCY} workers; "
             f"median of {args.rounds} interleaved rounds of {args.seconds:g} s "
             f"(+{args.latency_seconds:g} s at concurrency 1)",
+            *(report_io(io_systems, args) if io_systems else []),
             *orphan_notes(),
             machine_line(),
         ]
@@ -137,16 +202,32 @@ def main() -> int:
         "mesh": System("mesh-runtime", "mesh.agent.bench.mesh"),
         "oam": System("oam", "mesh.agent.bench.oam"),
     }
+    io_systems = (
+        {
+            "raw": System("raw-io", "mesh.agent.bench.raw-io"),
+            "mesh": System("mesh-runtime-io", "mesh.agent.bench.mesh-io"),
+            "oam": System("oam-io", "mesh.agent.bench.oam-io"),
+        }
+        if args.io
+        else {}
+    )
     server = start_nats()
     try:
         with Children() as children:
-            run(start_all(server.url, children, systems))
+            run(start_all(server.url, children, systems, io_systems))
             order = [systems[k] for k in ("raw", "mesh", "oam")]
-            run(measure(server.url, order, args, server.process.pid))
+            pid = server.process.pid
+            run(measure(server.url, order, args.rounds, args.seconds, args.latency_seconds, pid))
+            if io_systems:
+                order = [io_systems[k] for k in ("raw", "mesh", "oam")]
+                run(measure(
+                    server.url, order, args.io_rounds, args.io_seconds, IO_LATENCY_SECONDS, pid
+                ))  # fmt: skip
     finally:
         server.stop()
-    print(report(systems, args))
-    return 0 if all(s.ok for s in systems.values()) else 1
+    print(report(systems, args, io_systems))
+    everything = [*systems.values(), *io_systems.values()]
+    return 0 if all(s.ok for s in everything) else 1
 
 
 if __name__ == "__main__":
