@@ -129,6 +129,10 @@ def load_source(path: Path, *, display: str | None = None,
     doc = SourceDoc(display or str(path))
     try:
         text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        doc.issues.append(Issue(doc.file, 1, 1, "", "no such file (run where your mesh.yaml "
+                                "is, or name it with -f path/to/mesh.yaml)"))
+        return doc
     except OSError as exc:
         doc.issues.append(Issue(doc.file, 1, 1, "", f"cannot read file: {exc.strerror or exc}"))
         return doc

@@ -216,3 +216,10 @@ def test_no_traceback_for_a_non_mapping_file(tmp_path: Path,
     assert code == 1
     assert lines == ["mesh.yaml:1:1: a mesh file is a mapping with at least `version: 1` "
                      "(see `mesh-runtime schema`)"]
+
+
+def test_a_missing_file_says_what_to_do(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, lines = validate(tmp_path / "mesh.yaml", capsys)
+    assert code == 1
+    assert lines == ["mesh.yaml:1:1: no such file (run where your mesh.yaml is, or name it "
+                     "with -f path/to/mesh.yaml)"]
