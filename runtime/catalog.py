@@ -10,7 +10,8 @@ import asyncio
 import json
 import logging
 import random
-from collections.abc import Iterable
+import uuid
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -23,6 +24,11 @@ from runtime.mesh import Endpoint
 
 log = logging.getLogger("mesh-runtime")
 _CAS_ATTEMPTS = 50
+# The `up` processes serving a catalog entry. Several may serve one name (a cluster); a
+# stopping one removes only itself, and the entry leaves with the last of them.
+# OpenAgentMesh reads entries with a model that ignores unknown fields.
+INSTANCES = "x-instances"
+Entries = list[dict[str, Any]]
 
 
 def registry_card(endpoint: Endpoint) -> dict[str, Any]:
@@ -59,6 +65,7 @@ class Discovery:
     def __init__(self, catalog: KeyValue, registry: KeyValue):
         self.catalog = catalog
         self.registry = registry
+        self.instance = uuid.uuid4().hex[:12]  # this process, in the entries it serves
 
     @classmethod
     async def open(cls, nc: Client) -> Discovery | None:
@@ -83,16 +90,39 @@ class Discovery:
             return
         await asyncio.gather(*(
             self.registry.put(e.name, json.dumps(registry_card(e)).encode()) for e in endpoints))
-        entries = {e.name: e.catalog_entry() for e in endpoints}
-        await self._change(lambda names: names - entries.keys(), list(entries.values()))
+        ours = {e.name: e.catalog_entry() for e in endpoints}
+
+        def add(current: Entries) -> Entries:
+            serving = {e.get("name"): set(e.get(INSTANCES) or ()) for e in current}
+            ours_now = [{**entry, INSTANCES: sorted(serving.get(name, set()) | {self.instance})}
+                        for name, entry in ours.items()]
+            return [e for e in current if e.get("name") not in ours] + ours_now
+
+        await self._change(add)
 
     async def withdraw(self, names: Iterable[str]) -> None:
-        """Remove names from the catalog and registry."""
-        gone = set(names)
-        if not gone:
+        """Leave the entries of `names`; an entry no other process serves leaves the catalog."""
+        leaving = set(names)
+        if not leaving:
             return
-        await self._change(lambda present: present - gone, [])
-        for name in gone:
+        emptied: set[str] = set()
+
+        def remove(current: Entries) -> Entries:
+            emptied.clear()  # a compare-and-set retry starts over
+            kept = []
+            for entry in current:
+                if entry.get("name") not in leaving:
+                    kept.append(entry)
+                    continue
+                others = set(entry.get(INSTANCES) or ()) - {self.instance}
+                if others:
+                    kept.append({**entry, INSTANCES: sorted(others)})
+                else:
+                    emptied.add(entry["name"])
+            return kept
+
+        await self._change(remove)
+        for name in emptied:
             try:
                 await self.registry.delete(name)
             except Exception as exc:
@@ -105,7 +135,7 @@ class Discovery:
             return []
         return _parse(entry.value)
 
-    async def _change(self, keep: Any, additions: list[dict[str, Any]]) -> None:
+    async def _change(self, edit: Callable[[Entries], Entries]) -> None:
         """Compare-and-set the catalog: other processes may be changing it at the same time."""
         for attempt in range(_CAS_ATTEMPTS):
             try:
@@ -113,9 +143,7 @@ class Discovery:
                 current, revision = _parse(entry.value), entry.revision
             except KeyNotFoundError:
                 current, revision = [], None
-            kept_names = keep({e.get("name") for e in current})
-            updated = [e for e in current if e.get("name") in kept_names] + additions
-            data = json.dumps(updated).encode()
+            data = json.dumps(edit(current)).encode()
             try:
                 if revision is None:
                     await self.catalog.create(p.CATALOG_KEY, data)

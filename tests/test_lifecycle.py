@@ -196,3 +196,29 @@ def test_nats_flag_beats_environment_beats_file(monkeypatch: pytest.MonkeyPatch)
         "nats://a:1", "nats://b:2"]
     assert choose_servers(NatsSettings(), None) is None  # embedded
     assert choose_servers(in_file, "embedded") is None
+
+
+async def test_a_name_stays_listed_while_another_process_still_serves_it(
+        tmp_path: Path, fresh_nats: NatsServer) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    first = UpProcess(write_mesh(tmp_path / "a", MESH, HANDLERS)[0], fresh_nats.url, "--no-reload")
+    second = UpProcess(write_mesh(tmp_path / "b", MESH, HANDLERS)[0], fresh_nats.url, "--no-reload")
+    nc = await nats.connect(fresh_nats.url)
+    try:
+        first.wait_for("ready:")
+        second.wait_for("ready:")
+        both = {e["name"]: e for e in await catalog(nc) or []}
+        assert await asyncio.to_thread(first.stop) == 0
+        one = {e["name"]: e for e in await catalog(nc) or []}
+        reply = await call_agent(nc, "life.echo", {"still": "served"}, 5)
+        assert await asyncio.to_thread(second.stop) == 0
+        none = await catalog(nc)
+    finally:
+        first.stop()
+        second.stop()
+        await nc.close()
+    assert len(both["life.echo"]["x-instances"]) == 2
+    assert len(one["life.echo"]["x-instances"]) == 1
+    assert reply == {"still": "served"}
+    assert none == []
