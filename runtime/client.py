@@ -69,16 +69,22 @@ async def call(nc: Client, name: str, payload: Any, timeout: float) -> Any:
 async def stream(nc: Client, name: str, payload: Any, timeout: float) -> AsyncIterator[Any]:
     """Chunks of a streaming agent, in order; raises MeshError on an error or a gap."""
     request_id = uuid.uuid4().hex
+    chunks = p.stream_subject(request_id)
     queue: asyncio.Queue[Any] = asyncio.Queue()
-    sub = await nc.subscribe(p.stream_subject(request_id), cb=queue.put)
+    sub = await nc.subscribe(chunks, cb=queue.put)
     try:
-        await nc.publish(p.agent_subject(name), json.dumps(payload).encode(),
+        # Agents answer on the stream subject and ignore the reply subject; naming it lets
+        # the NATS server say at once (status 503) that nobody serves `name`.
+        await nc.publish(p.agent_subject(name), json.dumps(payload).encode(), reply=chunks,
                          headers={p.HDR_REQUEST_ID: request_id, p.HDR_STREAM: "true"})
         expected = 0
         async with asyncio.timeout(timeout):
             while True:
                 msg = await queue.get()
                 headers = msg.headers or {}
+                if headers.get("Status") == "503" and not msg.data:
+                    raise p.MeshError(p.NOT_FOUND, f"no agent named '{name}' is serving",
+                                      agent=name, request_id=request_id)
                 if headers.get(p.HDR_STATUS) == "error":
                     raise p.MeshError.from_body(msg.data, agent=name, request_id=request_id)
                 if headers.get(p.HDR_STREAM_END) == "true":

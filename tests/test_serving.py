@@ -344,6 +344,14 @@ def test_cli_call_unknown_agent(up: UpProcess, nats_url: str) -> None:
     assert json.loads(result.stderr)["code"] == "not_found"
 
 
+def test_cli_stream_to_nobody_is_not_found_at_once(up: UpProcess, nats_url: str) -> None:
+    started = time.monotonic()
+    result = cli("call", "no.such.stream", "{}", "--stream", "--timeout", "20s", "--nats", nats_url)
+    assert result.returncode == 1
+    assert json.loads(result.stderr)["code"] == "not_found"
+    assert time.monotonic() - started < 10  # the server's 503, not the 20 s timeout
+
+
 def test_cli_ls_shows_the_catalog(up: UpProcess, nats_url: str) -> None:
     result = cli("ls", "--nats", nats_url, "--json")
     entries = {e["name"]: e for e in json.loads(result.stdout)}
