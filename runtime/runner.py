@@ -11,6 +11,8 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
 
+from nats.aio.client import Client
+
 from runtime.catalog import Discovery
 from runtime.connection import choose_servers, connect, connect_options
 from runtime.issues import MeshFileError
@@ -86,10 +88,7 @@ async def serve(path: Path, nats_flag: str | None, reload: bool) -> None:
             embedded.stop()
 
 
-async def _serve_on(nc: object, mesh: Mesh, reload: bool, cache: LoadCache) -> None:
-    from nats.aio.client import Client
-
-    assert isinstance(nc, Client)
+async def _serve_on(nc: Client, mesh: Mesh, reload: bool, cache: LoadCache) -> None:
     discovery = await Discovery.open(nc)
     server = MeshServer(nc, discovery)
     change = await server.apply(mesh)
