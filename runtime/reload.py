@@ -14,7 +14,7 @@ import dataclasses
 import gc
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from pathlib import Path
 
 from watchfiles import Change as FileEvent
@@ -85,7 +85,8 @@ class Reloader:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), RETRY_SECONDS)
 
-    async def _watch(self, folders: set[Path], stop: asyncio.Event) -> AsyncIterator[set[Path]]:
+    async def _watch(self, folders: set[Path],
+                     stop: asyncio.Event) -> AsyncGenerator[set[Path], None]:
         existing = sorted(str(f) for f in folders if f.is_dir())
         # stop_event, not cancellation, ends watchfiles' waiting thread within a step;
         # awatch leaves signal handling to us, so Ctrl-C and SIGTERM still reach `up`.

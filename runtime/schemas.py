@@ -89,7 +89,7 @@ class SchemaResolver:
             return None
         key = ("compiled", _text(bundled)) if self.cache is not None else None
         if self.cache is not None and (known := self.cache.get(key)) is not None:
-            return known  # type: ignore[no-any-return]
+            return known
         try:
             validator = jsonschema_rs.validator_for(bundled)
         except (jsonschema_rs.ValidationError, jsonschema_rs.ReferencingError, ValueError) as exc:
@@ -161,7 +161,7 @@ class SchemaResolver:
             return load_source(target, display=display)  # reports the problem its usual way
         key = ("file", display, text)
         if (known := self.cache.get(key)) is not None:
-            return known  # type: ignore[no-any-return]
+            return known
         source = parse_source(text, SourceDoc(display))
         return self.cache.put(key, source) if not source.issues else source
 
@@ -251,7 +251,10 @@ def compile_defaults(schema: Any) -> DefaultsFiller | None:
         own = compile_defaults({k: v for k, v in schema.items() if k != "allOf"})
         parts += [own] if own else []
         if parts:
-            return lambda instance: [part(instance) for part in parts] and None
+            def fill_all(instance: Any) -> None:
+                for part in parts:
+                    part(instance)
+            return fill_all
     props = schema.get("properties")
     if not isinstance(props, dict):
         return None

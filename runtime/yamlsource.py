@@ -72,6 +72,7 @@ class _Builder:
             return self._mapping(node, path)
         if isinstance(node, yaml.SequenceNode):
             return [self.build(item, (*path, i)) for i, item in enumerate(node.value)]
+        assert isinstance(node, yaml.ScalarNode)  # the third and last kind of YAML node
         return self._scalar(node, path)
 
     def _mapping(self, node: yaml.MappingNode, path: DocPath) -> dict[str, Any]:
