@@ -11,6 +11,7 @@ import asyncio
 import logging
 import time
 import uuid
+from collections.abc import Coroutine
 from typing import Any
 
 import orjson
@@ -71,11 +72,14 @@ class Service:
         # nats-py awaits this callback message by message: hand each request to its own
         # task at once, so one slow handler never holds up the next request.
         definition = self.definition
-        task = asyncio.create_task(self._handle(msg, definition, self.slots))
-        self.deadlines.add(task, task.get_loop().time() + definition.timeout)
         if self.in_flight == 0:
             self._idle.clear()
         self.in_flight += 1
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + definition.timeout
+        task = _start_task(loop, self._handle(msg, definition, self.slots))
+        if not task.done():  # an eager task may have answered already
+            self.deadlines.add(task, deadline)
 
     async def _handle(self, msg: Msg, definition: Endpoint, slots: asyncio.Semaphore) -> None:
         try:
@@ -162,6 +166,20 @@ class Service:
             log.warning("could not send %s error for %s: %s", error.code, self.name, exc)
         if error.code == p.HANDLER_ERROR:
             self.logger.warning("handler failed (request %s): %s", request_id, error.message)
+
+
+# Python 3.12+ can start a task eagerly: it runs at once, inside this callback, until its
+# first real wait, and a request that needs none is answered without a trip through the
+# event loop's queue; asyncio.current_task() is still the request's own task throughout.
+_eager_task_factory = getattr(asyncio, "eager_task_factory", None)
+
+
+def _start_task(loop: asyncio.AbstractEventLoop,
+                coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+    if _eager_task_factory is not None:
+        task: asyncio.Task[None] = _eager_task_factory(loop, coro)
+        return task
+    return loop.create_task(coro)
 
 
 def _decode(data: bytes, definition: Endpoint) -> Any:
