@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import Iterator
 
 import nats
@@ -12,7 +11,7 @@ import pytest
 from runtime.caller import call_agent
 from runtime.natsserver import NatsServer
 from runtime.protocol import MeshError
-from tests.helpers import UpProcess, write_mesh
+from tests.helpers import UpProcess, free_port, write_mesh
 
 HANDLERS = """
     import os
@@ -53,16 +52,10 @@ RIGHT_ONLY = """
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[tuple[NatsServer, NatsServer]]:
     """Two routed servers (no JetStream: discovery is beside the point here)."""
-    route_a, route_b = _free_port(), _free_port()
+    route_a, route_b = free_port(), free_port()
     a = NatsServer(jetstream=False, extra_args=[
         "--cluster_name", "mesh", "--cluster", f"nats://127.0.0.1:{route_a}",
         "--routes", f"nats://127.0.0.1:{route_b}"]).start()

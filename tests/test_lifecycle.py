@@ -14,7 +14,7 @@ import pytest
 from runtime.caller import call_agent
 from runtime.client import catalog
 from runtime.natsserver import NatsServer
-from tests.helpers import ROOT, UpProcess, cli, write_mesh
+from tests.helpers import ROOT, UpProcess, cli, free_port, write_mesh
 
 HANDLERS = """
     import asyncio
@@ -36,12 +36,6 @@ MESH = """
       life.slow:
         handler: {mod}:slow
 """
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
