@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import nats
@@ -125,17 +126,23 @@ def client_busy_note(systems: dict[str, System]) -> list[str]:
     )  # fmt: skip
 
 
+def system_rows(systems: dict[str, System], third: Callable[[System], str]) -> list[list[str]]:
+    """A table row per system: req/s, p50, a third latency column, errors, CPU."""
+    rows = []
+    for s in systems.values():
+        if s.ok:
+            row = [f"{s.rps():,.0f}", f"{s.p50():.0f}", third(s), str(s.errors())]
+            rows.append([s.label, *row, s.cpu(), s.peer_cpu_per_request()])
+        else:
+            rows.append([s.label, f"unavailable: {s.unavailable}"])
+    return rows
+
+
 def report_io(systems: dict[str, System], args: argparse.Namespace) -> list[str]:
     """The I/O-bound echo: its table, its ratios, and how each system runs a request."""
     header = ["system (1 ms I/O)", "req/s@64", "p50@1 (µs)", "1/p50@1 (req/s)", "errors"]
     header += ["cpu% client/peer/nats", "peer cpu µs/req"]
-    rows = []
-    for s in systems.values():
-        if s.ok:
-            row = [f"{s.rps():,.0f}", f"{s.p50():.0f}", f"{1e6 / s.p50():,.0f}", str(s.errors())]
-            rows.append([s.label, *row, s.cpu(), s.peer_cpu_per_request()])
-        else:
-            rows.append([s.label, f"unavailable: {s.unavailable}"])
+    rows = system_rows(systems, lambda s: f"{1e6 / s.p50():,.0f}")
     raw, mesh, oam = systems["raw"], systems["mesh"], systems["oam"]
     ratios = [
         f"{name} {mesh.rps() / other.rps():.2f}" if mesh.ok and other.ok else f"{name} n/a"
@@ -164,13 +171,7 @@ def report(
 ) -> str:
     header = ["system", "req/s@64", "p50@1 (µs)", "p99@1 (µs)", "errors"]
     header += ["cpu% client/peer/nats", "peer cpu µs/req"]
-    rows = []
-    for s in systems.values():
-        if s.ok:
-            row = [f"{s.rps():,.0f}", f"{s.p50():.0f}", f"{s.p99():.0f}", str(s.errors())]
-            rows.append([s.label, *row, s.cpu(), s.peer_cpu_per_request()])
-        else:
-            rows.append([s.label, f"unavailable: {s.unavailable}"])
+    rows = system_rows(systems, lambda s: f"{s.p99():.0f}")
     raw, mesh, oam = systems["raw"], systems["mesh"], systems["oam"]
     ratios = ", ".join(
         [
