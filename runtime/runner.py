@@ -81,7 +81,10 @@ async def serve(path: Path, nats_flag: str | None, reload: bool) -> None:
         except Exception as exc:
             reason = "no answer within 10s" if isinstance(exc, TimeoutError) else (
                 str(exc) or type(exc).__name__)
-            raise StartupError(f"cannot connect to NATS at {', '.join(urls)}: {reason}") from None
+            raise StartupError(
+                f"cannot connect to NATS at {', '.join(urls)}: {reason}. Is that server "
+                "running? The URL comes from --nats, else NATS_URL, else `nats:` in the "
+                "mesh file; leave all three unset to start an embedded server") from None
         await _serve_on(nc, mesh, reload, cache)
     finally:
         if embedded is not None:

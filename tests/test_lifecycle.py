@@ -216,3 +216,11 @@ async def test_a_name_stays_listed_while_another_process_still_serves_it(
     assert len(one["life.echo"]["x-instances"]) == 1
     assert reply == {"still": "served"}
     assert none == []
+
+
+def test_an_unreachable_server_says_where_the_url_came_from(tmp_path: Path) -> None:
+    path, _ = write_mesh(tmp_path, MESH, HANDLERS)
+    result = cli("up", "-f", str(path), "--nats", "nats://127.0.0.1:1", "--no-reload")
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: cannot connect to NATS at nats://127.0.0.1:1: ")
+    assert "The URL comes from --nats, else NATS_URL, else `nats:` in the mesh file" in result.stderr
