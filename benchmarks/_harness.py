@@ -35,7 +35,7 @@ def import_runtime() -> None:
 def start_nats() -> Any:
     """One JetStream-enabled nats-server on a free loopback port (a runtime.NatsServer)."""
     import_runtime()
-    from runtime.natsserver import NatsServer
+    from runtime.nats.embedded import NatsServer
 
     return NatsServer(port=0, jetstream=True).start()
 
@@ -233,7 +233,7 @@ def machine_line() -> str:
 
 def nats_server_version() -> str:
     import_runtime()
-    from runtime.natsserver import find_binary
+    from runtime.nats.embedded import find_binary
 
     try:
         out = subprocess.run(

@@ -20,8 +20,8 @@ READY_MARK = "ready:"
 _LOAD_SNIPPET = """
 import json, pathlib, sys, time
 t0 = time.perf_counter()
-from runtime.loader import load_mesh
-from runtime.issues import MeshFileError
+from runtime.load.loader import load_mesh
+from runtime.core.issues import MeshFileError
 t1 = time.perf_counter()
 try:
     mesh = load_mesh(pathlib.Path(sys.argv[1]))

@@ -41,10 +41,10 @@ from _harness import (
 from _startup import generated_agents
 
 import_runtime()
-from runtime.caller import call_agent  # noqa: E402
-from runtime.client import open_client  # noqa: E402
-from runtime.loader import LoadCache, load_mesh  # noqa: E402
-from runtime.protocol import MeshError  # noqa: E402
+from runtime.core.protocol import MeshError  # noqa: E402
+from runtime.load.loader import LoadCache, load_mesh  # noqa: E402
+from runtime.nats.caller import call_agent  # noqa: E402
+from runtime.nats.client import open_client  # noqa: E402
 
 TARGET_MS = 100.0
 TARGET = "bench.target"

@@ -4,7 +4,7 @@
 
 (1) The repo's demo mesh.yaml with its embedded NATS on 127.0.0.1:4222 (skipped when that
 port is taken): time from launch to the `ready:` line, then SIGTERM and wait for the exit.
-(2) A generated 1,000-agent mesh.yaml: `runtime.loader.load_mesh` in a fresh Python, and
+(2) A generated 1,000-agent mesh.yaml: `runtime.load.loader.load_mesh` in a fresh Python, and
 `mesh-runtime validate -f` as a whole command. Medians. Exit status 1 when a step failed.
 """
 

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from runtime.natsserver import NatsServer
+from runtime.nats.embedded import NatsServer
 
 
 @pytest.fixture(scope="session")

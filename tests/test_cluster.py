@@ -8,9 +8,9 @@ from collections.abc import Iterator
 import nats
 import pytest
 
-from runtime.caller import call_agent
-from runtime.natsserver import NatsServer
-from runtime.protocol import MeshError
+from runtime.core.protocol import MeshError
+from runtime.nats.caller import call_agent
+from runtime.nats.embedded import NatsServer
 from tests.helpers import UpProcess, free_port, write_mesh
 
 HANDLERS = """

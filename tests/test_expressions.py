@@ -5,7 +5,7 @@ from __future__ import annotations
 import jmespath
 import pytest
 
-from runtime.expressions import (
+from runtime.pipeline.expressions import (
     EvaluationError,
     compile_expression,
     compile_template,

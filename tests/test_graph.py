@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from runtime.graph import escape, to_mermaid
-from runtime.pipeline_spec import PipelineSpec
+from runtime.pipeline.graph import escape, to_mermaid
+from runtime.pipeline.spec import PipelineSpec
 from tests.pipeline_examples import DIGEST
 
 

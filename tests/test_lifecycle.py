@@ -11,9 +11,9 @@ from pathlib import Path
 import nats
 import pytest
 
-from runtime.caller import call_agent
-from runtime.client import catalog
-from runtime.natsserver import NatsServer
+from runtime.nats.caller import call_agent
+from runtime.nats.client import catalog
+from runtime.nats.embedded import NatsServer
 from tests.helpers import ROOT, UpProcess, cli, free_port, write_mesh
 
 HANDLERS = """
@@ -177,8 +177,8 @@ async def test_token_from_the_environment_authenticates(tmp_path: Path) -> None:
 
 
 def test_nats_flag_beats_environment_beats_file(monkeypatch: pytest.MonkeyPatch) -> None:
-    from runtime.connection import choose_servers
-    from runtime.model import NatsSettings
+    from runtime.load.model import NatsSettings
+    from runtime.nats.connection import choose_servers
 
     in_file = NatsSettings(url="nats://file:4222")
     monkeypatch.setenv("NATS_URL", "nats://env:4222")

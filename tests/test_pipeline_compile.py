@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from runtime.pipeline import check_constants, compile_pipeline, find_cycles
-from runtime.pipeline_spec import PipelineSpec
+from runtime.pipeline.engine import check_constants, compile_pipeline, find_cycles
+from runtime.pipeline.spec import PipelineSpec
 from tests.pipeline_examples import DIGEST
 
 AGENTS = {"nlp.summarizer", "nlp.sentiment", "nlp.keywords", "nlp.translate"}

@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from runtime import pipeline_exec
-from runtime.pipeline import CompiledPipeline, compile_pipeline
-from runtime.pipeline_spec import PipelineSpec
-from runtime.protocol import MeshError
+from runtime.core.protocol import MeshError
+from runtime.pipeline import steps as pipeline_exec
+from runtime.pipeline.engine import CompiledPipeline, compile_pipeline
+from runtime.pipeline.spec import PipelineSpec
 
 Handler = Callable[[Any], Awaitable[Any]]
 

@@ -18,11 +18,11 @@ from typing import Any
 
 import pytest
 
-from runtime import protocol as p
-from runtime.caller import call_agent
-from runtime.client import catalog, open_client
-from runtime.natsserver import NatsServer
-from runtime.protocol import MeshError
+from runtime.core import protocol as p
+from runtime.core.protocol import MeshError
+from runtime.nats.caller import call_agent
+from runtime.nats.client import catalog, open_client
+from runtime.nats.embedded import NatsServer
 from tests.helpers import ROOT, UpProcess, cli, write_mesh
 
 EXAMPLE = ROOT / "examples" / "pipelines" / "mesh.yaml"
@@ -32,7 +32,7 @@ HANDLERS = """
     import os
     import time
 
-    from runtime.protocol import MeshError
+    from runtime.core.protocol import MeshError
 
     COUNTS = {}       # token -> how many times a counting handler ran
     RUNNING = {}      # token -> requests in flight now

@@ -21,12 +21,12 @@ from typing import Any
 import pytest
 from nats.aio.client import Client
 
-from runtime.caller import call_agent
-from runtime.client import catalog, open_client
-from runtime.issues import MeshFileError
-from runtime.loader import LoadCache, load_mesh
-from runtime.natsserver import NatsServer
-from runtime.protocol import NOT_FOUND, MeshError
+from runtime.core.issues import MeshFileError
+from runtime.core.protocol import NOT_FOUND, MeshError
+from runtime.load.loader import LoadCache, load_mesh
+from runtime.nats.caller import call_agent
+from runtime.nats.client import catalog, open_client
+from runtime.nats.embedded import NatsServer
 from tests.helpers import UpProcess, write_mesh
 
 HANDLERS = """
@@ -341,8 +341,8 @@ def test_a_cached_load_equals_a_fresh_one_after_every_edit(tmp_path: Path, uniqu
     "version: 1\nagents:\n  a:\n    handler: 'm:f'\n  -broken\n",
 ])
 def test_parsing_by_pieces_matches_parsing_whole(tmp_path: Path, text: str) -> None:
-    from runtime.sourcecache import SourceCache
-    from runtime.yamlsource import load_source
+    from runtime.load.sourcecache import SourceCache
+    from runtime.load.yamlsource import load_source
 
     path = tmp_path / "mesh.yaml"
     path.write_text(text)

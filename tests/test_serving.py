@@ -14,8 +14,8 @@ import nats
 import pytest
 from nats.aio.client import Client
 
-from runtime.caller import call_agent
-from runtime.protocol import MeshError
+from runtime.core.protocol import MeshError
+from runtime.nats.caller import call_agent
 from tests.helpers import UpProcess, cli, write_mesh
 
 HANDLERS = '''

@@ -183,7 +183,7 @@ def test_variables_and_defaults_fill_in(tmp_path: Path, capsys: pytest.CaptureFi
     monkeypatch.setenv("MESH_TEST_TIMEOUT", "2s")
     path = agent_mesh(tmp_path, "handler: {mod}:echo\ntimeout: ${MESH_TEST_TIMEOUT}\n"
                                 "concurrency: ${MESH_TEST_NONE:-3}")
-    from runtime.loader import load_mesh
+    from runtime.load.loader import load_mesh
 
     mesh = load_mesh(path)
     assert (mesh.agents["a.echo"].timeout, mesh.agents["a.echo"].concurrency) == (2.0, 3)

@@ -9,7 +9,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from runtime.context import Context
+from runtime import Context
 
 
 # kinds.sync: a plain function. mesh-runtime runs it in a thread pool, so blocking

@@ -10,7 +10,7 @@ import hashlib
 import json
 from typing import Any
 
-from runtime.protocol import INVALID_INPUT, MeshError
+from runtime import INVALID_INPUT, MeshError
 
 PRICES = {"apple": 0.5, "bread": 2.25, "cheese": 4.0, "milk": 1.2, "tea": 3.5}
 STOCK = {"apple": 100, "bread": 10, "cheese": 3, "milk": 20, "tea": 0}

@@ -1,0 +1,93 @@
+"""Client commands that talk to a running mesh over NATS: call, ls."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from runtime.cli.common import Commands, add_command, client_url, nats_option, run_client
+from runtime.core import protocol as p
+from runtime.core.durations import parse_duration
+
+
+def register(commands: Commands) -> None:
+    call = add_command(commands, "call", _call, "call an agent or pipeline and print its JSON reply")
+    call.add_argument("name")
+    call.add_argument("payload", nargs="?", default="{}", help="JSON, or - to read stdin")
+    nats_option(call)
+    call.add_argument("--timeout", default="30s", help="how long to wait, like 5s (default 30s)")
+    call.add_argument("--stream", action="store_true",
+                      help="stream (found from the catalog when it is on)")
+    ls = add_command(commands, "ls", _ls, "list the catalog: every agent and pipeline on the mesh")
+    nats_option(ls)
+    ls.add_argument("--json", action="store_true", help="print the catalog as JSON")
+
+
+def _call(args: argparse.Namespace) -> int:
+    from runtime.nats import client
+
+    text = sys.stdin.read() if args.payload == "-" else args.payload
+    try:
+        payload = json.loads(text) if text.strip() else {}
+    except ValueError as exc:
+        print(f"error: the payload is not JSON ({exc}); pass a JSON value or - for stdin",
+              file=sys.stderr)
+        return 2
+    try:
+        timeout = parse_duration(args.timeout)
+    except ValueError as exc:
+        print(f"error: --timeout: {exc}", file=sys.stderr)
+        return 2
+
+    async def run() -> int:
+        nc = await client.open_client(client_url(args))
+        try:
+            if args.stream or await client.is_streaming(nc, args.name):
+                async for chunk in client.stream(nc, args.name, payload, timeout):
+                    print(json.dumps(chunk), flush=True)
+            else:
+                print(json.dumps(await client.call(nc, args.name, payload, timeout), indent=2))
+            return 0
+        except p.MeshError as exc:
+            print(json.dumps(exc.to_dict(), indent=2), file=sys.stderr)
+            return 1
+        finally:
+            await nc.close()
+
+    return run_client(run)
+
+
+def _ls(args: argparse.Namespace) -> int:
+    from runtime.nats import client
+
+    async def run() -> int:
+        nc = await client.open_client(client_url(args))
+        try:
+            entries = await client.catalog(nc)
+        finally:
+            await nc.close()
+        if entries is None:
+            print("error: this NATS server has no JetStream, so there is no catalog",
+                  file=sys.stderr)
+            return 1
+        if args.json:
+            print(json.dumps(entries, indent=2))
+        else:
+            print(_table(entries))
+        return 0
+
+    return run_client(run)
+
+
+def _table(entries: list[dict[str, Any]]) -> str:
+    if not entries:
+        return "(the catalog is empty)"
+    rows = [("NAME", "KIND", "VERSION", "TAGS", "DESCRIPTION")] + [(
+        str(e.get("name", "")), "stream" if e.get("streaming") else "call",
+        str(e.get("version", "")), ",".join(e.get("tags") or []), str(e.get("description", "")),
+    ) for e in entries]
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    return "\n".join(("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False))
+                      + "  " + r[4]).rstrip() for r in rows)

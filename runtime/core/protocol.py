@@ -1,0 +1,105 @@
+"""The wire protocol shared with OpenAgentMesh 0.2: subjects, headers, error bodies."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+AGENT_SUBJECT_PREFIX = "mesh.agent."
+ERROR_SUBJECT_PREFIX = "mesh.errors."
+STREAM_SUBJECT_PREFIX = "mesh.stream."
+
+HDR_REQUEST_ID = "X-Mesh-Request-Id"
+HDR_STATUS = "X-Mesh-Status"
+HDR_SOURCE = "X-Mesh-Source"
+HDR_STREAM = "X-Mesh-Stream"
+HDR_STREAM_SEQ = "X-Mesh-Stream-Seq"
+HDR_STREAM_END = "X-Mesh-Stream-End"
+
+CATALOG_BUCKET = "mesh-catalog"
+CATALOG_KEY = "catalog"
+REGISTRY_BUCKET = "mesh-registry"
+CONTEXT_BUCKET = "mesh-context"
+ARTIFACTS_BUCKET = "mesh-artifacts"
+
+DEFAULT_CLIENT_URL = "nats://127.0.0.1:4222"
+
+# Error codes (DESIGN section 3).
+INVALID_INPUT = "invalid_input"
+INVALID_OUTPUT = "invalid_output"
+HANDLER_ERROR = "handler_error"
+TIMEOUT = "timeout"
+NOT_FOUND = "not_found"
+OVERLOADED = "overloaded"
+EXPIRED = "expired"
+STEP_FAILED = "step_failed"
+INVOCATION_MISMATCH = "invocation_mismatch"
+
+
+def agent_subject(name: str) -> str:
+    return AGENT_SUBJECT_PREFIX + name
+
+
+def queue_group(name: str) -> str:
+    return "q." + name
+
+
+def error_subject(name: str) -> str:
+    return ERROR_SUBJECT_PREFIX + name
+
+
+def stream_subject(request_id: str) -> str:
+    return STREAM_SUBJECT_PREFIX + request_id
+
+
+class MeshError(Exception):
+    """A structured mesh error: what an agent answers, and what a caller raises."""
+
+    def __init__(
+        self,
+        code: str,
+        message: str,
+        *,
+        agent: str = "",
+        request_id: str = "",
+        details: dict[str, Any] | None = None,
+    ):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.agent = agent
+        self.request_id = request_id
+        self.details = details or {}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "code": self.code,
+            "message": self.message,
+            "agent": self.agent,
+            "request_id": self.request_id,
+            "details": self.details,
+        }
+
+    def to_json(self) -> bytes:
+        return json.dumps(self.to_dict()).encode()
+
+    @classmethod
+    def from_body(cls, body: bytes, *, agent: str = "", request_id: str = "") -> MeshError:
+        """Rebuild an error from a reply body, tolerating peers that send less."""
+        try:
+            data = json.loads(body) if body else {}
+        except ValueError:
+            data = {}
+        if not isinstance(data, dict):
+            data = {}
+        details = data.get("details")
+        return cls(
+            str(data.get("code", "unknown")),
+            str(data.get("message", body[:200].decode(errors="replace"))),
+            agent=str(data.get("agent") or agent),
+            request_id=str(data.get("request_id") or request_id),
+            details=details if isinstance(details, dict) else {},
+        )
+
+    def __repr__(self) -> str:
+        return f"MeshError({self.code!r}, {self.message!r})"

@@ -1,0 +1,108 @@
+"""The shape of mesh.yaml, version 1, as pydantic models (the source of mesh.schema.json)."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from runtime.core.durations import Duration
+from runtime.pipeline.spec import PipelineSpec
+
+NAME_PATTERN = r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$"
+_NAME = re.compile(NAME_PATTERN)
+
+
+def check_name(name: str) -> str:
+    """A dotted name whose segments are [A-Za-z0-9_-]+: it becomes a NATS subject tail."""
+    if not _NAME.match(name):
+        bad = [c for c in (" ", "*", ">", "\t") if c in name]
+        hint = f" (it contains {' and '.join(repr(c) for c in bad)})" if bad else ""
+        raise ValueError(
+            f"invalid name '{name}'{hint}: use dot-separated segments of letters, digits, "
+            "'_' and '-', like nlp.summarizer"
+        )
+    return name
+
+
+Name = Annotated[str, AfterValidator(check_name)]
+JsonSchema = dict[str, Any] | bool
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TlsSettings(Strict):
+    ca: str | None = None
+    cert: str | None = None
+    key: str | None = None
+
+
+class EmbeddedSettings(Strict):
+    port: int = Field(4222, ge=0, le=65535, description="0 picks a free port")
+    store_dir: str | None = Field(None, description="JetStream store; default: a temp folder")
+
+
+class NatsSettings(Strict):
+    """Where the mesh's NATS is: `embedded` (a server `up` starts) or a URL or cluster."""
+
+    url: str | None = Field(None, description="'embedded' or nats://host:4222")
+    servers: list[str] | None = None
+    token: str | None = None
+    user: str | None = None
+    password: str | None = None
+    creds: str | None = None
+    tls: TlsSettings | None = None
+    embedded: EmbeddedSettings = EmbeddedSettings()
+
+
+class Defaults(Strict):
+    timeout: Duration = 30.0
+    concurrency: int = Field(64, ge=1, description="in-flight requests per agent per process")
+
+
+class AgentSpec(Strict):
+    """An agent served by this process: a Python handler with input and output schemas."""
+
+    description: str = ""
+    handler: str = Field(description="module:attribute, imported with mesh.yaml's folder first")
+    input: JsonSchema | None = None
+    output: JsonSchema | None = None
+    tags: list[str] = []
+    version: str = "0.1.0"
+    timeout: Duration | None = None
+    concurrency: int | None = Field(None, ge=1)
+    config: dict[str, Any] = {}
+
+
+class ExternalAgent(Strict):
+    """An agent served by another process, declared so pipelines can be checked whole."""
+
+    description: str = ""
+    input: JsonSchema | None = None
+    output: JsonSchema | None = None
+    streaming: bool = False
+
+
+class MeshSpec(Strict):
+    """mesh.yaml, version 1."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, title="mesh.yaml")
+
+    version: Literal[1]
+    name: str = "mesh"
+    nats: NatsSettings = NatsSettings()
+    defaults: Defaults = Defaults()
+    agents: dict[Name, AgentSpec] = {}
+    pipelines: dict[Name, PipelineSpec] = {}
+    external: dict[Name, ExternalAgent] = {}
+
+
+def mesh_json_schema() -> dict[str, Any]:
+    """The JSON Schema of mesh.yaml, as `mesh-runtime schema` prints it."""
+    schema = MeshSpec.model_json_schema(by_alias=True)
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["$id"] = "https://mesh-runtime.dev/schemas/mesh.schema.json"
+    return schema

@@ -1,0 +1,277 @@
+"""Payload schemas: resolve `$ref` files, check them against their meta-schema, compile once.
+
+The request path only calls `PayloadSchema.validator.is_valid` (jsonschema-rs, compiled
+at load time); the slower, precise error listing runs only for a request that fails.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import jsonschema_rs
+
+from runtime.core.issues import DocPath, Issue
+from runtime.load.yamlsource import SourceDoc, load_source, parse_source
+
+_TYPES = ("array", "boolean", "integer", "null", "number", "object", "string")
+DefaultsFiller = Callable[[Any], None]
+
+
+@dataclass(frozen=True)
+class PayloadSchema:
+    """A compiled payload schema: the self-contained document and its fast validator."""
+
+    document: dict[str, Any]
+    validator: Any  # a jsonschema_rs validator
+    fill_defaults: DefaultsFiller | None = None
+
+    def errors(self, instance: Any) -> list[dict[str, str]]:
+        """Every violation as `{"path": JSON pointer, "message": text}` (the slow path)."""
+        found = []
+        for error in self.validator.iter_errors(instance):
+            parts = [str(p) for p in error.instance_path]
+            if isinstance(error.kind, jsonschema_rs.ValidationErrorKind.Required):
+                parts.append(str(error.kind.property))  # point at the missing field itself
+            pointer = "".join("/" + p.replace("~", "~0").replace("/", "~1") for p in parts)
+            found.append({"path": pointer, "message": error.message})
+        return found
+
+
+class SchemaCache:
+    """What stays true across loads: meta-schema checks, compiled validators and parsed
+    schema files, keyed by their exact text, so a reload re-does only what was edited."""
+
+    def __init__(self, size: int = 8192):
+        self.size = size
+        self._entries: OrderedDict[Hashable, Any] = OrderedDict()
+
+    def get(self, key: Hashable) -> Any:
+        found = self._entries.get(key)
+        if found is not None:
+            self._entries.move_to_end(key)
+        return found
+
+    def put(self, key: Hashable, value: Any) -> Any:
+        self._entries[key] = value
+        self._entries.move_to_end(key)
+        if len(self._entries) > self.size:  # bounded: a long session of edits does not grow
+            self._entries.popitem(last=False)
+        return value
+
+
+@dataclass
+class SchemaResolver:
+    """Resolves the schemas of one mesh file, caching each referenced file once."""
+
+    base_dir: Path
+    files: dict[Path, SourceDoc] = field(default_factory=dict)
+    issues: list[Issue] = field(default_factory=list)
+    cache: SchemaCache | None = None
+    _bundled: dict[Path, Any] = field(default_factory=dict)
+
+    def resolve(self, raw: Any, doc: SourceDoc, where: DocPath) -> PayloadSchema | None:
+        """Resolve, check and compile the schema at `where` in `doc`; None if it is broken."""
+        before = len(self.issues)
+        if isinstance(raw, bool):
+            raw = {} if raw else {"not": {}}
+        if not isinstance(raw, dict):
+            self.issues.append(doc.issue(where, "a schema must be a mapping (a JSON Schema object)"))
+            return None
+        bundled = self._bundle(raw, doc, where, Path(doc.file).parent, (), seen=())
+        if len(self.issues) > before or bundled is None:
+            return None
+        key = ("compiled", _text(bundled)) if self.cache is not None else None
+        if self.cache is not None and (known := self.cache.get(key)) is not None:
+            return known
+        try:
+            validator = jsonschema_rs.validator_for(bundled)
+        except (jsonschema_rs.ValidationError, jsonschema_rs.ReferencingError, ValueError) as exc:
+            first_line = str(exc).strip().splitlines()[0]
+            self.issues.append(doc.issue(where, f"invalid JSON Schema: {first_line}"))
+            return None
+        compiled = PayloadSchema(bundled, validator, compile_defaults(bundled))
+        return self.cache.put(key, compiled) if self.cache is not None else compiled
+
+    def _bundle(self, node: Any, doc: SourceDoc, where: DocPath, folder: Path,
+                inner: DocPath, seen: tuple[Path, ...]) -> Any:
+        """Check `node` against its meta-schema, then inline the files its `$ref`s name."""
+        if not inner:
+            self._check_meta(node, doc, where)
+        if isinstance(node, list):
+            return [self._bundle(v, doc, (*where, i), folder, (*inner, i), seen)
+                    for i, v in enumerate(node)]
+        if not isinstance(node, dict):
+            return node
+        ref = node.get("$ref")
+        if isinstance(ref, str) and _is_file_ref(ref):
+            rest = {k: v for k, v in node.items() if k != "$ref"}
+            included = self._include(ref, doc, (*where, "$ref"), folder, seen)
+            if included is None:
+                return None
+            return {**included, **rest} if rest and "$ref" not in included else (
+                {"allOf": [included], **rest} if rest else included)
+        return {k: self._bundle(v, doc, (*where, k), folder, (*inner, k), seen)
+                for k, v in node.items()}
+
+    def _include(self, ref: str, doc: SourceDoc, where: DocPath, folder: Path,
+                 seen: tuple[Path, ...]) -> dict[str, Any] | None:
+        file_part, _, fragment = ref.partition("#")
+        target = (folder / file_part).resolve()
+        if target in seen:
+            self.issues.append(doc.issue(where, f"$ref '{ref}' refers back to itself in a cycle"))
+            return None
+        if not target.is_file():
+            self.issues.append(doc.issue(where, f"$ref file not found: {file_part} "
+                                                f"(looked for {target})"))
+            return None
+        if target not in self._bundled:  # each file is read and checked once per load
+            source = self._load_file(target)
+            self.files[target] = source
+            self.issues.extend(source.issues)
+            before = len(self.issues)
+            content = None if source.issues else self._bundle(
+                source.data, source, (), target.parent, (), (*seen, target))
+            if not isinstance(content, dict) and content is not None:
+                self.issues.append(source.issue((), "a schema file must hold a JSON object"))
+            self._bundled[target] = content if len(self.issues) == before else None
+        content = self._bundled[target]
+        if content is None:
+            return None
+        if not fragment and not _has_local_ref(content):
+            return content
+        # Keep the file as an embedded resource so its own `#/...` refs still resolve.
+        uri = target.as_uri()
+        key = f"file:{target.name}"
+        return {"$ref": f"{uri}#{fragment}", "$defs": {key: {**content, "$id": uri}}}
+
+    def _load_file(self, target: Path) -> SourceDoc:
+        display = _display(target, self.base_dir)
+        if self.cache is None:
+            return load_source(target, display=display)
+        try:
+            text = target.read_text(encoding="utf-8")
+        except OSError:
+            return load_source(target, display=display)  # reports the problem its usual way
+        key = ("file", display, text)
+        if (known := self.cache.get(key)) is not None:
+            return known
+        source = parse_source(text, SourceDoc(display))
+        return self.cache.put(key, source) if not source.issues else source
+
+    def _check_meta(self, schema: Any, doc: SourceDoc, where: DocPath) -> None:
+        if not isinstance(schema, dict):
+            return
+        if self.cache is None:
+            problems = _meta_problems(schema)
+        else:
+            key = ("meta", _text(schema))
+            problems = self.cache.get(key)
+            if problems is None:
+                problems = self.cache.put(key, _meta_problems(schema))
+        for path, message in problems:
+            self.issues.append(doc.issue((*where, *path), f"invalid JSON Schema: {message}"))
+
+    @property
+    def used_files(self) -> list[Path]:
+        return sorted(self.files)
+
+
+def _meta_problems(schema: dict[str, Any]) -> tuple[tuple[DocPath, str], ...]:
+    """Where `schema` breaks its meta-schema, as (path inside the schema, message) pairs."""
+    try:  # the Rust check is ~100x faster; Python's only words the errors of a bad schema
+        if jsonschema_rs.meta.is_valid(schema):
+            return ()
+    except (jsonschema_rs.ReferencingError, ValueError):
+        pass  # an unknown $schema URI: the Python check below (or the compile step) says so
+    try:
+        cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
+    except Exception:  # an unknown $schema URI: checked by the compile step instead
+        return ()
+    return tuple((tuple(error.path), _meta_message(error))
+                 for error in cls(cls.META_SCHEMA).iter_errors(schema))
+
+
+def _text(schema: Any) -> str:
+    """A cache key for a schema: its exact JSON text (key order kept: it is shown to users)."""
+    return json.dumps(schema, default=repr)
+
+
+def _meta_message(error: jsonschema.ValidationError) -> str:
+    if error.path and error.path[-1] == "type" and isinstance(error.instance, str):
+        return f"'{error.instance}' is not a JSON Schema type (use one of: {', '.join(_TYPES)})"
+    return error.message
+
+
+def _is_file_ref(ref: str) -> bool:
+    return not ref.startswith("#") and "://" not in ref and not ref.startswith("urn:")
+
+
+def _has_local_ref(node: Any) -> bool:
+    if isinstance(node, dict):
+        ref = node.get("$ref")
+        if isinstance(ref, str) and ref.startswith("#"):
+            return True
+        return any(_has_local_ref(v) for v in node.values())
+    if isinstance(node, list):
+        return any(_has_local_ref(v) for v in node)
+    return False
+
+
+def _display(target: Path, base_dir: Path) -> str:
+    try:
+        return str(target.relative_to(base_dir.resolve()))
+    except ValueError:
+        return str(target)
+
+
+def compile_schema(document: dict[str, Any]) -> PayloadSchema:
+    """Compile a schema that needs no file resolution (one derived from a pydantic model)."""
+    return PayloadSchema(document, jsonschema_rs.validator_for(document), compile_defaults(document))
+
+
+def compile_defaults(schema: Any) -> DefaultsFiller | None:
+    """A function that fills `default`s of object properties in place; None if none exist."""
+    if not isinstance(schema, dict):
+        return None
+    ref = schema.get("$ref")
+    if isinstance(ref, str) and ref.endswith("#") and isinstance(schema.get("$defs"), dict):
+        # A whole file kept as an embedded resource (see SchemaResolver._include).
+        for embedded in schema["$defs"].values():
+            if isinstance(embedded, dict) and embedded.get("$id") == ref[:-1]:
+                return compile_defaults(embedded)
+    if isinstance(schema.get("allOf"), list):
+        parts = [f for part in schema["allOf"] if (f := compile_defaults(part)) is not None]
+        own = compile_defaults({k: v for k, v in schema.items() if k != "allOf"})
+        parts += [own] if own else []
+        if parts:
+            def fill_all(instance: Any) -> None:
+                for part in parts:
+                    part(instance)
+            return fill_all
+    props = schema.get("properties")
+    if not isinstance(props, dict):
+        return None
+    defaults = {k: v["default"] for k, v in props.items() if isinstance(v, dict) and "default" in v}
+    nested = {k: f for k, v in props.items() if (f := compile_defaults(v)) is not None}
+    if not defaults and not nested:
+        return None
+    mutable = {k for k, v in defaults.items() if isinstance(v, dict | list)}
+
+    def fill(instance: Any) -> None:
+        if not isinstance(instance, dict):
+            return
+        for key, value in defaults.items():
+            if key not in instance:
+                instance[key] = copy.deepcopy(value) if key in mutable else value
+        for key, inner in nested.items():
+            if key in instance:
+                inner(instance[key])
+
+    return fill

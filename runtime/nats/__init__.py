@@ -1,0 +1,1 @@
+"""The NATS side: connecting, the embedded nats-server, calling agents, the CLI's client."""

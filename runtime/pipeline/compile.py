@@ -1,0 +1,207 @@
+"""Load-time checks and compilation of one pipeline's steps into frozen step nodes."""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from runtime.core.issues import dotted
+from runtime.pipeline.expressions import (
+    Expression,
+    Path,
+    Problem,
+    Template,
+    compile_expression,
+    compile_template,
+)
+from runtime.pipeline.spec import STEP_ID_PATTERN, PipelineSpec, Retry, Step, walk_steps
+from runtime.pipeline.steps import CallNode, ParallelNode, StepNode
+
+_PLAIN_NAME = re.compile(STEP_ID_PATTERN)
+_PLAIN_RULE = "must be letters, digits and _, not starting with a digit"
+_MESH_FIELDS = ("name", "request_id")
+_ROOTS = ("input", "steps", "mesh")
+_ITEM_ROOTS = (*_ROOTS, "item", "index")
+_NO_RETRY = Retry()
+
+
+@dataclass(frozen=True)
+class _Where:
+    """What an expression at some point of the pipeline may read."""
+
+    visible: frozenset[str]  # step ids that have run by then
+    sequence: frozenset[str]  # ids of the step list being compiled
+    enclosing: frozenset[str]  # ids of the steps the expression belongs to
+    in_item: bool  # inside a for_each body: `item` and `index` are set
+
+
+class PipelineCompiler:
+    """Compiles one pipeline spec, collecting every problem instead of stopping at the first."""
+
+    def __init__(self, spec: PipelineSpec, callable_names: set[str]):
+        self.spec = spec
+        self.callable_names = callable_names
+        self.problems: list[Problem] = []
+        self.ids: dict[str, Path] = {}
+        self.branch_ids: set[str] = set()
+
+    def compile(self) -> tuple[tuple[StepNode, ...], Template | None]:
+        """The top-level step nodes and the `returns` template; see `problems` afterwards."""
+        self._collect_ids()
+        top = _Where(frozenset(), frozenset(), frozenset(), in_item=False)
+        steps = self._sequence(self.spec.steps, ("steps",), top, top_level=True)
+        if self.spec.returns is None:
+            return steps, None
+        returns, problems = compile_template(self.spec.returns, ("returns",))
+        self.problems.extend(problems)
+        done = _Where(
+            frozenset(s.id for s in self.spec.steps if s.id), frozenset(), frozenset(), False
+        )
+        for path, expr in returns.expressions:
+            self._check_reads(expr, path, done)
+        return steps, returns
+
+    def _problem(self, path: Path, message: str) -> None:
+        self.problems.append((path, message))
+
+    def _collect_ids(self) -> None:
+        for path, step in walk_steps(self.spec.steps):
+            if step.id is None:
+                continue
+            if not _PLAIN_NAME.match(step.id):
+                self._problem((*path, "id"), f"step id {step.id!r} {_PLAIN_RULE}")
+            if step.id in self.ids:
+                first = dotted(self.ids[step.id])
+                self._problem((*path, "id"), f"duplicate step id '{step.id}' (first at {first})")
+                continue
+            self.ids[step.id] = path
+            if "parallel" in path:
+                self.branch_ids.add(step.id)
+
+    def _sequence(
+        self, steps: list[Step], path: Path, where: _Where, *, top_level: bool = False
+    ) -> tuple[StepNode, ...]:
+        own = frozenset(s.id for s in steps if s.id)
+        visible = set(where.visible)
+        nodes = []
+        for index, step in enumerate(steps):
+            if top_level and step.id is None:
+                self._problem((*path, index), "a top-level step needs an id")
+            here = dataclasses.replace(where, visible=frozenset(visible), sequence=own)
+            nodes.append(self._step(step, (*path, index), here))
+            if step.id:
+                visible.add(step.id)
+        return tuple(nodes)
+
+    def _step(self, step: Step, path: Path, where: _Where) -> StepNode:
+        if step.id:
+            where = dataclasses.replace(where, enclosing=where.enclosing | {step.id})
+        # `for_each:` with nothing after it is YAML null: say so rather than run once.
+        given = step.model_fields_set
+        when_text = "" if step.when is None and "when" in given else step.when
+        each_text = "" if step.for_each is None and "for_each" in given else step.for_each
+        when = self._bare(when_text, "when", "input.lang != 'en'", path, where)
+        for_each = self._bare(each_text, "for_each", "input.sections", path, where)
+        if step.max_concurrency is not None and each_text is None:
+            self._problem((*path, "max_concurrency"), "max_concurrency applies to for_each steps")
+        if each_text is not None:
+            where = dataclasses.replace(where, in_item=True)
+        body: CallNode | ParallelNode
+        if step.call is not None:
+            body = self._call(step, step.call, path, where)
+        else:
+            body = self._parallel(step, path, where)
+        fallback = step.on_error.value if step.on_error is not None else None
+        return StepNode(
+            step.id, when, for_each, step.max_concurrency, body, step.on_error is not None, fallback
+        )
+
+    def _bare(
+        self, text: str | None, key: str, example: str, path: Path, where: _Where
+    ) -> Expression | None:
+        if text is None:
+            return None
+        if not text.strip():
+            self._problem((*path, key), f"{key} needs an expression, like {example}")
+            return None
+        expr, problems = compile_expression(text, (*path, key))
+        self.problems.extend(problems)
+        if expr is not None:
+            self._check_reads(expr, (*path, key), where)
+        return expr
+
+    def _call(self, step: Step, agent: str, path: Path, where: _Where) -> CallNode:
+        if agent not in self.callable_names:
+            hint = _did_you_mean(agent, self.callable_names)
+            self._problem((*path, "call"), f"unknown agent or pipeline '{agent}'{hint}")
+        payload = None
+        if step.with_ is not None:
+            payload, problems = compile_template(step.with_, (*path, "with"))
+            self.problems.extend(problems)
+            for expr_path, expr in payload.expressions:
+                self._check_reads(expr, expr_path, where)
+        retry = step.retry or _NO_RETRY
+        return CallNode(
+            agent, payload, step.timeout, retry.attempts, retry.backoff, retry.max_backoff
+        )
+
+    def _parallel(self, step: Step, path: Path, where: _Where) -> ParallelNode:
+        for key, present in (("with", step.with_ is not None), ("retry", step.retry is not None)):
+            if present:
+                self._problem(
+                    (*path, key), f"{key} applies to call steps; set it on the branches' steps"
+                )
+        branches = step.parallel or {}
+        if not branches:
+            self._problem((*path, "parallel"), "parallel needs at least one branch")
+        compiled = []
+        for name, body in branches.items():
+            branch_path = (*path, "parallel", name)
+            if not _PLAIN_NAME.match(name):
+                self._problem(branch_path, f"branch name {name!r} {_PLAIN_RULE}")
+            if isinstance(body, list):
+                if not body:
+                    self._problem(branch_path, "a branch needs at least one step")
+                nodes = self._sequence(body, branch_path, where)
+            else:
+                nodes = (self._step(body, branch_path, where),)
+            compiled.append((name, nodes))
+        return ParallelNode(tuple(compiled), step.timeout)
+
+    def _check_reads(self, expr: Expression, path: Path, where: _Where) -> None:
+        """Every name the expression reads must exist at this point of the pipeline."""
+        roots = _ITEM_ROOTS if where.in_item else _ROOTS
+        for name, field in sorted(expr.roots(), key=lambda r: (r[0], r[1] or "")):
+            said = f"expression {expr.text!r} reads"
+            if name == "steps" and field is not None:
+                problem = self._step_problem(field, where)
+                if problem:
+                    self._problem(path, f"{said} steps.{field}, {problem}")
+            elif name == "mesh" and field is not None and field not in _MESH_FIELDS:
+                self._problem(path, f"{said} mesh.{field}, but mesh has only name and request_id")
+            elif name in ("item", "index") and not where.in_item:
+                self._problem(path, f"{said} '{name}', which is set only inside for_each")
+            elif name not in roots:
+                hint = _did_you_mean(name, roots)
+                self._problem(
+                    path, f"{said} '{name}', which is not in scope ({', '.join(roots)}){hint}"
+                )
+
+    def _step_problem(self, ref: str, where: _Where) -> str | None:
+        if ref in where.visible:
+            return None
+        if ref in where.enclosing:
+            return "its own step's result"
+        if ref not in self.ids:
+            return f"but no step has id '{ref}'{_did_you_mean(ref, self.ids)}"
+        if ref in self.branch_ids and ref not in where.sequence:
+            return "which runs inside a parallel branch (only later steps of that branch see it)"
+        return "which has not run yet here (only earlier steps can be read)"
+
+
+def _did_you_mean(word: str, choices: Iterable[str]) -> str:
+    close = difflib.get_close_matches(word, sorted(choices), n=1)
+    return f"; did you mean '{close[0]}'?" if close else ""

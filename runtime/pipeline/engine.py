@@ -1,0 +1,128 @@
+"""Pipelines: every check and compilation at load time (`compile_pipeline`), then `run`."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from runtime.core.protocol import HANDLER_ERROR, STEP_FAILED, TIMEOUT, MeshError
+from runtime.pipeline.checks import check_constants, find_cycles
+from runtime.pipeline.compile import PipelineCompiler
+from runtime.pipeline.expressions import EvaluationError, Problem, Template
+from runtime.pipeline.spec import PipelineSpec
+from runtime.pipeline.steps import (
+    CallFn,
+    RunContext,
+    StepFailure,
+    StepNode,
+    run_step,
+    seconds_text,
+)
+
+__all__ = [
+    "CallFn",
+    "CompiledPipeline",
+    "Problem",
+    "check_constants",
+    "compile_pipeline",
+    "find_cycles",
+]
+
+
+class CompiledPipeline:
+    """A checked pipeline, ready to run; immutable, so runs may overlap freely."""
+
+    __slots__ = ("_returns", "_steps", "_timeout", "name")
+
+    def __init__(
+        self,
+        name: str,
+        steps: tuple[StepNode, ...],
+        returns: Template | None,
+        timeout: float | None,
+    ):
+        self.name = name
+        self._steps = steps
+        self._returns = returns
+        self._timeout = timeout
+
+    async def run(
+        self,
+        payload: Any,
+        *,
+        call: CallFn,
+        request_id: str,
+        mesh_name: str,
+        default_timeout: float,
+    ) -> Any:
+        """The pipeline's result for `payload`; raises MeshError (`step_failed`, `timeout`)."""
+        loop = asyncio.get_running_loop()
+        timeout = self._timeout
+        deadline = None if timeout is None else loop.time() + timeout
+        ctx = RunContext(call, request_id, default_timeout, deadline, loop)
+        scope = {
+            "input": payload,
+            "steps": {},
+            "mesh": {"name": mesh_name, "request_id": request_id},
+        }
+        if timeout is None or deadline is None:
+            return await self._run(scope, ctx)
+        try:
+            async with asyncio.timeout_at(deadline):
+                return await self._run(scope, ctx)
+        except TimeoutError:
+            raise self._timed_out(timeout, request_id) from None
+        except MeshError as exc:
+            # A callee given the cut-down budget may report its timeout a hair before ours
+            # fires: that is still the pipeline running out of time.
+            if exc.details.get("code") == TIMEOUT and loop.time() >= deadline:
+                raise self._timed_out(timeout, request_id) from None
+            raise
+
+    async def _run(self, scope: dict[str, Any], ctx: RunContext) -> Any:
+        results = scope["steps"]
+        result = None
+        for step in self._steps:
+            try:
+                result = await run_step(step, scope, ctx)
+            except StepFailure as failure:
+                raise MeshError(
+                    STEP_FAILED,
+                    f"step '{step.id}' failed: {failure.message}",
+                    agent=self.name,
+                    request_id=ctx.request_id,
+                    details={
+                        "step": step.id,
+                        "code": failure.code,
+                        "message": failure.message,
+                        **failure.where,
+                    },
+                ) from None
+            results[step.id] = result
+        if self._returns is None:
+            return result
+        try:
+            return self._returns.render(scope)
+        except EvaluationError as exc:
+            raise MeshError(
+                HANDLER_ERROR, f"returns: {exc}", agent=self.name, request_id=ctx.request_id
+            ) from None
+
+    def _timed_out(self, timeout: float, request_id: str) -> MeshError:
+        return MeshError(
+            TIMEOUT,
+            f"pipeline '{self.name}' did not finish within {seconds_text(timeout)}",
+            agent=self.name,
+            request_id=request_id,
+        )
+
+
+def compile_pipeline(
+    name: str, spec: PipelineSpec, callable_names: set[str]
+) -> tuple[CompiledPipeline | None, list[Problem]]:
+    """The compiled pipeline, or None and every problem found (paths relative to the pipeline)."""
+    compiler = PipelineCompiler(spec, callable_names)
+    steps, returns = compiler.compile()
+    if compiler.problems:
+        return None, compiler.problems
+    return CompiledPipeline(name, steps, returns, spec.timeout), []

@@ -1,0 +1,109 @@
+"""The `pipelines:` section of mesh.yaml as pydantic models (structure only; meaning is checked
+by `runtime.pipeline.engine.compile_pipeline`)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from runtime.core.durations import Duration
+
+# Plain identifiers, so an expression can write `steps.<id>` without quoting. Checked by
+# compile_pipeline (with a friendlier message than pydantic's); here it only feeds the schema.
+STEP_ID_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+
+
+class Retry(BaseModel):
+    """How often a call step tries, and how long it waits between tries."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    attempts: int = Field(
+        default=1, ge=1, description="Every try counts: 3 = one call + two retries."
+    )
+    backoff: Duration = Field(default=0.1, description="The first wait; it doubles after each try.")
+    max_backoff: Duration = Field(default=2.0, description="The longest wait between two tries.")
+
+
+class OnError(BaseModel):
+    """The value a step takes when it fails after its last try."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    value: Any = Field(description="The fallback result (any JSON value, null included).")
+
+
+class Step(BaseModel):
+    """One step: a `call` of an agent or pipeline, or a `parallel` set of branches."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    id: str | None = Field(
+        default=None,
+        json_schema_extra={"pattern": STEP_ID_PATTERN},
+        description="Names the result as steps.<id>; required on top-level steps.",
+    )
+    call: str | None = Field(default=None, description="The agent or pipeline to call.")
+    with_: dict[str, Any] | None = Field(
+        default=None,
+        alias="with",
+        description="The payload; ${{ expr }} in strings is JMESPath over the scope.",
+    )
+    parallel: dict[str, Step | list[Step]] | None = Field(
+        default=None, description="Branches that run concurrently; a list runs in sequence."
+    )
+    when: str | None = Field(default=None, description="A bare JMESPath expression; false skips.")
+    for_each: str | None = Field(
+        default=None, description="A bare JMESPath expression giving a list to fan out over."
+    )
+    max_concurrency: int | None = Field(
+        default=None, ge=1, description="At most this many for_each items at once."
+    )
+    retry: Retry | None = None
+    timeout: Duration | None = Field(
+        default=None, description="How long one call may take (defaults.timeout if unset)."
+    )
+    on_error: OnError | None = None
+
+    @model_validator(mode="after")
+    def _call_or_parallel(self) -> Step:
+        if (self.call is None) == (self.parallel is None):
+            raise ValueError("a step needs exactly one of 'call' or 'parallel'")
+        return self
+
+
+class PipelineSpec(BaseModel):
+    """A pipeline: steps that chain agents, served as an agent itself."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    description: str = ""
+    version: str = "1.0.0"
+    tags: list[str] = Field(default_factory=list)
+    input: dict[str, Any] | None = Field(default=None, description="JSON Schema of the input.")
+    output: dict[str, Any] | None = Field(default=None, description="JSON Schema of the result.")
+    steps: list[Step] = Field(min_length=1)
+    returns: Any = Field(
+        default=None, description="Builds the result; without it, the last step's result."
+    )
+    timeout: Duration | None = Field(default=None, description="Bounds the whole run.")
+
+
+StepPath = tuple[str | int, ...]
+
+
+def walk_steps(steps: list[Step], path: StepPath = ("steps",)) -> Iterator[tuple[StepPath, Step]]:
+    """Every step with its path, branches included, in document order."""
+    for index, step in enumerate(steps):
+        yield from _walk_step(step, (*path, index))
+
+
+def _walk_step(step: Step, path: StepPath) -> Iterator[tuple[StepPath, Step]]:
+    yield path, step
+    for branch, body in (step.parallel or {}).items():
+        if isinstance(body, list):
+            yield from walk_steps(body, (*path, "parallel", branch))
+        else:
+            yield from _walk_step(body, (*path, "parallel", branch))

@@ -1,0 +1,236 @@
+"""Running compiled pipeline steps: calls with retry and timeout, parallel branches, for_each.
+
+Everything here is decided at compile time and frozen; one run's state lives in its `scope`
+dict and its `RunContext`, so one compiled pipeline can run many times at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any
+
+from runtime.core.protocol import HANDLER_ERROR, INVALID_INPUT, STEP_FAILED, TIMEOUT, MeshError
+from runtime.pipeline.expressions import EvaluationError, Expression, Template
+
+CallFn = Callable[[str, Any, float, str], Awaitable[Any]]
+"""`await call(agent_name, payload, timeout_seconds, request_id)`: output, or raises MeshError."""
+
+Scope = dict[str, Any]
+
+
+class StepFailure(Exception):
+    """A step that failed for good: the cause's code and message, and where (branch, index)."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.where: dict[str, Any] = {}
+
+
+@dataclass(frozen=True, slots=True)
+class CallNode:
+    """A call of one agent or pipeline, with its payload template and retry policy."""
+
+    agent: str
+    payload: Template | None  # None: the item inside for_each, else the pipeline's input
+    timeout: float | None  # None: the run's default timeout
+    attempts: int
+    backoff: float
+    max_backoff: float
+
+
+@dataclass(frozen=True, slots=True)
+class ParallelNode:
+    """Branches run concurrently; each branch is a sequence of steps."""
+
+    branches: tuple[tuple[str, tuple[StepNode, ...]], ...]
+    timeout: float | None  # bounds the whole set of branches
+
+
+@dataclass(frozen=True, slots=True)
+class StepNode:
+    """A compiled step."""
+
+    id: str | None
+    when: Expression | None
+    for_each: Expression | None
+    max_concurrency: int | None
+    body: CallNode | ParallelNode
+    has_fallback: bool
+    fallback: Any
+
+
+@dataclass(frozen=True, slots=True)
+class RunContext:
+    """What one run needs besides its scope."""
+
+    call: CallFn
+    request_id: str
+    default_timeout: float
+    deadline: float | None  # loop time when the pipeline's own timeout expires
+    loop: asyncio.AbstractEventLoop
+
+
+async def run_sequence(steps: tuple[StepNode, ...], scope: Scope, ctx: RunContext) -> Any:
+    """Runs steps in order, recording each one's result under `steps.<id>`; the last result."""
+    results = scope["steps"]
+    result = None
+    for step in steps:
+        result = await run_step(step, scope, ctx)
+        if step.id is not None:
+            results[step.id] = result
+    return result
+
+
+async def run_step(step: StepNode, scope: Scope, ctx: RunContext) -> Any:
+    """One step: `when`, then its body once or for each item; `on_error` replaces a failure."""
+    try:
+        if step.when is not None and not _evaluate(step.when.truthy, scope):
+            return None
+        if step.for_each is None:
+            return await _run_body(step.body, scope, ctx)
+        items = _evaluate(step.for_each.render, scope)
+        if not isinstance(items, list):
+            raise StepFailure(
+                STEP_FAILED,
+                f"for_each expression {step.for_each.text!r} gave {_json_type(items)}, not a list",
+            )
+        return await _for_each(step, items, scope, ctx)
+    except StepFailure:
+        if step.has_fallback:
+            return step.fallback
+        raise
+
+
+async def _for_each(step: StepNode, items: list[Any], scope: Scope, ctx: RunContext) -> list[Any]:
+    results: list[Any] = [None] * len(items)
+
+    async def one(index: int) -> None:
+        try:
+            results[index] = await _run_body(
+                step.body, {**scope, "item": items[index], "index": index}, ctx
+            )
+        except StepFailure as failure:
+            if step.has_fallback:  # per item, so one bad item does not lose the others
+                results[index] = step.fallback
+                return
+            failure.where["index"] = index
+            raise
+
+    limit = step.max_concurrency
+    if limit is None or limit >= len(items):
+        await _all([one(i) for i in range(len(items))])
+    else:
+        # A few workers pulling from one iterator: never more than `limit` tasks, even for
+        # long lists, and items still start in order.
+        indexes = iter(range(len(items)))
+
+        async def worker() -> None:
+            for index in indexes:
+                await one(index)
+
+        await _all([worker() for _ in range(limit)])
+    return results
+
+
+async def _run_body(body: CallNode | ParallelNode, scope: Scope, ctx: RunContext) -> Any:
+    if isinstance(body, CallNode):
+        return await _call(body, scope, ctx)
+    if body.timeout is None:
+        return await _parallel(body, scope, ctx)
+    try:
+        async with asyncio.timeout(body.timeout):
+            return await _parallel(body, scope, ctx)
+    except TimeoutError:
+        message = f"branches did not finish within {seconds_text(body.timeout)}"
+        raise StepFailure(TIMEOUT, message) from None
+
+
+async def _parallel(node: ParallelNode, scope: Scope, ctx: RunContext) -> dict[str, Any]:
+    async def branch(name: str, steps: tuple[StepNode, ...]) -> Any:
+        try:
+            if len(steps) == 1:
+                return await run_step(steps[0], scope, ctx)
+            # A branch's own steps see each other, but not a sibling branch's.
+            return await run_sequence(steps, {**scope, "steps": dict(scope["steps"])}, ctx)
+        except StepFailure as failure:
+            failure.where["branch"] = name
+            raise
+
+    values = await _all([branch(name, steps) for name, steps in node.branches])
+    return {name: value for (name, _), value in zip(node.branches, values, strict=True)}
+
+
+async def _call(node: CallNode, scope: Scope, ctx: RunContext) -> Any:
+    if node.payload is not None:
+        payload = _evaluate(node.payload.render, scope)
+    else:
+        payload = scope["item"] if "item" in scope else scope["input"]
+    timeout = node.timeout or ctx.default_timeout
+    wait = node.backoff
+    code, message = HANDLER_ERROR, ""
+    for attempt in range(node.attempts):
+        if attempt:
+            await asyncio.sleep(min(wait, node.max_backoff))
+            wait *= 2
+        try:
+            async with asyncio.timeout(timeout):
+                return await ctx.call(node.agent, payload, _budget(timeout, ctx), ctx.request_id)
+        except TimeoutError:
+            code, message = TIMEOUT, f"{node.agent} did not answer within {seconds_text(timeout)}"
+        except MeshError as exc:
+            code, message = exc.code, exc.message
+            if code == INVALID_INPUT:
+                break  # the same payload will be just as invalid next time
+        except Exception as exc:  # a bug in `call` must still end as a clean step failure
+            code, message = HANDLER_ERROR, f"{type(exc).__name__}: {exc}"
+    raise StepFailure(code, message)
+
+
+def _budget(timeout: float, ctx: RunContext) -> float:
+    """The step timeout, cut to what is left of the pipeline's own, so callees know the deadline."""
+    if ctx.deadline is None:
+        return timeout
+    return max(min(timeout, ctx.deadline - ctx.loop.time()), 0.001)
+
+
+async def _all(coros: list[Coroutine[Any, Any, Any]]) -> list[Any]:
+    """Results in order; the first failure cancels the others and is raised alone."""
+    if len(coros) == 1:
+        return [await coros[0]]
+    try:
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(coro) for coro in coros]
+    except BaseExceptionGroup as failed:
+        # The first failure is what cancelled the rest; later ones (if any) are echoes.
+        raise failed.exceptions[0] from None
+    return [task.result() for task in tasks]
+
+
+def _evaluate(fn: Callable[[Scope], Any], scope: Scope) -> Any:
+    try:
+        return fn(scope)
+    except EvaluationError as exc:
+        raise StepFailure(STEP_FAILED, str(exc)) from None
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    return "an object" if isinstance(value, dict) else type(value).__name__
+
+
+def seconds_text(value: float) -> str:
+    """2.0 -> '2s', 0.25 -> '250ms', for messages."""
+    if value < 1:
+        return f"{value * 1000:g}ms"
+    return f"{value:g}s"

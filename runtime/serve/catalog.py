@@ -1,0 +1,175 @@
+"""Discovery in JetStream KV, in the format OpenAgentMesh 0.2 reads and writes.
+
+`mesh-catalog`/`catalog` is one JSON list shared by every process on the mesh, so it
+is changed with compare-and-set; `mesh-registry`/<name> holds each name's full card.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import uuid
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+from nats.aio.client import Client
+from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, NotFoundError
+from nats.js.kv import KeyValue
+
+from runtime.core import protocol as p
+from runtime.load.mesh import Endpoint
+
+log = logging.getLogger("mesh-runtime")
+_CAS_ATTEMPTS = 50
+# The `up` processes serving a catalog entry. Several may serve one name (a cluster); a
+# stopping one removes only itself, and the entry leaves with the last of them.
+# OpenAgentMesh reads entries with a model that ignores unknown fields.
+INSTANCES = "x-instances"
+Entries = list[dict[str, Any]]
+
+
+def registry_card(endpoint: Endpoint) -> dict[str, Any]:
+    """The A2A-style card OpenAgentMesh 0.2 writes to `mesh-registry`."""
+    skill: dict[str, Any] = {
+        "id": endpoint.name, "name": endpoint.name,
+        "description": endpoint.description, "tags": list(endpoint.tags),
+    }
+    if endpoint.input is not None:
+        skill["inputSchema"] = endpoint.input.document
+    extension: dict[str, Any] = {
+        "subject": p.agent_subject(endpoint.name),
+        "tags": list(endpoint.tags),
+        "registered_at": datetime.now(UTC).isoformat(),
+    }
+    if endpoint.output is not None:
+        if endpoint.streaming:  # a streaming agent's output schema describes each chunk
+            extension["chunk_schema"] = endpoint.output.document
+        else:
+            skill["outputSchema"] = endpoint.output.document
+    return {
+        "name": endpoint.name,
+        "description": endpoint.description,
+        "version": endpoint.version,
+        "capabilities": {"streaming": endpoint.streaming, "invocable": True},
+        "skills": [skill],
+        "x-agentmesh": extension,
+    }
+
+
+class Discovery:
+    """The catalog and registry buckets; `open` returns None where JetStream is off."""
+
+    def __init__(self, catalog: KeyValue, registry: KeyValue):
+        self.catalog = catalog
+        self.registry = registry
+        self.instance = uuid.uuid4().hex[:12]  # this process, in the entries it serves
+
+    @classmethod
+    async def open(cls, nc: Client) -> Discovery | None:
+        js = nc.jetstream(timeout=5)
+        try:
+            buckets = [await _kv(js, p.CATALOG_BUCKET), await _kv(js, p.REGISTRY_BUCKET),
+                       await _kv(js, p.CONTEXT_BUCKET)]
+            try:  # OpenAgentMesh clients open this object store on connect
+                await js.object_store(p.ARTIFACTS_BUCKET)
+            except (NotFoundError, Exception):
+                await js.create_object_store(bucket=p.ARTIFACTS_BUCKET)
+        except Exception as exc:
+            log.warning("JetStream is not available (%s): agents are served, but discovery "
+                        "(catalog, registry) is off", _short(exc))
+            return None
+        return cls(buckets[0], buckets[1])
+
+    async def publish(self, endpoints: Iterable[Endpoint]) -> None:
+        """Write the cards, then add or replace the entries in the shared catalog at once."""
+        endpoints = list(endpoints)
+        if not endpoints:
+            return
+        await asyncio.gather(*(
+            self.registry.put(e.name, json.dumps(registry_card(e)).encode()) for e in endpoints))
+        ours = {e.name: e.catalog_entry() for e in endpoints}
+
+        def add(current: Entries) -> Entries:
+            serving = {e.get("name"): set(e.get(INSTANCES) or ()) for e in current}
+            ours_now = [{**entry, INSTANCES: sorted(serving.get(name, set()) | {self.instance})}
+                        for name, entry in ours.items()]
+            return [e for e in current if e.get("name") not in ours] + ours_now
+
+        await self._change(add)
+
+    async def withdraw(self, names: Iterable[str]) -> None:
+        """Leave the entries of `names`; an entry no other process serves leaves the catalog."""
+        leaving = set(names)
+        if not leaving:
+            return
+        emptied: set[str] = set()
+
+        def remove(current: Entries) -> Entries:
+            emptied.clear()  # a compare-and-set retry starts over
+            kept = []
+            for entry in current:
+                if entry.get("name") not in leaving:
+                    kept.append(entry)
+                    continue
+                others = set(entry.get(INSTANCES) or ()) - {self.instance}
+                if others:
+                    kept.append({**entry, INSTANCES: sorted(others)})
+                else:
+                    emptied.add(entry["name"])
+            return kept
+
+        await self._change(remove)
+        for name in emptied:
+            try:
+                await self.registry.delete(name)
+            except Exception as exc:
+                log.warning("could not remove %s from the registry: %s", name, _short(exc))
+
+    async def entries(self) -> list[dict[str, Any]]:
+        try:
+            entry = await self.catalog.get(p.CATALOG_KEY)
+        except KeyNotFoundError:
+            return []
+        return _parse(entry.value)
+
+    async def _change(self, edit: Callable[[Entries], Entries]) -> None:
+        """Compare-and-set the catalog: other processes may be changing it at the same time."""
+        for attempt in range(_CAS_ATTEMPTS):
+            try:
+                entry = await self.catalog.get(p.CATALOG_KEY)
+                current, revision = _parse(entry.value), entry.revision
+            except KeyNotFoundError:
+                current, revision = [], None
+            data = json.dumps(edit(current)).encode()
+            try:
+                if revision is None:
+                    await self.catalog.create(p.CATALOG_KEY, data)
+                else:
+                    await self.catalog.update(p.CATALOG_KEY, data, last=revision)
+                return
+            except (KeyWrongLastSequenceError, Exception) as exc:
+                if attempt == _CAS_ATTEMPTS - 1:
+                    raise RuntimeError(f"could not update the catalog: {_short(exc)}") from exc
+                await asyncio.sleep(random.uniform(0.002, 0.02) * (1 + attempt % 5))
+
+
+async def _kv(js: Any, bucket: str) -> KeyValue:
+    try:
+        return await js.key_value(bucket)
+    except Exception:
+        return await js.create_key_value(bucket=bucket)
+
+
+def _parse(value: bytes | None) -> list[dict[str, Any]]:
+    try:
+        data = json.loads(value or b"[]")
+    except ValueError:
+        return []
+    return [e for e in data if isinstance(e, dict)] if isinstance(data, list) else []
+
+
+def _short(exc: BaseException) -> str:
+    return str(exc) or type(exc).__name__

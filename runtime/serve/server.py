@@ -1,0 +1,132 @@
+"""Applies a Mesh to NATS as a difference against what is already served.
+
+Start is a difference from the empty mesh, and a reload is the same step from the
+last good one: new names are subscribed and registered, removed ones drain, changed
+ones switch definition for their next request, unchanged ones are not touched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from nats.aio.client import Client
+
+from runtime.load.mesh import Endpoint, Mesh
+from runtime.nats.caller import call_agent
+from runtime.serve.catalog import Discovery
+from runtime.serve.deadlines import Deadlines
+from runtime.serve.service import Service
+
+log = logging.getLogger("mesh-runtime")
+
+
+@dataclass(frozen=True)
+class Change:
+    """What one apply did, and how long it took."""
+
+    generation: int
+    added: list[str] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def describe(self) -> str:
+        parts = [f"{label} {', '.join(names)}" for label, names in
+                 (("added", self.added), ("changed", self.changed), ("removed", self.removed))
+                 if names]
+        what = "; ".join(parts) if parts else "no change"
+        return f"generation {self.generation}: {what} ({self.seconds * 1000:.0f} ms)"
+
+
+class MeshServer:
+    """Everything one `up` process serves on one NATS connection."""
+
+    def __init__(self, nc: Client, discovery: Discovery | None):
+        self.nc = nc
+        self.discovery = discovery
+        self.services: dict[str, Service] = {}
+        self.mesh: Mesh | None = None
+        self.generation = 0
+        self.deadlines = Deadlines()
+        self._leaving: set[asyncio.Future[Any]] = set()  # removed names finishing requests
+
+    async def caller(self, name: str, payload: Any, timeout: float, request_id: str) -> Any:
+        return await call_agent(self.nc, name, payload, timeout, request_id)
+
+    async def apply(self, mesh: Mesh) -> Change:
+        """Serve `mesh`, changing only what differs from the mesh served now."""
+        started = time.perf_counter()
+        wanted: dict[str, Endpoint] = mesh.endpoints
+        added = [n for n in wanted if n not in self.services]
+        removed = [n for n in self.services if n not in wanted]
+        changed = [n for n in wanted if n in self.services
+                   and self.services[n].definition.fingerprint != wanted[n].fingerprint]
+        for name in changed:
+            self.services[name].update(wanted[name])
+        new_services = [Service(self.nc, wanted[n], self.caller, mesh.name, self.deadlines)
+                        for n in added]
+        await asyncio.gather(*(s.start() for s in new_services))
+        self.services.update({s.name: s for s in new_services})
+        if new_services:  # a round trip, so the server has every new subscription on return
+            try:
+                await self.nc.flush(timeout=5)
+            except Exception as exc:
+                log.warning("new subscriptions not confirmed by NATS yet: %s",
+                            exc or type(exc).__name__)
+        if self.discovery is not None:
+            try:
+                await self.discovery.publish(wanted[n] for n in [*added, *changed])
+            except Exception as exc:  # serving matters more than being listed
+                log.warning("could not update the catalog: %s", exc)
+        await self._remove(removed, wait=False)
+        self.mesh = mesh
+        self.generation += 1
+        return Change(self.generation, added, changed, removed, time.perf_counter() - started)
+
+    async def _remove(self, names: list[str], wait: bool = True) -> None:
+        """Stop taking requests, leave discovery, and let requests in flight finish.
+
+        With `wait=False` (a reload), requests in flight finish in the background, so a
+        slow one never holds up the reload; `shutdown` still waits for them.
+        """
+        leaving = [self.services.pop(n) for n in names]
+        if not leaving:
+            return
+        # Stop new requests first; draining (not a bare unsubscribe) still answers those
+        # NATS had already delivered to us.
+        await asyncio.gather(*(_stop_taking(s) for s in leaving))
+        if self.discovery is not None:
+            try:
+                await self.discovery.withdraw(names)
+            except Exception as exc:
+                log.warning("could not update the catalog: %s", exc)
+        finishing = asyncio.gather(*(s.stop() for s in leaving))
+        if wait:
+            await finishing
+            return
+        task = asyncio.ensure_future(finishing)
+        self._leaving.add(task)
+        task.add_done_callback(self._leaving.discard)
+
+    async def shutdown(self) -> None:
+        """Stop every service, finish requests in flight, leave the catalog."""
+        await self._remove(list(self.services))
+        await self.deadlines.close()
+        if self._leaving:
+            await asyncio.wait(list(self._leaving))
+
+
+async def _stop_taking(service: Service) -> None:
+    subscription, service.subscription = service.subscription, None
+    if subscription is None:
+        return
+    try:
+        await subscription.drain()
+    except Exception:  # the connection is closing or gone: nothing more will arrive
+        with contextlib.suppress(Exception):
+            await subscription.unsubscribe()

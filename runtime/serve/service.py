@@ -1,0 +1,244 @@
+"""One served name on NATS: its queue-group subscription and the request path.
+
+The definition behind a name can be swapped by a reload while requests run: each
+request reads `service.definition` once, on arrival, and finishes on that one.
+This is the hot path: everything that can be known at load time is, already.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Coroutine
+from typing import Any
+
+import orjson
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+
+from runtime.core import protocol as p
+from runtime.core.context import Caller, Context
+from runtime.load.handlers import InputModelError
+from runtime.load.mesh import AgentDef, Endpoint, PipelineDef
+from runtime.serve.deadlines import Deadlines
+
+log = logging.getLogger("mesh-runtime")
+
+
+class Service:
+    """Serves one agent or pipeline: subscribe, answer, drain."""
+
+    def __init__(self, nc: Client, definition: Endpoint, caller: Caller, mesh_name: str,
+                 deadlines: Deadlines):
+        self.nc = nc
+        self.deadlines = deadlines
+        self.caller = caller
+        self.mesh_name = mesh_name
+        self.name = definition.name
+        self.subject = p.agent_subject(self.name)
+        self.error_subject = p.error_subject(self.name)
+        self.logger = logging.getLogger(f"mesh-runtime.agent.{self.name}")
+        self.subscription: Subscription | None = None
+        self.in_flight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self.update(definition)
+
+    def update(self, definition: Endpoint) -> None:
+        """Use `definition` for the next request; requests in flight keep theirs."""
+        previous = getattr(self, "definition", None)
+        self.definition = definition
+        # A new limit gets new slots (in-flight requests release the old ones); the same
+        # limit keeps its slots, so old and new requests never add up past it.
+        if previous is None or previous.concurrency != definition.concurrency:
+            self.slots = asyncio.Semaphore(definition.concurrency)
+
+    async def start(self) -> None:
+        self.subscription = await self.nc.subscribe(
+            self.subject, queue=p.queue_group(self.name), cb=self._on_message,
+            pending_msgs_limit=-1, pending_bytes_limit=-1)
+
+    async def stop(self) -> None:
+        """Stop taking requests, then let those in flight finish (each within its timeout)."""
+        if self.subscription is not None:
+            await self.subscription.unsubscribe()
+            self.subscription = None
+        await self._idle.wait()
+
+    async def _on_message(self, msg: Msg) -> None:
+        # nats-py awaits this callback message by message: hand each request to its own
+        # task at once, so one slow handler never holds up the next request.
+        definition = self.definition
+        if self.in_flight == 0:
+            self._idle.clear()
+        self.in_flight += 1
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + definition.timeout
+        task = _start_task(loop, self._handle(msg, definition, self.slots))
+        if not task.done():  # an eager task may have answered already
+            self.deadlines.add(task, deadline)
+
+    async def _handle(self, msg: Msg, definition: Endpoint, slots: asyncio.Semaphore) -> None:
+        try:
+            await self._answer(msg, definition, slots)
+        finally:
+            self.in_flight -= 1
+            if self.in_flight == 0:
+                self._idle.set()
+
+    async def _answer(self, msg: Msg, definition: Endpoint, slots: asyncio.Semaphore) -> None:
+        headers = msg.headers
+        request_id = headers.get(p.HDR_REQUEST_ID) if headers else None
+        request_id = request_id or uuid.uuid4().hex
+        streaming = headers is not None and headers.get(p.HDR_STREAM) == "true"
+        task = asyncio.current_task()
+        try:
+            if streaming != definition.streaming:
+                raise _mismatch(definition, streaming)
+            payload = _decode(msg.data, definition)
+            acquired = False
+            try:
+                await slots.acquire()  # excess requests wait here, within the deadline
+                acquired = True
+                if streaming:
+                    await self._stream(definition, payload, request_id)
+                    return
+                result = await self._run(definition, payload, request_id)
+            except asyncio.CancelledError:
+                if not self.deadlines.done(task):  # type: ignore[arg-type]
+                    raise  # not ours: let the cancellation through
+                raise _deadline_error(definition, acquired) from None
+            finally:
+                if acquired:
+                    slots.release()
+                self.deadlines.done(task)  # type: ignore[arg-type]
+            body = _encode_output(result, definition)
+            if msg.reply:
+                await self.nc.publish(msg.reply, body, headers={
+                    p.HDR_STATUS: "ok", p.HDR_REQUEST_ID: request_id, p.HDR_SOURCE: self.name})
+        except Exception as exc:  # every failure is an answer, never a crash
+            await self._fail(msg, _as_mesh_error(exc, definition), request_id, streaming)
+
+    def _context(self, definition: AgentDef, request_id: str) -> Context | None:
+        if not definition.handler.wants_context:
+            return None  # most handlers take only the payload: build nothing for them
+        return Context(request_id, self.name, definition.spec.config, self.logger,
+                       time.monotonic() + definition.timeout, self.caller)
+
+    async def _run(self, definition: Endpoint, payload: Any, request_id: str) -> Any:
+        if isinstance(definition, AgentDef):
+            assert definition.handler.invoke is not None
+            return await definition.handler.invoke(payload, self._context(definition, request_id))
+        assert isinstance(definition, PipelineDef)
+        return await definition.compiled.run(
+            payload, call=self.caller, request_id=request_id, mesh_name=self.mesh_name,
+            default_timeout=definition.step_timeout)
+
+    async def _stream(self, definition: Endpoint, payload: Any, request_id: str) -> None:
+        assert isinstance(definition, AgentDef) and definition.handler.stream is not None
+        subject = p.stream_subject(request_id)
+        seq = 0
+        ctx = self._context(definition, request_id)
+        async for chunk in definition.handler.stream(payload, ctx):
+            await self.nc.publish(subject, _encode_output(chunk, definition), headers={
+                p.HDR_STREAM_SEQ: str(seq), p.HDR_STREAM_END: "false",
+                p.HDR_REQUEST_ID: request_id})
+            seq += 1
+        await self.nc.publish(subject, b"", headers={
+            p.HDR_STREAM_SEQ: str(seq), p.HDR_STREAM_END: "true", p.HDR_REQUEST_ID: request_id})
+
+    async def _fail(self, msg: Msg, error: p.MeshError, request_id: str, streaming: bool) -> None:
+        error.agent = error.agent or self.name
+        error.request_id = request_id
+        body = error.to_json()
+        headers = {p.HDR_STATUS: "error", p.HDR_REQUEST_ID: request_id, p.HDR_SOURCE: self.name}
+        try:
+            if streaming:
+                await self.nc.publish(p.stream_subject(request_id), body,
+                                      headers={**headers, p.HDR_STREAM_END: "true"})
+            elif msg.reply:
+                await self.nc.publish(msg.reply, body, headers=headers)
+            await self.nc.publish(self.error_subject, body, headers=headers)
+        except Exception as exc:  # the connection is down: nothing more to tell the caller
+            log.warning("could not send %s error for %s: %s", error.code, self.name, exc)
+        if error.code == p.HANDLER_ERROR:
+            self.logger.warning("handler failed (request %s): %s", request_id, error.message)
+
+
+# Python 3.12+ can start a task eagerly: it runs at once, inside this callback, until its
+# first real wait, and a request that needs none is answered without a trip through the
+# event loop's queue; asyncio.current_task() is still the request's own task throughout.
+_eager_task_factory = getattr(asyncio, "eager_task_factory", None)
+
+
+def _start_task(loop: asyncio.AbstractEventLoop,
+                coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+    if _eager_task_factory is not None:
+        task: asyncio.Task[None] = _eager_task_factory(loop, coro)
+        return task
+    return loop.create_task(coro)
+
+
+def _decode(data: bytes, definition: Endpoint) -> Any:
+    if not data:
+        payload: Any = {}  # OpenAgentMesh sends an empty body for a call without payload
+    else:
+        try:
+            payload = orjson.loads(data)
+        except orjson.JSONDecodeError as exc:
+            raise p.MeshError(p.INVALID_INPUT, f"request body is not JSON: {exc}",
+                              details={"errors": [{"path": "", "message": str(exc)}]}) from None
+    schema = definition.input
+    if schema is not None:
+        if schema.fill_defaults is not None:
+            schema.fill_defaults(payload)
+        if not schema.validator.is_valid(payload):
+            errors = schema.errors(payload)
+            raise p.MeshError(p.INVALID_INPUT, _summary("input", errors),
+                              details={"errors": errors})
+    return payload
+
+
+def _encode_output(result: Any, definition: Endpoint) -> bytes:
+    schema = definition.output
+    if schema is not None and not schema.validator.is_valid(result):
+        errors = schema.errors(result)
+        raise p.MeshError(p.INVALID_OUTPUT, _summary("output", errors), details={"errors": errors})
+    try:
+        return orjson.dumps(result, option=orjson.OPT_NON_STR_KEYS)
+    except TypeError as exc:
+        raise p.MeshError(p.INVALID_OUTPUT, f"output is not JSON-serializable: {exc}") from None
+
+
+def _summary(what: str, errors: list[dict[str, str]]) -> str:
+    first = errors[0] if errors else {"path": "", "message": "does not match the schema"}
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    return f"{what} does not match the schema: {first['path'] or '/'}: {first['message']}{more}"
+
+
+def _deadline_error(definition: Endpoint, acquired: bool) -> p.MeshError:
+    if acquired:
+        return p.MeshError(p.TIMEOUT, f"'{definition.name}' did not finish within "
+                           f"{definition.timeout:g}s")
+    return p.MeshError(p.OVERLOADED, f"'{definition.name}' stayed at its concurrency limit "
+                       f"({definition.concurrency}) for {definition.timeout:g}s")
+
+
+def _mismatch(definition: Endpoint, streaming: bool) -> p.MeshError:
+    if definition.streaming:
+        message = f"'{definition.name}' is streaming-only: use stream() instead of call()"
+    else:
+        message = f"'{definition.name}' does not stream: use call() instead of stream()"
+    return p.MeshError(p.INVOCATION_MISMATCH, message)
+
+
+def _as_mesh_error(exc: BaseException, definition: Endpoint) -> p.MeshError:
+    if isinstance(exc, p.MeshError):
+        return exc
+    if isinstance(exc, InputModelError):
+        return p.MeshError(p.INVALID_INPUT, _summary("input", exc.errors),
+                           details={"errors": exc.errors})
+    return p.MeshError(p.HANDLER_ERROR, f"{type(exc).__name__}: {exc}")
