@@ -8,6 +8,8 @@ from typing import Any
 AGENT_SUBJECT_PREFIX = "mesh.agent."
 ERROR_SUBJECT_PREFIX = "mesh.errors."
 STREAM_SUBJECT_PREFIX = "mesh.stream."
+CAPABILITY_SUBJECT_PREFIX = "mesh.capability."   # queue group q.capability.<c>: one answers
+BROADCAST_SUBJECT_PREFIX = "mesh.broadcast."     # no queue group: every agent answers
 
 HDR_REQUEST_ID = "X-Mesh-Request-Id"
 HDR_STATUS = "X-Mesh-Status"
@@ -15,12 +17,17 @@ HDR_SOURCE = "X-Mesh-Source"
 HDR_STREAM = "X-Mesh-Stream"
 HDR_STREAM_SEQ = "X-Mesh-Stream-Seq"
 HDR_STREAM_END = "X-Mesh-Stream-End"
+HDR_TIMEOUT = "X-Mesh-Timeout"          # the caller's remaining budget in seconds when it sent
+HDR_INSTANCE_ID = "X-Mesh-Instance-Id"  # which `up` process answered (broadcast answers)
+HDR_SERVICE_ERROR = "Nats-Service-Error"            # NATS micro (ADR-32) error headers
+HDR_SERVICE_ERROR_CODE = "Nats-Service-Error-Code"
 
 CATALOG_BUCKET = "mesh-catalog"
 CATALOG_KEY = "catalog"
 REGISTRY_BUCKET = "mesh-registry"
 CONTEXT_BUCKET = "mesh-context"
 ARTIFACTS_BUCKET = "mesh-artifacts"
+INSTANCES_BUCKET = "mesh-instances"     # one record per live `up` process, key = instance id
 
 DEFAULT_CLIENT_URL = "nats://127.0.0.1:4222"
 
@@ -50,6 +57,18 @@ def error_subject(name: str) -> str:
 
 def stream_subject(request_id: str) -> str:
     return STREAM_SUBJECT_PREFIX + request_id
+
+
+def capability_subject(capability: str) -> str:
+    return CAPABILITY_SUBJECT_PREFIX + capability
+
+
+def capability_queue_group(capability: str) -> str:
+    return "q.capability." + capability
+
+
+def broadcast_subject(capability: str) -> str:
+    return BROADCAST_SUBJECT_PREFIX + capability
 
 
 class MeshError(Exception):
