@@ -14,15 +14,20 @@ import uuid
 from collections.abc import Coroutine
 from typing import Any
 
-import orjson
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
 from runtime.core import protocol as p
 from runtime.core.context import Caller, Context
-from runtime.load.handlers import InputModelError
 from runtime.load.mesh import AgentDef, Endpoint, PipelineDef
+from runtime.serve.codec import (
+    as_mesh_error,
+    deadline_error,
+    decode_input,
+    encode_output,
+    mismatch_error,
+)
 from runtime.serve.deadlines import Deadlines
 
 log = logging.getLogger("mesh-runtime")
@@ -97,8 +102,8 @@ class Service:
         task = asyncio.current_task()
         try:
             if streaming != definition.streaming:
-                raise _mismatch(definition, streaming)
-            payload = _decode(msg.data, definition)
+                raise mismatch_error(definition, streaming)
+            payload = decode_input(msg.data, definition)
             acquired = False
             try:
                 await slots.acquire()  # excess requests wait here, within the deadline
@@ -110,17 +115,17 @@ class Service:
             except asyncio.CancelledError:
                 if not self.deadlines.done(task):  # type: ignore[arg-type]
                     raise  # not ours: let the cancellation through
-                raise _deadline_error(definition, acquired) from None
+                raise deadline_error(definition, acquired) from None
             finally:
                 if acquired:
                     slots.release()
                 self.deadlines.done(task)  # type: ignore[arg-type]
-            body = _encode_output(result, definition)
+            body = encode_output(result, definition)
             if msg.reply:
                 await self.nc.publish(msg.reply, body, headers={
                     p.HDR_STATUS: "ok", p.HDR_REQUEST_ID: request_id, p.HDR_SOURCE: self.name})
         except Exception as exc:  # every failure is an answer, never a crash
-            await self._fail(msg, _as_mesh_error(exc, definition), request_id, streaming)
+            await self._fail(msg, as_mesh_error(exc, definition), request_id, streaming)
 
     def _context(self, definition: AgentDef, request_id: str) -> Context | None:
         if not definition.handler.wants_context:
@@ -143,7 +148,7 @@ class Service:
         seq = 0
         ctx = self._context(definition, request_id)
         async for chunk in definition.handler.stream(payload, ctx):
-            await self.nc.publish(subject, _encode_output(chunk, definition), headers={
+            await self.nc.publish(subject, encode_output(chunk, definition), headers={
                 p.HDR_STREAM_SEQ: str(seq), p.HDR_STREAM_END: "false",
                 p.HDR_REQUEST_ID: request_id})
             seq += 1
@@ -180,65 +185,3 @@ def _start_task(loop: asyncio.AbstractEventLoop,
         task: asyncio.Task[None] = _eager_task_factory(loop, coro)
         return task
     return loop.create_task(coro)
-
-
-def _decode(data: bytes, definition: Endpoint) -> Any:
-    if not data:
-        payload: Any = {}  # OpenAgentMesh sends an empty body for a call without payload
-    else:
-        try:
-            payload = orjson.loads(data)
-        except orjson.JSONDecodeError as exc:
-            raise p.MeshError(p.INVALID_INPUT, f"request body is not JSON: {exc}",
-                              details={"errors": [{"path": "", "message": str(exc)}]}) from None
-    schema = definition.input
-    if schema is not None:
-        if schema.fill_defaults is not None:
-            schema.fill_defaults(payload)
-        if not schema.validator.is_valid(payload):
-            errors = schema.errors(payload)
-            raise p.MeshError(p.INVALID_INPUT, _summary("input", errors),
-                              details={"errors": errors})
-    return payload
-
-
-def _encode_output(result: Any, definition: Endpoint) -> bytes:
-    schema = definition.output
-    if schema is not None and not schema.validator.is_valid(result):
-        errors = schema.errors(result)
-        raise p.MeshError(p.INVALID_OUTPUT, _summary("output", errors), details={"errors": errors})
-    try:
-        return orjson.dumps(result, option=orjson.OPT_NON_STR_KEYS)
-    except TypeError as exc:
-        raise p.MeshError(p.INVALID_OUTPUT, f"output is not JSON-serializable: {exc}") from None
-
-
-def _summary(what: str, errors: list[dict[str, str]]) -> str:
-    first = errors[0] if errors else {"path": "", "message": "does not match the schema"}
-    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-    return f"{what} does not match the schema: {first['path'] or '/'}: {first['message']}{more}"
-
-
-def _deadline_error(definition: Endpoint, acquired: bool) -> p.MeshError:
-    if acquired:
-        return p.MeshError(p.TIMEOUT, f"'{definition.name}' did not finish within "
-                           f"{definition.timeout:g}s")
-    return p.MeshError(p.OVERLOADED, f"'{definition.name}' stayed at its concurrency limit "
-                       f"({definition.concurrency}) for {definition.timeout:g}s")
-
-
-def _mismatch(definition: Endpoint, streaming: bool) -> p.MeshError:
-    if definition.streaming:
-        message = f"'{definition.name}' is streaming-only: use stream() instead of call()"
-    else:
-        message = f"'{definition.name}' does not stream: use call() instead of stream()"
-    return p.MeshError(p.INVOCATION_MISMATCH, message)
-
-
-def _as_mesh_error(exc: BaseException, definition: Endpoint) -> p.MeshError:
-    if isinstance(exc, p.MeshError):
-        return exc
-    if isinstance(exc, InputModelError):
-        return p.MeshError(p.INVALID_INPUT, _summary("input", exc.errors),
-                           details={"errors": exc.errors})
-    return p.MeshError(p.HANDLER_ERROR, f"{type(exc).__name__}: {exc}")
