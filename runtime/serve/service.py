@@ -20,6 +20,7 @@ from nats.aio.subscription import Subscription
 
 from runtime.core import protocol as p
 from runtime.core.context import Caller, Context
+from runtime.core.text import is_request_id, shown
 from runtime.load.mesh import AgentDef, Endpoint, PipelineDef
 from runtime.serve.codec import (
     as_mesh_error,
@@ -29,6 +30,7 @@ from runtime.serve.codec import (
     mismatch_error,
 )
 from runtime.serve.deadlines import Deadlines
+from runtime.serve.replies import DROPPED, error_body, headroom, too_big
 
 log = logging.getLogger("mesh-runtime")
 
@@ -46,6 +48,7 @@ class Service:
         self.subject = p.agent_subject(self.name)
         self.error_subject = p.error_subject(self.name)
         self.logger = logging.getLogger(f"mesh-runtime.agent.{self.name}")
+        self.headroom = headroom(self.name)  # header bytes: body + this must fit max_payload
         self.subscription: Subscription | None = None
         self.in_flight = 0
         self._idle = asyncio.Event()
@@ -89,17 +92,30 @@ class Service:
     async def _handle(self, msg: Msg, definition: Endpoint, slots: asyncio.Semaphore) -> None:
         try:
             await self._answer(msg, definition, slots)
+        except GeneratorExit:
+            # asyncio throws a future's exception into a task's top coroutine; for a
+            # GeneratorExit (a sync handler raised it) that first closes `_answer`, whose
+            # except clause answers the caller then: nothing is left to do here.
+            pass
         finally:
             self.in_flight -= 1
             if self.in_flight == 0:
                 self._idle.set()
 
     async def _answer(self, msg: Msg, definition: Endpoint, slots: asyncio.Semaphore) -> None:
+        if msg.reply[:1] == "$":  # JetStream API, KV, $SYS: never publish there for a caller
+            DROPPED.note(self.name, msg.reply)
+            return
         headers = msg.headers
         request_id = headers.get(p.HDR_REQUEST_ID) if headers else None
-        request_id = request_id or uuid.uuid4().hex
         streaming = headers is not None and headers.get(p.HDR_STREAM) == "true"
+        if not request_id:
+            request_id = uuid.uuid4().hex
+        elif not is_request_id(request_id):  # it would be spliced into mesh.stream.<id>
+            await self._fail(msg, _bad_request_id(request_id), uuid.uuid4().hex, False)
+            return
         task = asyncio.current_task()
+        assert task is not None
         try:
             if streaming != definition.streaming:
                 raise mismatch_error(definition, streaming)
@@ -113,18 +129,25 @@ class Service:
                     return
                 result = await self._run(definition, payload, request_id)
             except asyncio.CancelledError:
-                if not self.deadlines.done(task):  # type: ignore[arg-type]
-                    raise  # not ours: let the cancellation through
-                raise deadline_error(definition, acquired) from None
+                if self.deadlines.done(task):
+                    raise deadline_error(definition, acquired) from None
+                raise  # a shutdown's (let it through) or the handler's own (answered below)
             finally:
                 if acquired:
                     slots.release()
-                self.deadlines.done(task)  # type: ignore[arg-type]
+                self.deadlines.done(task)
             body = encode_output(result, definition)
             if msg.reply:
-                await self.nc.publish(msg.reply, body, headers={
-                    p.HDR_STATUS: "ok", p.HDR_REQUEST_ID: request_id, p.HDR_SOURCE: self.name})
-        except Exception as exc:  # every failure is an answer, never a crash
+                reply_headers = {
+                    p.HDR_STATUS: "ok", p.HDR_REQUEST_ID: request_id, p.HDR_SOURCE: self.name}
+                if len(body) > self.nc.max_payload - self.headroom:
+                    raise too_big(body, reply_headers, self.nc.max_payload)
+                await self.nc.publish(msg.reply, body, headers=reply_headers)
+        except asyncio.CancelledError as exc:
+            if task.cancelling():
+                raise  # the runtime cancelled this request (shutdown): not the handler's doing
+            await self._fail(msg, as_mesh_error(exc, definition), request_id, streaming)
+        except BaseException as exc:  # SystemExit from a handler too: an answer
             await self._fail(msg, as_mesh_error(exc, definition), request_id, streaming)
 
     def _context(self, definition: AgentDef, request_id: str) -> Context | None:
@@ -148,9 +171,12 @@ class Service:
         seq = 0
         ctx = self._context(definition, request_id)
         async for chunk in definition.handler.stream(payload, ctx):
-            await self.nc.publish(subject, encode_output(chunk, definition), headers={
-                p.HDR_STREAM_SEQ: str(seq), p.HDR_STREAM_END: "false",
-                p.HDR_REQUEST_ID: request_id})
+            body = encode_output(chunk, definition)
+            headers = {p.HDR_STREAM_SEQ: str(seq), p.HDR_STREAM_END: "false",
+                       p.HDR_REQUEST_ID: request_id}
+            if len(body) > self.nc.max_payload - self.headroom:
+                raise too_big(body, headers, self.nc.max_payload)
+            await self.nc.publish(subject, body, headers=headers)
             seq += 1
         await self.nc.publish(subject, b"", headers={
             p.HDR_STREAM_SEQ: str(seq), p.HDR_STREAM_END: "true", p.HDR_REQUEST_ID: request_id})
@@ -158,8 +184,8 @@ class Service:
     async def _fail(self, msg: Msg, error: p.MeshError, request_id: str, streaming: bool) -> None:
         error.agent = error.agent or self.name
         error.request_id = request_id
-        body = error.to_json()
         headers = {p.HDR_STATUS: "error", p.HDR_REQUEST_ID: request_id, p.HDR_SOURCE: self.name}
+        body = error_body(error, self.nc.max_payload - self.headroom)
         try:
             if streaming:
                 await self.nc.publish(p.stream_subject(request_id), body,
@@ -168,9 +194,19 @@ class Service:
                 await self.nc.publish(msg.reply, body, headers=headers)
             await self.nc.publish(self.error_subject, body, headers=headers)
         except Exception as exc:  # the connection is down: nothing more to tell the caller
-            log.warning("could not send %s error for %s: %s", error.code, self.name, exc)
+            log.warning("could not send %s error for %s: %s", error.code, self.name,
+                        shown(str(exc)))
         if error.code == p.HANDLER_ERROR:
-            self.logger.warning("handler failed (request %s): %s", request_id, error.message)
+            self.logger.warning("handler failed (request %s): %s", request_id,
+                                shown(error.message, 1000))
+
+
+def _bad_request_id(request_id: str) -> p.MeshError:
+    # Never echoed: the id is the caller's text, and the reason is all they need.
+    return p.MeshError(
+        p.INVALID_INPUT, f"{p.HDR_REQUEST_ID} must be 1 to 128 characters of A-Z, a-z, 0-9, "
+        f"_ and -; this one has {len(request_id)} characters",
+        details={"errors": [{"path": "", "message": f"invalid {p.HDR_REQUEST_ID} header"}]})
 
 
 # Python 3.12+ can start a task eagerly: it runs at once, inside this callback, until its
