@@ -172,6 +172,39 @@ async def test_at_most_20_validation_errors_are_listed_with_their_count(nc: Clie
     assert caught.value.message.endswith("(and 24 more)")
 
 
+# 7. Numbers are kept exactly; nesting is bounded.
+
+@pytest.mark.parametrize("number", [2**64, 2**64 + 1, 2**70 + 3, -(2**63) - 1, 10**40 + 1])
+async def test_an_integer_past_64_bits_is_kept_exactly(nc: Client, number: int) -> None:
+    reply = await request(nc, "w.typed", b'{"n": %d}' % number, {})
+    assert reply.headers[p.HDR_STATUS] == "ok"
+    assert reply.data == b'{"n":%d}' % number  # an int, every digit, never a float
+
+
+async def test_an_integer_too_long_to_read_is_invalid_input(nc: Client, up: UpProcess) -> None:
+    reply = await request(nc, "w.echo", b'{"n": %s}' % (b"7" * 5000), {})
+    error = MeshError.from_body(reply.data)
+    assert error.code == p.INVALID_INPUT
+    assert error.message.startswith("request body is not JSON: Exceeds the limit (4300 digits)")
+    await still_serves(nc, up)
+
+
+@pytest.mark.parametrize("depth", [255, 1000, 5000])
+async def test_a_payload_nested_too_deep_is_invalid_input(
+        nc: Client, up: UpProcess, depth: int) -> None:
+    reply = await request(nc, "w.echo", b"[" * depth + b"]" * depth, {})
+    error = MeshError.from_body(reply.data)
+    assert error.code == p.INVALID_INPUT
+    assert error.message == "request body is nested more than 254 levels deep"
+    await still_serves(nc, up)
+
+
+async def test_a_payload_nested_254_deep_is_served(nc: Client) -> None:
+    body = b"[" * 254 + b"]" * 254
+    reply = await request(nc, "w.echo", body, {})
+    assert reply.headers[p.HDR_STATUS] == "ok" and reply.data == body
+
+
 # 3. Request ids.
 
 BAD_IDS = ["a b", "a  b", "x" * 129, "mesh.agent.w", "*", ">"]
