@@ -10,6 +10,8 @@ from typing import Any
 from runtime.cli.common import Commands, add_command, client_url, nats_option, run_client
 from runtime.core import protocol as p
 from runtime.core.durations import parse_duration
+from runtime.core.text import escape
+from runtime.load.model import check_name
 
 
 def register(commands: Commands) -> None:
@@ -28,6 +30,11 @@ def register(commands: Commands) -> None:
 def _call(args: argparse.Namespace) -> int:
     from runtime.nats import client
 
+    try:
+        check_name(args.name)  # it becomes a subject: a space or a wildcard would misroute
+    except ValueError as exc:
+        print(f"error: {escape(str(exc))}", file=sys.stderr)
+        return 2
     text = sys.stdin.read() if args.payload == "-" else args.payload
     try:
         payload = json.loads(text) if text.strip() else {}

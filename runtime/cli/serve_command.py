@@ -16,11 +16,14 @@ def register(commands: Commands) -> None:
 
 
 def _up(args: argparse.Namespace) -> int:
-    from runtime.serve.runner import StartupError, run_fast, serve
+    from runtime.serve.runner import ConnectionLost, StartupError, run_fast, serve
 
     try:
         run_fast(serve(args.file, args.nats, reload=not args.no_reload))
     except StartupError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except ConnectionLost as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 3
     return 0
