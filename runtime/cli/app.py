@@ -7,12 +7,19 @@ import logging
 import sys
 from importlib import metadata
 
-from runtime.cli import bus_commands, describe_command, file_commands, serve_command
+from runtime.cli import (
+    bus_commands,
+    describe_command,
+    file_commands,
+    meshtest_command,
+    serve_command,
+)
 from runtime.cli.common import global_options
 from runtime.core.issues import MeshFileError
 
 # Each module adds its own subcommands; a new group of commands is one more entry here.
-COMMAND_MODULES = (serve_command, file_commands, bus_commands, describe_command)
+COMMAND_MODULES = (serve_command, file_commands, bus_commands, describe_command,
+                   meshtest_command)
 
 
 def main(argv: list[str] | None = None) -> int:
