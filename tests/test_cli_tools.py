@@ -158,3 +158,29 @@ def test_describe_an_unknown_name(up: UpProcess, nats_url: str) -> None:
     assert result.returncode == 1
     assert result.stderr == (f"error: no agent or pipeline named '{PREFIX}.gret' in the catalog; "
                              f"did you mean '{PREFIX}.greet'?\n")
+
+
+def test_init_then_test_then_up(tmp_path: Path, nats_url: str) -> None:
+    created = cli("init", "my-mesh", cwd=tmp_path)
+    assert created.returncode == 0, created.stderr
+    assert created.stdout == (
+        "created my-mesh/: mesh.yaml, handlers.py, mesh.test.yaml, schemas/greeting.json, "
+        "schemas/mesh.schema.json\nnext: cd my-mesh && mesh-runtime test && mesh-runtime up\n")
+    folder = tmp_path / "my-mesh"
+    assert (folder / "mesh.yaml").read_text().startswith(
+        "# yaml-language-server: $schema=./schemas/mesh.schema.json\n")
+    assert cli("validate", cwd=folder).stdout == "mesh.yaml: ok (2 agents, 1 pipelines)\n"
+    tested = cli("test", cwd=folder)
+    assert (tested.returncode, tested.stdout.splitlines()[-1][:9]) == (0, "4 passed "), tested.stdout
+    with UpProcess(folder / "mesh.yaml", nats_url, "--no-reload"):
+        called = cli("call", "hello.loud", '{"name": "Bo"}', "--nats", nats_url)
+        assert json.loads(called.stdout) == {"message": "HELLO, BO!"}
+
+
+def test_init_never_overwrites(tmp_path: Path) -> None:
+    (tmp_path / "handlers.py").write_text("# mine\n")
+    result = cli("init", cwd=tmp_path)
+    assert (result.returncode, result.stderr) == (1, (
+        "error: handlers.py already exists; init never overwrites a file (name a new folder: "
+        "mesh-runtime init my-mesh)\n"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["handlers.py"]

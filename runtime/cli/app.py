@@ -11,6 +11,7 @@ from runtime.cli import (
     bus_commands,
     describe_command,
     file_commands,
+    init_command,
     meshtest_command,
     serve_command,
 )
@@ -19,7 +20,7 @@ from runtime.core.issues import MeshFileError
 
 # Each module adds its own subcommands; a new group of commands is one more entry here.
 COMMAND_MODULES = (serve_command, file_commands, bus_commands, describe_command,
-                   meshtest_command)
+                   meshtest_command, init_command)
 
 
 def main(argv: list[str] | None = None) -> int:
