@@ -5,22 +5,22 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from importlib import metadata
 
 from runtime.cli import (
     bus_commands,
     describe_command,
     file_commands,
     init_command,
+    llm_commands,
     meshtest_command,
     serve_command,
 )
-from runtime.cli.common import global_options
+from runtime.cli.common import global_options, package_version
 from runtime.core.issues import MeshFileError
 
 # Each module adds its own subcommands; a new group of commands is one more entry here.
 COMMAND_MODULES = (serve_command, file_commands, bus_commands, describe_command,
-                   meshtest_command, init_command)
+                   meshtest_command, init_command, llm_commands)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -39,19 +39,12 @@ def main(argv: list[str] | None = None) -> int:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mesh-runtime", description="A declarative agent mesh on NATS.")
-    parser.add_argument("--version", action="version", version=f"mesh-runtime {_version()}")
+    parser.add_argument("--version", action="version", version=f"mesh-runtime {package_version()}")
     global_options(parser, top=True)
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
     for module in COMMAND_MODULES:
         module.register(commands)
     return parser
-
-
-def _version() -> str:
-    try:
-        return metadata.version("mesh-runtime")
-    except metadata.PackageNotFoundError:  # run from a source tree that was never installed
-        return "unknown (not installed)"
 
 
 def _setup_logging(level: str) -> None:

@@ -9,6 +9,7 @@ import os
 import re
 import sys
 from collections.abc import Callable, Coroutine
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +61,13 @@ def duration_arg(text: str) -> float:
     except ValueError:
         raise argparse.ArgumentTypeError(
             f"invalid duration {text!r}: use seconds (5, 0.5) or a unit (250ms, 5s, 2m)") from None
+
+
+def package_version() -> str:
+    try:
+        return metadata.version("mesh-runtime")
+    except metadata.PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown (not installed)"
 
 
 def client_url(args: argparse.Namespace) -> str:
