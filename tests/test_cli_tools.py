@@ -184,3 +184,51 @@ def test_init_never_overwrites(tmp_path: Path) -> None:
         "error: handlers.py already exists; init never overwrites a file (name a new folder: "
         "mesh-runtime init my-mesh)\n"))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["handlers.py"]
+
+
+async def _write_discovery(url: str, catalog: bytes, cards: dict[str, bytes]) -> None:
+    import nats
+
+    nc = await nats.connect(url)
+    js = nc.jetstream()
+    catalog_kv = await js.create_key_value(bucket="mesh-catalog")
+    registry_kv = await js.create_key_value(bucket="mesh-registry")
+    await catalog_kv.put("catalog", catalog)
+    for key, value in cards.items():
+        await registry_kv.put(key, value)
+    await nc.close()
+
+
+HOSTILE_CATALOG = json.dumps([
+    {"name": "ok.agent", "description": "fine\x1b[31m", "tags": "not-a-list", "x-instances": 7},
+    {"name": 5}, "text", None,
+    {"name": "bad.card", "description": "card is junk", "x-instances": ["a b", "..", "$JS"]},
+    {"name": "x" * 80, "description": "too long for a tool name"},
+]).encode()
+
+
+async def test_hostile_discovery_data_gets_clear_output(fresh_nats: Any) -> None:
+    await _write_discovery(fresh_nats.url, HOSTILE_CATALOG, {
+        "ok.agent": json.dumps({"skills": 5, "x-agentmesh": "junk"}).encode(),
+        "bad.card": b"\xff not json",
+    })
+    described = cli("describe", "ok.agent", "--nats", fresh_nats.url)
+    assert described.returncode == 0, described.stderr
+    assert described.stdout.splitlines()[:4] == [
+        "ok.agent (agent, version )", "  fine\\x1b[31m", "subject:  mesh.agent.ok.agent", "tags:     -"]
+    info = json.loads(cli("describe", "bad.card", "--json", "--nats", fresh_nats.url).stdout)
+    assert (info["input"], info["output"], [i["id"] for i in info["instances"]]) == (
+        None, None, ["a b", "..", "$JS"])
+    tools = cli("tools", "--format", "anthropic", "--nats", fresh_nats.url)
+    assert [t["name"] for t in json.loads(tools.stdout)] == ["bad_card", "ok_agent"]
+    assert tools.stderr == (f"warning: '{'x' * 80}' left out: a tool name must match "
+                            "^[a-zA-Z0-9_-]{1,64}$ once dots are made underscores\n")
+
+
+async def test_a_catalog_that_is_not_json_reads_as_empty(fresh_nats: Any) -> None:
+    await _write_discovery(fresh_nats.url, b"{not json", {})
+    listed = cli("ls", "--nats", fresh_nats.url)
+    assert (listed.returncode, listed.stdout) == (0, "(the catalog is empty)\n")
+    described = cli("describe", "a.b", "--nats", fresh_nats.url)
+    assert (described.returncode, described.stderr) == (
+        1, "error: no agent or pipeline named 'a.b' in the catalog\n")

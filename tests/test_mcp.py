@@ -127,3 +127,11 @@ async def test_mcp_mesh_errors_are_tool_errors(up: UpProcess, nats_url: str) -> 
         unknown = await client.call_tool(f"{PREFIX}_nope", {})
         assert unknown.is_error
         assert unknown.content[0].text == f"no tool named '{PREFIX}_nope' on the mesh"  # type: ignore[union-attr]
+
+
+def test_mcp_without_nats_says_so() -> None:
+    result = cli("mcp", "--nats", "nats://127.0.0.1:1")
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr == (
+        "error: cannot reach NATS at nats://127.0.0.1:1 (nats: no servers available for "
+        "connection): is `mesh-runtime up` running? Point at another server with --nats or NATS_URL\n")

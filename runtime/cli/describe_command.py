@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from typing import Any
 
@@ -45,30 +46,39 @@ def _describe(args: argparse.Namespace) -> int:
 
 async def describe(nc: Any, entry: dict[str, Any]) -> dict[str, Any]:
     """What `describe` shows, from the catalog entry, the registry card and instance records."""
-    from runtime.nats.registry import card_schemas, instance_records, is_live, registry_card
+    from runtime.nats.registry import (
+        card_schemas,
+        instance_records,
+        is_live,
+        mapping,
+        registry_card,
+    )
 
     name = str(entry["name"])
     card = await registry_card(nc, name)
     input_schema, output_schema = card_schemas(card)
-    ids = [str(i) for i in entry.get("x-instances") or []]
+    listed = entry.get("x-instances")
+    ids = [str(i) for i in listed] if isinstance(listed, list) else []
     records = await instance_records(nc, ids)
     instances = [{"id": i, **({"live": is_live(records[i]), "host": records[i].get("host"),
                                "pid": records[i].get("pid")} if i in records else {})}
                  for i in ids]
-    capabilities = entry.get("capabilities") or (card or {}).get("x-agentmesh", {}).get(
-        "capabilities")
+    extension = mapping(mapping(card).get("x-agentmesh"))
+    capabilities = entry.get("capabilities") or extension.get("capabilities")
+    tags = [str(t) for t in entry.get("tags") or [] if isinstance(t, str)] if isinstance(
+        entry.get("tags"), list) else []
     info: dict[str, Any] = {
         "name": name,
-        "kind": "pipeline" if "pipeline" in (entry.get("tags") or []) else "agent",
-        "description": entry.get("description", ""),
-        "version": entry.get("version", ""),
-        "tags": entry.get("tags") or [],
+        "kind": "pipeline" if "pipeline" in tags else "agent",
+        "description": str(entry.get("description", "")),
+        "version": str(entry.get("version", "")),
+        "tags": tags,
         "streaming": bool(entry.get("streaming")),
         "invocable": bool(entry.get("invocable", True)),
-        "subject": (card or {}).get("x-agentmesh", {}).get("subject", f"mesh.agent.{name}"),
+        "subject": str(extension.get("subject") or f"mesh.agent.{name}"),
     }
-    if capabilities:
-        info["capabilities"] = capabilities
+    if isinstance(capabilities, list) and capabilities:
+        info["capabilities"] = [str(c) for c in capabilities]
     info["input"] = input_schema
     info["output"] = output_schema
     info["instances"] = instances
@@ -108,4 +118,8 @@ def _text(info: dict[str, Any]) -> str:
         lines.append(f"{label}:" + (" (none: anything)" if schema is None else ""))
         if schema is not None:
             lines.extend("  " + line for line in json.dumps(schema, indent=2).splitlines())
-    return "\n".join(lines)
+    return "\n".join(_CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", line) for line in lines)
+
+
+# Text from the bus is shown, never obeyed: no terminal escapes from a hostile description.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")

@@ -27,10 +27,13 @@ async def registry_card(nc: Client, name: str) -> dict[str, Any] | None:
     return card if isinstance(card, dict) else None
 
 
+MAX_INSTANCES = 100  # looked up one by one: a hostile entry may list any number
+
+
 async def instance_records(nc: Client, ids: list[str]) -> dict[str, dict[str, Any]]:
     """The mesh-instances records of these instance ids that exist (those `up` writes)."""
     found: dict[str, dict[str, Any]] = {}
-    for instance in ids:
+    for instance in ids[:MAX_INSTANCES]:
         record = await _kv_json(nc, p.INSTANCES_BUCKET, instance)
         if isinstance(record, dict):
             found[instance] = record
@@ -46,12 +49,24 @@ def is_live(record: dict[str, Any], now: float | None = None) -> bool:
         return False
 
 
+def mapping(value: Any) -> dict[str, Any]:
+    """`value` if it is a JSON object, else {}: cards are written by any process on the bus."""
+    return value if isinstance(value, dict) else {}
+
+
+def card_skill(card: dict[str, Any] | None) -> dict[str, Any]:
+    """The card's first skill (OpenAgentMesh writes one per agent), or {}."""
+    skills = mapping(card).get("skills")
+    return mapping(skills[0]) if isinstance(skills, list) and skills else {}
+
+
 def card_schemas(card: dict[str, Any] | None) -> tuple[Any, Any]:
     """(input schema, output schema) from a card; a streaming agent's output is its chunk."""
-    if not card:
-        return None, None
-    skills = card.get("skills") or [{}]
-    skill = skills[0] if isinstance(skills[0], dict) else {}
-    extension = card.get("x-agentmesh") or {}
-    output = skill.get("outputSchema") or extension.get("chunk_schema")
-    return skill.get("inputSchema"), output
+    skill = card_skill(card)
+    output = skill.get("outputSchema") or mapping(mapping(card).get("x-agentmesh")).get(
+        "chunk_schema")
+    return _schema(skill.get("inputSchema")), _schema(output)
+
+
+def _schema(value: Any) -> Any:
+    return value if isinstance(value, dict | bool) else None

@@ -14,7 +14,7 @@ from typing import Any
 
 from nats.aio.client import Client
 
-from runtime.nats.registry import registry_card
+from runtime.nats.registry import card_skill, mapping, registry_card
 
 _TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 FORMATS = ("openai", "anthropic")
@@ -56,9 +56,8 @@ def description_of(description: str, output_schema: Any) -> str:
 
 
 def tool_from_card(name: str, card: dict[str, Any] | None, entry: dict[str, Any]) -> Tool:
-    skills = (card or {}).get("skills") or [{}]
-    skill = skills[0] if isinstance(skills[0], dict) else {}
-    input_schema = skill.get("inputSchema") or {"type": "object", "properties": {}}
+    skill = card_skill(card)
+    input_schema = mapping(skill.get("inputSchema")) or {"type": "object", "properties": {}}
     return Tool(name=tool_name(name) or name, mesh_name=name,
                 description=description_of(str(entry.get("description", "")),
                                            skill.get("outputSchema")),

@@ -19,6 +19,7 @@ from nats.aio.client import Client
 
 from runtime.core import protocol as p
 from runtime.nats import client
+from runtime.nats.connection import connect
 from runtime.nats.tooldefs import Tool, mesh_tools
 
 log = logging.getLogger("mesh-runtime")
@@ -60,6 +61,8 @@ class MeshTools:
                 result = await client.call(self.nc, tool.mesh_name, payload, self.timeout)
         except p.MeshError as exc:
             return _error(json.dumps(exc.to_dict()))
+        except Exception as exc:  # NATS itself failed (reconnecting, closed): say so, keep serving
+            return _error(f"the mesh call failed: {type(exc).__name__}: {exc}")
         return types.CallToolResult(
             content=[types.TextContent(type="text", text=json.dumps(result))],
             structured_content=result if isinstance(result, dict) else None)
@@ -71,7 +74,8 @@ def _error(text: str) -> types.CallToolResult:
 
 async def serve_mcp(url: str, timeout: float, version: str) -> int:
     """Serve MCP on stdin/stdout until the client closes them."""
-    nc = await client.open_client(url)
+    await (await client.open_client(url)).close()  # fails fast, in the user's words
+    nc = await connect([url], name="mesh-runtime mcp")  # long-lived: reconnects, as `up` does
     tools = MeshTools(nc, timeout)
     server: Server[Any] = Server("mesh-runtime", version=version,
                                  instructions="Each tool is an agent or pipeline of a NATS mesh.",
