@@ -70,39 +70,43 @@ async def _run_all(by_mesh: dict[Path, list[TestFile]], outcome: Outcome) -> Non
         nc = await connect([nats_server.url], name="mesh-runtime test")
         discovery = await Discovery.open(nc)
         for mesh_path, tests in by_mesh.items():
-            _fresh_imports(mesh_path.parent)
-            try:
-                mesh = load_mesh(mesh_path)
-            except MeshFileError as exc:
-                for test in tests:
-                    report_errors(test.display, exc.issues, outcome, _print)
-                continue
-            server = MeshServer(nc, discovery)
-            try:
-                await run_mesh(nc, server, mesh, tests, outcome, _print)
-            finally:
-                await server.shutdown()
+            with _HandlerImports(mesh_path.parent):
+                try:
+                    mesh = load_mesh(mesh_path)
+                except MeshFileError as exc:
+                    for test in tests:
+                        report_errors(test.display, exc.issues, outcome, _print)
+                    continue
+                server = MeshServer(nc, discovery)
+                try:
+                    await run_mesh(nc, server, mesh, tests, outcome, _print)
+                finally:
+                    await server.shutdown()
         await nc.drain()
     finally:
         nats_server.stop()
 
 
-_loaded_folders: list[str] = []
+class _HandlerImports:
+    """Each mesh imports its own handlers: two meshes may both have a `handlers.py`. The
+    modules a mesh's load brought in from its folder are forgotten when it is done (never
+    mesh-runtime's own), and its folder leaves `sys.path`."""
 
+    def __init__(self, folder: Path):
+        self.folder = str(folder)
 
-def _fresh_imports(folder: Path) -> None:
-    """Each mesh imports its own handlers: two meshes may both have a `handlers.py`, so
-    forget modules from the folders of meshes served before, and put this one first."""
-    for old in _loaded_folders:
-        for name, module in list(sys.modules.items()):
-            file = getattr(module, "__file__", None) or ""
-            if file.startswith(old + "/") and "site-packages" not in file:
+    def __enter__(self) -> None:
+        self.before = set(sys.modules)
+        while self.folder in sys.path:  # the loader puts it first again
+            sys.path.remove(self.folder)
+
+    def __exit__(self, *exc: object) -> None:
+        for name in set(sys.modules) - self.before:
+            file = getattr(sys.modules[name], "__file__", None) or ""
+            if file.startswith(self.folder + "/") and name.split(".")[0] != "runtime":
                 del sys.modules[name]
-        while old in sys.path:
-            sys.path.remove(old)
-    _loaded_folders[:] = [str(folder)]
-    while str(folder) in sys.path:
-        sys.path.remove(str(folder))
+        while self.folder in sys.path:
+            sys.path.remove(self.folder)
 
 
 def _display(path: Path) -> str:
