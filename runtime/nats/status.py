@@ -98,8 +98,10 @@ def summarize(names: list[str], answers: list[dict[str, Any]]) -> list[NameStatu
         for endpoint in answer["endpoints"]:
             if not isinstance(endpoint, dict):
                 continue
-            name = str((endpoint.get("metadata") or {}).get("agent")
-                       or endpoint.get("name", ""))
+            subject = str(endpoint.get("subject", ""))
+            if not subject.startswith(p.AGENT_SUBJECT_PREFIX):
+                continue
+            name = subject[len(p.AGENT_SUBJECT_PREFIX):]
             row = rows.setdefault(name, NameStatus(name))
             data = endpoint.get("data") or {}
             row.instances += 1
