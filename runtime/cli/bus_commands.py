@@ -61,12 +61,13 @@ def _call(args: argparse.Namespace) -> int:
 
 def _ls(args: argparse.Namespace) -> int:
     from runtime.nats import client
+    from runtime.nats.listing import full_catalog
     from runtime.nats.liveness import mark_offline
 
     async def run() -> int:
         nc = await client.open_client(client_url(args))
         try:
-            entries = await client.catalog(nc)
+            entries = await full_catalog(nc)
             if entries:
                 await mark_offline(nc.jetstream(timeout=3), entries)
         finally:

@@ -22,17 +22,18 @@ def register(commands: Commands) -> None:
 
 def _status(args: argparse.Namespace) -> int:
     from runtime.nats import client
+    from runtime.nats.listing import full_catalog
     from runtime.nats.status import gather_stats, live_instances, summarize
 
     async def run() -> int:
         nc = await client.open_client(client_url(args))
         try:
-            listed = await client.catalog(nc) or []
+            listed = await full_catalog(nc) or []
             live = await live_instances(nc)
             answers = await gather_stats(nc, live)
         finally:
             await nc.close()
-        rows = summarize([str(e.get("name")) for e in listed], answers)
+        rows = summarize([str(e.get("name")) for e in listed], answers, live)
         if args.name is not None:
             rows = [r for r in rows if r.name == args.name]
             if not rows:

@@ -12,13 +12,14 @@ import asyncio
 import contextlib
 import json
 import time
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from nats.aio.client import Client
 
 from runtime.core import protocol as p
-from runtime.nats.liveness import all_records, is_alive
+from runtime.nats.liveness import Record, all_records, is_alive, open_instances
 
 QUIET = 0.25  # with no instance list to wait for, gather answers until this long silent
 LIMIT = 2.0  # the longest `status` waits for STATS answers
@@ -40,21 +41,20 @@ class NameStatus:
         return asdict(self)
 
 
-async def live_instances(nc: Client) -> set[str] | None:
-    """Ids of the instances alive now, or None when there is no `mesh-instances` bucket."""
-    js = nc.jetstream(timeout=3)
-    try:
-        kv = await js.key_value(p.INSTANCES_BUCKET)
-    except Exception:
+async def live_instances(nc: Client) -> dict[str, Record] | None:
+    """The records of the instances alive now, or None without a `mesh-instances` bucket."""
+    kv = await open_instances(nc.jetstream(timeout=3))
+    if kv is None:
         return None
     now = time.time()
-    return {i for i, r in (await all_records(kv)).items() if is_alive(r, now)}
+    return {i: r for i, r in (await all_records(kv)).items() if is_alive(r, now)}
 
 
-async def gather_stats(nc: Client, expected: set[str] | None) -> list[dict[str, Any]]:
+async def gather_stats(nc: Client, expected: Iterable[str] | None) -> list[dict[str, Any]]:
     """The $SRV.STATS answers of mesh-runtime instances; stops once every expected id
     answered, or after a quiet spell when nobody is expected, or at LIMIT."""
     answers: list[dict[str, Any]] = []
+    expected = None if expected is None else set(expected)
     waiting = set(expected or ())
     arrived = asyncio.Event()
 
@@ -90,11 +90,23 @@ async def gather_stats(nc: Client, expected: set[str] | None) -> list[dict[str, 
     return answers
 
 
-def summarize(names: list[str], answers: list[dict[str, Any]]) -> list[NameStatus]:
-    """One NameStatus per name: the catalog's names and every name an instance serves."""
+def summarize(names: list[str], answers: list[dict[str, Any]],
+              records: dict[str, Record] | None = None) -> list[NameStatus]:
+    """One NameStatus per name: the catalog's names and every name an instance serves.
+
+    A huge mesh's STATS answer leaves out idle endpoints (it must fit in one message);
+    the instance's record lists every name it serves, so those count as idle instances.
+    """
     rows: dict[str, NameStatus] = {n: NameStatus(n) for n in names}
     totals: dict[str, list[int]] = {}  # name -> [processing ns, last answers, last failures]
     for answer in answers:
+        if (answer.get("metadata") or {}).get("endpoints_left_out"):
+            record = (records or {}).get(str(answer.get("id"))) or {}
+            answered = {str(e.get("subject", "")) for e in answer["endpoints"]
+                        if isinstance(e, dict)}
+            for name in record.get("agents") or ():
+                if p.agent_subject(str(name)) not in answered:
+                    rows.setdefault(str(name), NameStatus(str(name))).instances += 1
         for endpoint in answer["endpoints"]:
             if not isinstance(endpoint, dict):
                 continue

@@ -23,6 +23,7 @@ from nats.js.kv import KeyValue
 from runtime.core import protocol as p
 from runtime.load.mesh import Endpoint
 from runtime.nats.cluster import create_replicated, replica_choices
+from runtime.serve.catalog_fit import OverflowWarning, fit_catalog
 
 log = logging.getLogger("mesh-runtime")
 _CAS_ATTEMPTS = 50
@@ -69,6 +70,9 @@ class Discovery:
         self.catalog = catalog
         self.registry = registry
         self.instances = instances  # mesh-instances: heartbeats (see serve/instances.py)
+        self.max_payload = 1024 * 1024  # the server's, set by `open`
+        self.left_out: list[str] = []  # names the catalog key had no room for
+        self._overflow = OverflowWarning()
         self.instance = uuid.uuid4().hex[:12]  # this process, in the entries it serves
 
     @classmethod
@@ -87,7 +91,9 @@ class Discovery:
             log.warning("JetStream is not available (%s): agents are served, but discovery "
                         "(catalog, registry) is off", _short(exc))
             return None
-        return cls(buckets[0], buckets[1], buckets[3])
+        discovery = cls(buckets[0], buckets[1], buckets[3])
+        discovery.max_payload = nc.max_payload
+        return discovery
 
     async def publish(self, endpoints: Iterable[Endpoint]) -> None:
         """Write the cards, then add or replace the entries in the shared catalog at once."""
@@ -158,12 +164,15 @@ class Discovery:
                 current, revision = _parse(entry.value), entry.revision
             except KeyNotFoundError:
                 current, revision = [], None
-            data = json.dumps(edit(current)).encode()
+            entries = edit(current)
+            data, self.left_out = fit_catalog(entries, self.max_payload)
             try:
                 if revision is None:
                     await self.catalog.create(p.CATALOG_KEY, data)
                 else:
                     await self.catalog.update(p.CATALOG_KEY, data, last=revision)
+                self._overflow.check(self.left_out, len(entries) - len(self.left_out),
+                                     self.max_payload)
                 return
             except (KeyWrongLastSequenceError, Exception) as exc:
                 if attempt == _CAS_ATTEMPTS - 1:

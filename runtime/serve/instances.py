@@ -108,7 +108,8 @@ class Heartbeat:
     async def _heal(self, entries: list[dict[str, Any]]) -> None:
         """Names we serve whose entry lost us (another `up` took us for dead): add us back."""
         listed = {e.get("name") for e in entries if self.server.instance_id in instances_of(e)}
-        missing = [n for n in list(self.server.services) if n not in listed]
+        left_out = set(self.discovery.left_out)  # no room in the catalog key: not missing
+        missing = [n for n in self.server.services if n not in listed and n not in left_out]
         if missing:
             services = self.server.services
             await self.discovery.publish(services[n].definition for n in missing)
