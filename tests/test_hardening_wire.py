@@ -76,6 +76,8 @@ MESH = """
         handler: {mod}:sync_raise
       w.async-raise:
         handler: {mod}:async_raise
+      w.log-raise:
+        handler: {mod}:sync_raise
       w.stream-raise:
         handler: {mod}:stream_raise
       w.count:
@@ -312,9 +314,9 @@ async def test_a_newline_in_a_handler_error_is_escaped_in_the_log(
         nc: Client, up: UpProcess) -> None:
     start = len(up.lines)
     with pytest.raises(MeshError):
-        await call_agent(nc, "w.sync-raise", {"kind": "ValueError"}, 5)
-    line = up.wait_for("handler failed", start=start)
-    assert line.endswith("ValueError: line one\\nforged: ready: 0 agents")
+        await call_agent(nc, "w.log-raise", {"kind": "ValueError"}, 5)
+    line = up.wait_for("[w.log-raise]", start=start)
+    assert line.endswith("failed: handler_error: ValueError: line one\\nforged: ready: 0 agents")
     assert not any(line.startswith("forged") for line in up.lines)
 
 

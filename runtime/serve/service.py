@@ -30,7 +30,10 @@ from runtime.serve.codec import (
     mismatch_error,
 )
 from runtime.serve.deadlines import Deadlines
-from runtime.serve.replies import DROPPED, error_body, headroom, too_big
+from runtime.serve.failures import FailureLog
+from runtime.serve.micro import service_error_headers
+from runtime.serve.replies import DROPPED, error_body, header_size, headroom, too_big
+from runtime.serve.stats import EndpointStats
 
 log = logging.getLogger("mesh-runtime")
 
@@ -51,6 +54,8 @@ class Service:
         self.headroom = headroom(self.name)  # header bytes: body + this must fit max_payload
         self.subscription: Subscription | None = None
         self.in_flight = 0
+        self.stats = EndpointStats()
+        self.failures = FailureLog(self.logger)
         self._idle = asyncio.Event()
         self._idle.set()
         self.update(definition)
@@ -85,13 +90,16 @@ class Service:
         self.in_flight += 1
         loop = asyncio.get_running_loop()
         deadline = loop.time() + definition.timeout
-        task = _start_task(loop, self._handle(msg, definition, self.slots))
+        task = _start_task(loop, self._handle(msg, definition, self.slots,
+                                              time.perf_counter_ns()))
         if not task.done():  # an eager task may have answered already
             self.deadlines.add(task, deadline)
 
-    async def _handle(self, msg: Msg, definition: Endpoint, slots: asyncio.Semaphore) -> None:
+    async def _handle(self, msg: Msg, definition: Endpoint, slots: asyncio.Semaphore,
+                      started_ns: int) -> None:
         try:
-            await self._answer(msg, definition, slots)
+            error = await self._answer(msg, definition, slots)
+            self.stats.record(time.perf_counter_ns() - started_ns, error)
         except GeneratorExit:
             # asyncio throws a future's exception into a task's top coroutine; for a
             # GeneratorExit (a sync handler raised it) that first closes `_answer`, whose
@@ -102,18 +110,22 @@ class Service:
             if self.in_flight == 0:
                 self._idle.set()
 
-    async def _answer(self, msg: Msg, definition: Endpoint, slots: asyncio.Semaphore) -> None:
+    async def _answer(self, msg: Msg, definition: Endpoint,
+                      slots: asyncio.Semaphore) -> p.MeshError | None:
+        """Answer one request; the error it was answered with, if any."""
         if msg.reply[:1] == "$":  # JetStream API, KV, $SYS: never publish there for a caller
             DROPPED.note(self.name, msg.reply)
-            return
+            return None
         headers = msg.headers
         request_id = headers.get(p.HDR_REQUEST_ID) if headers else None
         streaming = headers is not None and headers.get(p.HDR_STREAM) == "true"
         if not request_id:
             request_id = uuid.uuid4().hex
         elif not is_request_id(request_id):  # it would be spliced into mesh.stream.<id>
-            await self._fail(msg, _bad_request_id(request_id), uuid.uuid4().hex, False)
-            return
+            error = _bad_request_id(request_id)
+            await self._fail(msg, error, uuid.uuid4().hex, False)
+            self.failures.failed(error, error)
+            return error
         task = asyncio.current_task()
         assert task is not None
         try:
@@ -126,7 +138,7 @@ class Service:
                 acquired = True
                 if streaming:
                     await self._stream(definition, payload, request_id)
-                    return
+                    return None
                 result = await self._run(definition, payload, request_id)
             except asyncio.CancelledError:
                 if self.deadlines.done(task):
@@ -143,12 +155,20 @@ class Service:
                 if len(body) > self.nc.max_payload - self.headroom:
                     raise too_big(body, reply_headers, self.nc.max_payload)
                 await self.nc.publish(msg.reply, body, headers=reply_headers)
+            return None
         except asyncio.CancelledError as exc:
             if task.cancelling():
                 raise  # the runtime cancelled this request (shutdown): not the handler's doing
-            await self._fail(msg, as_mesh_error(exc, definition), request_id, streaming)
-        except BaseException as exc:  # SystemExit from a handler too: an answer
-            await self._fail(msg, as_mesh_error(exc, definition), request_id, streaming)
+            return await self._failed(msg, exc, definition, request_id, streaming)
+        except BaseException as exc:  # SystemExit from a handler too: every failure is an answer
+            return await self._failed(msg, exc, definition, request_id, streaming)
+
+    async def _failed(self, msg: Msg, exc: BaseException, definition: Endpoint, request_id: str,
+                      streaming: bool) -> p.MeshError:
+        error = as_mesh_error(exc, definition)
+        await self._fail(msg, error, request_id, streaming)
+        self.failures.failed(error, exc)
+        return error
 
     def _context(self, definition: AgentDef, request_id: str) -> Context | None:
         if not definition.handler.wants_context:
@@ -184,8 +204,10 @@ class Service:
     async def _fail(self, msg: Msg, error: p.MeshError, request_id: str, streaming: bool) -> None:
         error.agent = error.agent or self.name
         error.request_id = request_id
-        headers = {p.HDR_STATUS: "error", p.HDR_REQUEST_ID: request_id, p.HDR_SOURCE: self.name}
-        body = error_body(error, self.nc.max_payload - self.headroom)
+        headers = {p.HDR_STATUS: "error", p.HDR_REQUEST_ID: request_id, p.HDR_SOURCE: self.name,
+                   **service_error_headers(error)}
+        # Room for the body: the server's max_payload less these headers (and a stream end).
+        body = error_body(error, self.nc.max_payload - header_size(headers) - 32)
         try:
             if streaming:
                 await self.nc.publish(p.stream_subject(request_id), body,
@@ -196,9 +218,6 @@ class Service:
         except Exception as exc:  # the connection is down: nothing more to tell the caller
             log.warning("could not send %s error for %s: %s", error.code, self.name,
                         shown(str(exc)))
-        if error.code == p.HANDLER_ERROR:
-            self.logger.warning("handler failed (request %s): %s", request_id,
-                                shown(error.message, 1000))
 
 
 def _bad_request_id(request_id: str) -> p.MeshError:
