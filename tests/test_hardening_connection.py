@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import signal
 from collections.abc import Iterator
 from pathlib import Path
 
+import nats
 import pytest
 
+from runtime.core import protocol as p
+from runtime.nats.caller import call_agent
+from runtime.nats.client import catalog
 from runtime.nats.embedded import NatsServer
-from tests.helpers import UpProcess, cli, write_mesh
+from tests.helpers import UpProcess, cli, free_port, write_mesh
 
 HANDLERS = '''
     async def echo(payload):
@@ -138,3 +143,33 @@ def test_up_exits_when_the_server_refuses_what_it_sent(tmp_path: Path) -> None:
     line = up.wait_for("error:")
     assert line.startswith("error: NATS closed the connection for good (nats: ")
     assert "maximum subscriptions exceeded" in line.lower()
+
+
+async def test_after_a_restart_with_an_empty_store_the_catalog_and_card_come_back(
+        tmp_path: Path) -> None:
+    port = free_port()
+    path, _ = write_mesh(tmp_path, MESH, HANDLERS)
+    first = NatsServer(port=port, store_dir=str(tmp_path / "store-1")).start()
+    up = UpProcess(path, f"nats://127.0.0.1:{port}", "--no-reload")
+    try:
+        up.wait_for("ready:")
+        first.stop()
+        up.wait_for("disconnected from NATS")
+        with NatsServer(port=port, store_dir=str(tmp_path / "store-2")) as second:
+            start = len(up.lines)
+            up.wait_for("reconnected to NATS", start=start)
+            line = up.wait_for("wrote back", start=start)
+            nc = await nats.connect(second.url)
+            try:
+                entries = await catalog(nc) or []
+                card = await (await nc.jetstream().key_value(p.REGISTRY_BUCKET)).get("c.echo")
+                reply = await call_agent(nc, "c.echo", {"after": "restart"}, 5)
+            finally:
+                await nc.close()
+    finally:
+        up.stop()
+        first.stop()
+    assert line.endswith("wrote back 1 catalog entry and card the server had lost: c.echo")
+    assert [e["name"] for e in entries] == ["c.echo"]
+    assert json.loads(card.value)["name"] == "c.echo"
+    assert reply == {"after": "restart"}

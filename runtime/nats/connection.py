@@ -73,7 +73,8 @@ def connect_options(settings: NatsSettings, folder: Path) -> dict[str, Any]:
 
 
 async def connect(servers: list[str], *, name: str, first_timeout: float = 10,
-                  on_closed: Callable[[str], None] | None = None, **options: Any) -> Client:
+                  on_closed: Callable[[str], None] | None = None,
+                  on_reconnected: Callable[[], None] | None = None, **options: Any) -> Client:
     """Connect (within `first_timeout`), then reconnect forever: a broker restart must not
     end the process. Raises TimeoutError, AuthorizationRefused (at once: retrying the same
     credentials cannot help), or the connection error when the first try fails.
@@ -81,6 +82,7 @@ async def connect(servers: list[str], *, name: str, first_timeout: float = 10,
     nats-py closes the connection for good, without reconnecting, on most `-ERR`s from
     the server (a revoked user, say): `on_closed(reason)` is then called, so the caller
     never goes on running deaf. A close the caller asked for (drain, close) calls it too.
+    `on_reconnected()` is called after each reconnect, once subscriptions are replayed.
     """
     refused: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
     refusals = 0  # consecutive refused logins while reconnecting
@@ -93,6 +95,8 @@ async def connect(servers: list[str], *, name: str, first_timeout: float = 10,
     async def reconnected() -> None:
         nonlocal refusals
         refusals = 0
+        if on_reconnected is not None:
+            on_reconnected()
         log.info("reconnected to NATS at %s; serving again", mask_urls(
             nc.connected_url.geturl()) if nc.connected_url else "?")
 

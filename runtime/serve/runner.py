@@ -7,7 +7,7 @@ import contextlib
 import logging
 import signal
 import socket
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -21,6 +21,7 @@ from runtime.nats.connection import AuthorizationRefused, choose_servers, connec
 from runtime.nats.embedded import NatsServer, NatsServerError
 from runtime.serve.catalog import Discovery
 from runtime.serve.health import Health, MetricsPortError
+from runtime.serve.restore import restore
 from runtime.serve.server import MeshServer
 
 log = logging.getLogger("mesh-runtime")
@@ -46,11 +47,25 @@ class ConnectionLost(RuntimeError):
 
 
 class Lifeline:
-    """Ends serving when the connection is closed for good (not by our own shutdown)."""
+    """Ends serving when the connection is closed for good (not by our own shutdown), and
+    restores discovery after a reconnect."""
 
     def __init__(self) -> None:
         self.stop = asyncio.Event()  # also set by SIGINT and SIGTERM
         self.reason: str | None = None
+        self.restore: Callable[[], Coroutine[Any, Any, Any]] | None = None
+        self._restoring: asyncio.Task[Any] | None = None
+
+    def reconnected(self) -> None:
+        if self.restore is None or self.stop.is_set():
+            return
+        if self._restoring is not None:
+            self._restoring.cancel()  # a newer reconnect: check again from the start
+        self._restoring = asyncio.get_running_loop().create_task(self.restore())
+
+    def close(self) -> None:
+        if self._restoring is not None:
+            self._restoring.cancel()
 
     def closed(self, reason: str) -> None:
         if not self.stop.is_set():  # after a stop, the close is our own drain
@@ -99,7 +114,8 @@ async def serve(path: Path, nats_flag: str | None, reload: bool,
         try:
             options = connect_options(mesh.spec.nats, mesh.path.resolve().parent)
             nc = await connect(urls, name=f"mesh-runtime {mesh.name}",
-                               on_closed=lost.closed, **options)
+                               on_closed=lost.closed, on_reconnected=lost.reconnected,
+                               **options)
         except AuthorizationRefused as exc:  # the server answered: it is running
             raise StartupError(
                 f"cannot connect to NATS at {mask_urls(', '.join(urls))}: {exc}") from None
@@ -129,6 +145,7 @@ async def _serve_on(nc: Client, mesh: Mesh, reload: bool, cache: LoadCache,
         raise StartupError(str(exc)) from None
     change = await server.apply(mesh)
     await health.start()
+    lost.restore = lambda: restore(nc, server)  # a server restarted empty lost our entries
     stop = lost.stop
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):  # before `ready:`: a signal right after it
@@ -144,6 +161,7 @@ async def _serve_on(nc: Client, mesh: Mesh, reload: bool, cache: LoadCache,
                                  "exiting so that a supervisor can restart mesh-runtime up")
     finally:
         log.info("stopping: finishing requests in flight")
+        lost.close()
         if watcher is not None:
             watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
