@@ -6,11 +6,11 @@ import argparse
 import logging
 import sys
 
-from runtime.cli import bus_commands, file_commands, serve_command
+from runtime.cli import bus_commands, file_commands, orchestration_commands, serve_command
 from runtime.core.issues import MeshFileError
 
 # Each module adds its own subcommands; a new group of commands is one more entry here.
-COMMAND_MODULES = (serve_command, file_commands, bus_commands)
+COMMAND_MODULES = (serve_command, file_commands, bus_commands, orchestration_commands)
 
 
 def main(argv: list[str] | None = None) -> int:

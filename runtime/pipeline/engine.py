@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from typing import Any
 
+from runtime.core.bus import Bus
 from runtime.core.protocol import HANDLER_ERROR, STEP_FAILED, TIMEOUT, MeshError
 from runtime.pipeline.checks import check_constants, find_cycles
 from runtime.pipeline.compile import PipelineCompiler
@@ -51,6 +53,7 @@ class CompiledPipeline:
         payload: Any,
         *,
         call: CallFn,
+        bus: Bus | None = None,
         request_id: str,
         mesh_name: str,
         default_timeout: float,
@@ -59,7 +62,7 @@ class CompiledPipeline:
         loop = asyncio.get_running_loop()
         timeout = self._timeout
         deadline = None if timeout is None else loop.time() + timeout
-        ctx = RunContext(call, request_id, default_timeout, deadline, loop)
+        ctx = RunContext(call, request_id, default_timeout, deadline, loop, bus)
         scope = {
             "input": payload,
             "steps": {},
@@ -118,10 +121,14 @@ class CompiledPipeline:
 
 
 def compile_pipeline(
-    name: str, spec: PipelineSpec, callable_names: set[str]
+    name: str, spec: PipelineSpec, callable_names: set[str],
+    capabilities: Mapping[str, int] | None = None,
 ) -> tuple[CompiledPipeline | None, list[Problem]]:
-    """The compiled pipeline, or None and every problem found (paths relative to the pipeline)."""
-    compiler = PipelineCompiler(spec, callable_names)
+    """The compiled pipeline, or None and every problem found (paths relative to the pipeline).
+
+    `capabilities` maps each capability to how many agents (of the file or external) declare it.
+    """
+    compiler = PipelineCompiler(spec, callable_names, capabilities)
     steps, returns = compiler.compile()
     if compiler.problems:
         return None, compiler.problems

@@ -11,13 +11,14 @@ import asyncio
 import contextlib
 import logging
 import time
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
 from nats.aio.client import Client
 
 from runtime.load.mesh import Endpoint, Mesh
-from runtime.nats.caller import call_agent
+from runtime.nats.bus import NatsBus
 from runtime.serve.catalog import Discovery
 from runtime.serve.deadlines import Deadlines
 from runtime.serve.service import Service
@@ -53,10 +54,9 @@ class MeshServer:
         self.mesh: Mesh | None = None
         self.generation = 0
         self.deadlines = Deadlines()
+        self.bus = NatsBus(nc)  # calls, broadcasts and shared state for handlers and pipelines
+        self.instance = discovery.instance if discovery is not None else uuid.uuid4().hex[:12]
         self._leaving: set[asyncio.Future[Any]] = set()  # removed names finishing requests
-
-    async def caller(self, name: str, payload: Any, timeout: float, request_id: str) -> Any:
-        return await call_agent(self.nc, name, payload, timeout, request_id)
 
     async def apply(self, mesh: Mesh) -> Change:
         """Serve `mesh`, changing only what differs from the mesh served now."""
@@ -68,11 +68,13 @@ class MeshServer:
                    and self.services[n].definition.fingerprint != wanted[n].fingerprint]
         for name in changed:
             self.services[name].update(wanted[name])
-        new_services = [Service(self.nc, wanted[n], self.caller, mesh.name, self.deadlines)
-                        for n in added]
-        await asyncio.gather(*(s.start() for s in new_services))
+        new_services = [Service(self.nc, wanted[n], self.bus, mesh.name, self.deadlines,
+                                self.instance) for n in added]
+        await asyncio.gather(*(s.start() for s in new_services),
+                             *(self.services[n].offers.serve(wanted[n].capabilities)
+                               for n in changed))
         self.services.update({s.name: s for s in new_services})
-        if new_services:  # a round trip, so the server has every new subscription on return
+        if new_services or changed:  # a round trip, so the server has every new subscription on return
             try:
                 await self.nc.flush(timeout=5)
             except Exception as exc:
@@ -122,6 +124,7 @@ class MeshServer:
 
 
 async def _stop_taking(service: Service) -> None:
+    await service.offers.stop()
     subscription, service.subscription = service.subscription, None
     if subscription is None:
         return
