@@ -15,6 +15,10 @@ from nats.aio.client import Client
 
 from runtime.core import protocol as p
 
+# How much longer than its budget a caller listens: an agent answers `expired` or `timeout`
+# at the deadline it was sent, and that answer says more than the caller's own timeout.
+ANSWER_GRACE = 0.1
+
 
 def budget_header(seconds: float) -> str:
     """The remaining budget as X-Mesh-Timeout text: decimal seconds, millisecond precision."""
@@ -37,8 +41,9 @@ async def request(nc: Client, name: str, payload: Any, timeout: float,
     subject = p.capability_subject(name) if capability else p.agent_subject(name)
     what = f"capability '{name}'" if capability else f"'{name}'"
     try:
-        reply = await nc.request(subject, body, timeout=max(timeout, 0.001), headers={
-            p.HDR_REQUEST_ID: request_id, p.HDR_TIMEOUT: budget_header(timeout)})
+        reply = await nc.request(
+            subject, body, timeout=max(timeout, 0.001) + ANSWER_GRACE,
+            headers={p.HDR_REQUEST_ID: request_id, p.HDR_TIMEOUT: budget_header(timeout)})
     except nats.errors.NoRespondersError:
         message = (f"no agent offers capability '{name}'" if capability
                    else f"no agent named '{name}' is serving")
