@@ -33,8 +33,7 @@ async def broadcast(nc: Client, capability: str, payload: Any, within: float,
                     ) -> list[dict[str, Any]]:
     """Every answer, in arrival order, as {agent, instance, status, result | error}."""
     request_id = request_id or uuid.uuid4().hex
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
+    deadline = asyncio.get_running_loop().time() + within
     queue: asyncio.Queue[Any] = asyncio.Queue()
     inbox = nc.new_inbox()
     sub = await nc.subscribe(inbox, cb=queue.put)
@@ -47,25 +46,30 @@ async def broadcast(nc: Client, capability: str, payload: Any, within: float,
             counting = asyncio.ensure_future(answerers())
             counting.add_done_callback(lambda _: queue.put_nowait(_COUNTED))
         answers: list[dict[str, Any]] = []
-        expected: int | None = None
-        while len(answers) < MAX_ANSWERS and (expected is None or len(answers) < expected):
-            try:
-                item = await asyncio.wait_for(queue.get(), deadline - loop.time())
-            except TimeoutError:
-                break
-            if item is _COUNTED:
-                expected = _count(counting)
-                continue
-            headers = item.headers or {}
-            if headers.get("Status") == "503" and not item.data:
-                break  # no responders: nobody subscribes to this capability
-            answers.append(answer(item))
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout_at(deadline):  # one timer for the whole gathering
+                await _gather(queue, answers, counting)
         return answers
     finally:
         if counting is not None and not counting.done():
             counting.cancel()
         with contextlib.suppress(Exception):  # the connection may already be gone
             await sub.unsubscribe()
+
+
+async def _gather(queue: asyncio.Queue[Any], answers: list[dict[str, Any]],
+                  counting: asyncio.Future[int | None] | None) -> None:
+    """Append answers until every expected one is in (or MAX_ANSWERS, or no responders)."""
+    expected: int | None = None
+    while len(answers) < MAX_ANSWERS and (expected is None or len(answers) < expected):
+        item = await queue.get()
+        if item is _COUNTED:
+            expected = _count(counting)
+            continue
+        headers = item.headers or {}
+        if headers.get("Status") == "503" and not item.data:
+            return  # no responders: nobody subscribes to this capability
+        answers.append(answer(item))
 
 
 def answer(msg: Msg) -> dict[str, Any]:

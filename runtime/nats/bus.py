@@ -3,6 +3,7 @@ capability, broadcasts, and the shared state (runtime.core.bus.Bus, over NATS)."
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -15,6 +16,11 @@ from runtime.nats.broadcast import answerers_in, broadcast
 from runtime.nats.caller import call_agent
 from runtime.nats.state import KvState
 
+# How long a read of the catalog answers "how many will answer a broadcast". An instance that
+# joined since may be missed by a broadcast in that window; one that left makes it wait out
+# `within`. Reading the catalog per broadcast would cost about as much as the broadcast.
+CATALOG_TTL = 1.0
+
 
 class NatsBus:
     """What `ctx.call`, `ctx.broadcast`, `ctx.state` and pipeline steps use."""
@@ -24,6 +30,8 @@ class NatsBus:
         self.state = KvState(nc)
         self._catalog: KeyValue | None = None
         self._no_catalog = False
+        self._entries: list[dict[str, Any]] | None = None
+        self._read_at = 0.0
 
     async def __call__(self, name: str, payload: Any, timeout: float, request_id: str, /, *,
                        capability: bool = False) -> Any:
@@ -39,6 +47,12 @@ class NatsBus:
 
     async def answerers(self, capability: str) -> int | None:
         """How many live answers a broadcast to `capability` can get; None if unknown."""
+        now = asyncio.get_running_loop().time()
+        if self._entries is None or now - self._read_at > CATALOG_TTL:
+            self._entries, self._read_at = await self._read_catalog(), now
+        return answerers_in(self._entries, capability) if self._entries is not None else None
+
+    async def _read_catalog(self) -> list[dict[str, Any]] | None:
         kv = await self._catalog_bucket()
         if kv is None:
             return None
@@ -47,9 +61,9 @@ class NatsBus:
             entries = json.loads(entry.value or b"[]")
         except (KeyNotFoundError, ValueError):
             return None
-        if not isinstance(entries, list):
+        except Exception:  # the connection is going: the broadcast waits out `within`
             return None
-        return answerers_in([e for e in entries if isinstance(e, dict)], capability)
+        return [e for e in entries if isinstance(e, dict)] if isinstance(entries, list) else None
 
     async def _catalog_bucket(self) -> KeyValue | None:
         if self._catalog is None and not self._no_catalog:
