@@ -22,6 +22,7 @@ from runtime.nats.bus import NatsBus
 from runtime.serve.catalog import Discovery
 from runtime.serve.deadlines import Deadlines
 from runtime.serve.service import Service
+from runtime.serve.stats import ServerStats
 
 log = logging.getLogger("mesh-runtime")
 
@@ -53,10 +54,17 @@ class MeshServer:
         self.services: dict[str, Service] = {}
         self.mesh: Mesh | None = None
         self.generation = 0
+        self.instance_id = uuid.uuid4().hex[:12]  # this process, in catalog, micro and KV
+        self.stats = ServerStats()
+        if discovery is not None:
+            discovery.instance = self.instance_id
         self.deadlines = Deadlines()
         self.bus = NatsBus(nc)  # calls, broadcasts and shared state for handlers and pipelines
-        self.instance = discovery.instance if discovery is not None else uuid.uuid4().hex[:12]
         self._leaving: set[asyncio.Future[Any]] = set()  # removed names finishing requests
+
+    @property
+    def mesh_name(self) -> str:
+        return self.mesh.name if self.mesh is not None else "mesh"
 
     async def apply(self, mesh: Mesh) -> Change:
         """Serve `mesh`, changing only what differs from the mesh served now."""
@@ -69,12 +77,12 @@ class MeshServer:
         for name in changed:
             self.services[name].update(wanted[name])
         new_services = [Service(self.nc, wanted[n], self.bus, mesh.name, self.deadlines,
-                                self.instance) for n in added]
+                                self.instance_id) for n in added]
         await asyncio.gather(*(s.start() for s in new_services),
                              *(self.services[n].offers.serve(wanted[n].capabilities)
                                for n in changed))
         self.services.update({s.name: s for s in new_services})
-        if new_services or changed:  # a round trip, so the server has every new subscription on return
+        if new_services or changed:  # a round trip: the server has every new subscription
             try:
                 await self.nc.flush(timeout=5)
             except Exception as exc:
