@@ -112,6 +112,10 @@ def _state(args: argparse.Namespace) -> int:
         except p.MeshError as exc:
             print(f"error: {exc.message}", file=sys.stderr)
             return 1
+        except Exception as exc:  # JetStream trouble: say it, no traceback
+            print(f"error: the shared state is not reachable: {exc or type(exc).__name__}",
+                  file=sys.stderr)
+            return 1
         finally:
             await nc.close()
 
