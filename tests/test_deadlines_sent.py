@@ -133,3 +133,25 @@ async def test_cli_timeout_on_a_full_queue_is_expired_and_the_handler_never_runs
     after = await call_agent(nc, f"{P}.slow", {"seconds": 0}, 10)
     assert after == {"runs": 2}  # the expired request never ran
 
+
+
+async def test_a_pipeline_passes_on_what_its_caller_has_left() -> None:
+    from runtime.pipeline.engine import compile_pipeline
+    from runtime.pipeline.spec import PipelineSpec
+
+    budgets: list[float] = []
+
+    async def call(name: str, payload: Any, timeout: float, request_id: str) -> Any:
+        budgets.append(timeout)
+        return {}
+
+    spec = PipelineSpec.model_validate({"steps": [{"id": "a", "call": "x"},
+                                                  {"id": "b", "call": "x", "timeout": "200ms"}]})
+    compiled, problems = compile_pipeline("p", spec, {"x"})
+    assert compiled is not None, problems
+    loop = asyncio.get_running_loop()
+    await compiled.run({}, call=call, request_id="r", mesh_name="m", default_timeout=30,
+                       caller_deadline=loop.time() + 2)
+    first, second = budgets
+    assert 1.8 < first <= 2.0  # the caller's 2s, not the step's default 30s
+    assert second == 0.2
