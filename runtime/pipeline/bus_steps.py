@@ -6,14 +6,16 @@ become StepFailure, so `when`, `for_each`, `on_error` and `retry` treat them lik
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from runtime.core.bus import Bus, state_key_problem
-from runtime.core.protocol import INVALID_INPUT, NOT_FOUND, TIMEOUT, MeshError
+from runtime.core.protocol import HANDLER_ERROR, INVALID_INPUT, NOT_FOUND, TIMEOUT, MeshError
 from runtime.pipeline.expressions import Template
 from runtime.pipeline.steps import RunContext, Scope, StepFailure, budget, evaluate, seconds_text
 
+T = TypeVar("T")
 DEFAULT_WITHIN = 1.0
 DEFAULT_MIN_ANSWERS = 1
 
@@ -33,10 +35,8 @@ class BroadcastNode:
         else:
             payload = scope["item"] if "item" in scope else scope["input"]
         within = budget(self.within, ctx)
-        try:
-            answers = await _bus(ctx).broadcast(self.capability, payload, within, ctx.request_id)
-        except MeshError as exc:
-            raise StepFailure(exc.code, exc.message) from None
+        answers = await _reach(_bus(ctx).broadcast(self.capability, payload, within,
+                                                   ctx.request_id))
         ok = sum(a["status"] == "ok" for a in answers)
         if ok < self.min_answers:
             raise StepFailure(_cause(answers), _shortfall(self, answers, ok, within))
@@ -50,11 +50,7 @@ class GetStateNode:
     key: Template
 
     async def run(self, scope: Scope, ctx: RunContext) -> Any:
-        key = _key(self.key, scope)
-        try:
-            return await _bus(ctx).state.get(key)
-        except MeshError as exc:
-            raise StepFailure(exc.code, exc.message) from None
+        return await _reach(_bus(ctx).state.get(_key(self.key, scope)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,11 +63,18 @@ class SetStateNode:
     async def run(self, scope: Scope, ctx: RunContext) -> Any:
         key = _key(self.key, scope)
         value = evaluate(self.value.render, scope)
-        try:
-            await _bus(ctx).state.put(key, value)
-        except MeshError as exc:
-            raise StepFailure(exc.code, exc.message) from None
+        await _reach(_bus(ctx).state.put(key, value))
         return value
+
+
+async def _reach(work: Awaitable[T]) -> T:
+    """Await mesh work; any failure (a NATS one included) is the step's failure."""
+    try:
+        return await work
+    except MeshError as exc:
+        raise StepFailure(exc.code, exc.message) from None
+    except Exception as exc:
+        raise StepFailure(HANDLER_ERROR, f"{type(exc).__name__}: {exc}") from None
 
 
 def _bus(ctx: RunContext) -> Bus:
