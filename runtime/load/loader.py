@@ -179,10 +179,12 @@ class _Loading:
         self._note_handler_file(spec.handler)
         timeout = spec.timeout or defaults.timeout
         concurrency = spec.concurrency or defaults.concurrency
+        queue = defaults.queue_for(spec.queue, concurrency)
+        limits = (timeout, concurrency, queue)
         before = self.cache.agents.get(name) if self.cache is not None else None
         # `spec is`, not `==`: the very spec of an unchanged piece (and 1 == 1.0 == True)
         if (before is not None and before.spec is spec and before.handler is handler
-                and (before.timeout, before.concurrency) == (timeout, concurrency)
+                and (before.timeout, before.concurrency, before.queue) == limits
                 and name in self.cache.self_contained):  # type: ignore[union-attr]
             self.self_contained.add(name)
             return before  # nothing it depends on changed: not even its schemas are redone
@@ -192,14 +194,14 @@ class _Loading:
         output_schema = self._schema(spec.output, (*where, "output"), handler.output_schema)
         if (before is not None and before.spec is spec and before.handler is handler
                 and before.input is input_schema and before.output is output_schema
-                and (before.timeout, before.concurrency) == (timeout, concurrency)):
+                and (before.timeout, before.concurrency, before.queue) == limits):
             return before
         return AgentDef(
             name=name, description=spec.description, version=spec.version,
             tags=tuple(spec.tags), input=input_schema, output=output_schema,
-            timeout=timeout, concurrency=concurrency, streaming=handler.streaming,
+            timeout=timeout, concurrency=concurrency, queue=queue, streaming=handler.streaming,
             fingerprint=fingerprint(spec.model_dump(), _doc(input_schema), _doc(output_schema),
-                                    timeout, concurrency),
+                                    *limits),
             spec=spec, handler=handler,
         )
 
@@ -265,14 +267,15 @@ class _Loading:
             if compiled is None:
                 continue
             timeout = spec.timeout or mesh.defaults.timeout
+            queue = mesh.defaults.queue_for(None, mesh.defaults.concurrency)
             result[name] = PipelineDef(
                 name=name, description=spec.description, version=spec.version,
                 tags=tuple(dict.fromkeys(["pipeline", *spec.tags])), input=input_schema,
                 output=output_schema, timeout=timeout, concurrency=mesh.defaults.concurrency,
-                streaming=False, step_timeout=mesh.defaults.timeout,
+                queue=queue, streaming=False, step_timeout=mesh.defaults.timeout,
                 fingerprint=fingerprint(spec.model_dump(by_alias=True), _doc(input_schema),
                                         _doc(output_schema), timeout, mesh.defaults.timeout,
-                                        mesh.defaults.concurrency),
+                                        mesh.defaults.concurrency, queue),
                 spec=spec, compiled=compiled,
             )
         return result

@@ -35,6 +35,11 @@ class Endpoint:
     concurrency: int
     streaming: bool
     fingerprint: str
+    queue: int | None = None  # requests that may wait for a slot; None: 4 x concurrency
+
+    @property
+    def queue_limit(self) -> int:
+        return 4 * self.concurrency if self.queue is None else self.queue
 
     def catalog_entry(self) -> dict[str, Any]:
         return {

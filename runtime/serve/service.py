@@ -20,14 +20,10 @@ from nats.aio.subscription import Subscription
 
 from runtime.core import protocol as p
 from runtime.core.context import Caller, Context
+from runtime.load.handlers import ThreadOverrun
 from runtime.load.mesh import AgentDef, Endpoint, PipelineDef
-from runtime.serve.codec import (
-    as_mesh_error,
-    deadline_error,
-    decode_input,
-    encode_output,
-    mismatch_error,
-)
+from runtime.serve.admission import Admission, caller_deadline, queue_full_error, run_error
+from runtime.serve.codec import as_mesh_error, decode_input, encode_output, mismatch_error
 from runtime.serve.deadlines import Deadlines
 
 log = logging.getLogger("mesh-runtime")
@@ -47,19 +43,17 @@ class Service:
         self.error_subject = p.error_subject(self.name)
         self.logger = logging.getLogger(f"mesh-runtime.agent.{self.name}")
         self.subscription: Subscription | None = None
-        self.in_flight = 0
+        self.in_flight = 0  # request tasks (running, or answering a refusal)
+        self.admission = Admission(deadlines, self._start, lambda: self.definition.concurrency,
+                                   self.logger)
         self._idle = asyncio.Event()
         self._idle.set()
         self.update(definition)
 
     def update(self, definition: Endpoint) -> None:
-        """Use `definition` for the next request; requests in flight keep theirs."""
-        previous = getattr(self, "definition", None)
+        """Use `definition` for the next request; requests in flight keep theirs. Its
+        limits apply at once: old and new requests count against the same slots."""
         self.definition = definition
-        # A new limit gets new slots (in-flight requests release the old ones); the same
-        # limit keeps its slots, so old and new requests never add up past it.
-        if previous is None or previous.concurrency != definition.concurrency:
-            self.slots = asyncio.Semaphore(definition.concurrency)
 
     async def start(self) -> None:
         self.subscription = await self.nc.subscribe(
@@ -75,50 +69,73 @@ class Service:
 
     async def _on_message(self, msg: Msg) -> None:
         # nats-py awaits this callback message by message: hand each request to its own
-        # task at once, so one slow handler never holds up the next request.
+        # task at once (or to the line), so one slow handler never holds up the next.
         definition = self.definition
+        arrival = time.monotonic()
+        deadline = arrival + definition.timeout
+        refusal = None
+        headers = msg.headers
+        if headers is not None:
+            budget = headers.get(p.HDR_TIMEOUT)
+            if budget is not None:
+                deadline, refusal = caller_deadline(budget, definition, arrival, deadline)
+        if refusal is None and self.admission.running >= definition.concurrency:
+            if self.admission.park(msg, definition, arrival, deadline):
+                return
+            refusal = queue_full_error(definition)
+        self._start(msg, definition, arrival, deadline, refusal)
+
+    def _start(self, msg: Msg, definition: Endpoint, arrival: float, deadline: float,
+               refusal: p.MeshError | None) -> None:
         if self.in_flight == 0:
             self._idle.clear()
         self.in_flight += 1
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + definition.timeout
-        task = _start_task(loop, self._handle(msg, definition, self.slots))
-        if not task.done():  # an eager task may have answered already
+        if refusal is None:
+            self.admission.running += 1
+        task = _start_task(asyncio.get_running_loop(),
+                           self._handle(msg, definition, arrival, deadline, refusal))
+        if refusal is None and not task.done():  # an eager task may have answered already
             self.deadlines.add(task, deadline)
 
-    async def _handle(self, msg: Msg, definition: Endpoint, slots: asyncio.Semaphore) -> None:
+    async def _handle(self, msg: Msg, definition: Endpoint, arrival: float, deadline: float,
+                      refusal: p.MeshError | None) -> None:
         try:
-            await self._answer(msg, definition, slots)
+            await self._answer(msg, definition, arrival, deadline, refusal)
         finally:
             self.in_flight -= 1
-            if self.in_flight == 0:
+            if refusal is None:
+                self.admission.release()
+            if self.in_flight == 0 and not self.admission.waiting:
                 self._idle.set()
 
-    async def _answer(self, msg: Msg, definition: Endpoint, slots: asyncio.Semaphore) -> None:
+    async def _answer(self, msg: Msg, definition: Endpoint, arrival: float, deadline: float,
+                      refusal: p.MeshError | None) -> None:
         headers = msg.headers
         request_id = headers.get(p.HDR_REQUEST_ID) if headers else None
         request_id = request_id or uuid.uuid4().hex
         streaming = headers is not None and headers.get(p.HDR_STREAM) == "true"
         task = asyncio.current_task()
         try:
+            if refusal is not None:
+                raise refusal
             if streaming != definition.streaming:
                 raise mismatch_error(definition, streaming)
             payload = decode_input(msg.data, definition)
-            acquired = False
             try:
-                await slots.acquire()  # excess requests wait here, within the deadline
-                acquired = True
                 if streaming:
-                    await self._stream(definition, payload, request_id)
+                    await self._stream(definition, payload, request_id, deadline)
                     return
-                result = await self._run(definition, payload, request_id)
+                result = await self._run(definition, payload, request_id, deadline)
+            except ThreadOverrun as overrun:
+                self.admission.hold(overrun.thread)
+                if not self.deadlines.done(task):  # type: ignore[arg-type]
+                    raise asyncio.CancelledError from None  # not ours: let it through
+                raise run_error(definition, arrival, deadline) from None
             except asyncio.CancelledError:
                 if not self.deadlines.done(task):  # type: ignore[arg-type]
                     raise  # not ours: let the cancellation through
-                raise deadline_error(definition, acquired) from None
+                raise run_error(definition, arrival, deadline) from None
             finally:
-                if acquired:
-                    slots.release()
                 self.deadlines.done(task)  # type: ignore[arg-type]
             body = encode_output(result, definition)
             if msg.reply:
@@ -127,26 +144,29 @@ class Service:
         except Exception as exc:  # every failure is an answer, never a crash
             await self._fail(msg, as_mesh_error(exc, definition), request_id, streaming)
 
-    def _context(self, definition: AgentDef, request_id: str) -> Context | None:
+    def _context(self, definition: AgentDef, request_id: str, deadline: float) -> Context | None:
         if not definition.handler.wants_context:
             return None  # most handlers take only the payload: build nothing for them
         return Context(request_id, self.name, definition.spec.config, self.logger,
-                       time.monotonic() + definition.timeout, self.caller)
+                       deadline, self.caller)
 
-    async def _run(self, definition: Endpoint, payload: Any, request_id: str) -> Any:
+    async def _run(self, definition: Endpoint, payload: Any, request_id: str,
+                   deadline: float) -> Any:
         if isinstance(definition, AgentDef):
             assert definition.handler.invoke is not None
-            return await definition.handler.invoke(payload, self._context(definition, request_id))
+            return await definition.handler.invoke(
+                payload, self._context(definition, request_id, deadline))
         assert isinstance(definition, PipelineDef)
         return await definition.compiled.run(
             payload, call=self.caller, request_id=request_id, mesh_name=self.mesh_name,
             default_timeout=definition.step_timeout)
 
-    async def _stream(self, definition: Endpoint, payload: Any, request_id: str) -> None:
+    async def _stream(self, definition: Endpoint, payload: Any, request_id: str,
+                      deadline: float) -> None:
         assert isinstance(definition, AgentDef) and definition.handler.stream is not None
         subject = p.stream_subject(request_id)
         seq = 0
-        ctx = self._context(definition, request_id)
+        ctx = self._context(definition, request_id, deadline)
         async for chunk in definition.handler.stream(payload, ctx):
             await self.nc.publish(subject, encode_output(chunk, definition), headers={
                 p.HDR_STREAM_SEQ: str(seq), p.HDR_STREAM_END: "false",
