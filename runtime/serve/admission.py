@@ -31,6 +31,7 @@ Start = Callable[[Msg, Endpoint, float, float, "p.MeshError | None"], None]
 
 _SECONDS = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)$")
 _SHOWN = 40  # how much of a malformed header an error repeats
+STUCK_REPORT_DELAY = 0.1  # seconds: threads of one burst of overruns are logged as one line
 
 
 class Waiting:
@@ -58,8 +59,9 @@ class Admission:
     `release` frees a slot and starts the oldest waiting requests that fit.
     """
 
-    def __init__(self, deadlines: Deadlines, start: Start, concurrency: Callable[[], int],
-                 logger: logging.Logger):
+    def __init__(self, name: str, deadlines: Deadlines, start: Start,
+                 concurrency: Callable[[], int], logger: logging.Logger):
+        self.name = name
         self.deadlines = deadlines
         self._start = start
         self._concurrency = concurrency  # the current definition's limit
@@ -69,6 +71,7 @@ class Admission:
         self.stuck = 0  # sync handler threads still running past their deadline
         self._line: deque[Waiting] = deque()  # oldest first; expired ones skipped lazily
         self._stuck_logged = 0.0
+        self._stuck_report: asyncio.TimerHandle | None = None
 
     def park(self, msg: Msg, definition: Endpoint, arrival: float, deadline: float) -> bool:
         """Put a request in the line; False when the line is full."""
@@ -118,12 +121,19 @@ class Admission:
                 loop.call_soon_threadsafe(self._thread_returned)
 
         thread.add_done_callback(returned)
-        now = time.monotonic()
-        if now - self._stuck_logged >= 1.0:  # at most a line a second per agent
-            self._stuck_logged = now
+        if not self._stuck_report:  # one line for a burst, at most one a second
+            self._stuck_report = loop.call_later(
+                max(STUCK_REPORT_DELAY, self._stuck_logged + 1.0 - time.monotonic()),
+                self._report_stuck)
+
+    def _report_stuck(self) -> None:
+        self._stuck_report = None
+        self._stuck_logged = time.monotonic()
+        if self.stuck:
             self.logger.warning(
-                "a sync handler ran past its deadline and cannot be stopped: %d thread(s) "
-                "stuck, holding %d of %d slots", self.stuck, self.stuck, self._concurrency())
+                "'%s': a sync handler ran past its deadline and cannot be stopped: %d "
+                "thread(s) stuck, holding %d of %d slots", self.name, self.stuck, self.stuck,
+                self._concurrency())
 
     def _thread_returned(self) -> None:
         self.stuck -= 1

@@ -64,8 +64,9 @@ def _port_taken(port: int) -> bool:
     return False
 
 
-async def serve(path: Path, nats_flag: str | None, reload: bool) -> None:
-    """Run `up` until SIGINT or SIGTERM; raises MeshFileError or StartupError."""
+async def serve(path: Path, nats_flag: str | None, reload: bool, grace: float = 30.0) -> int:
+    """Run `up` until SIGINT or SIGTERM, then give requests in flight `grace` seconds;
+    returns how many were left unanswered. Raises MeshFileError or StartupError."""
     cache = LoadCache()  # kept for reloads: they redo only what an edit changed
     mesh = load_mesh(path, cache=cache)
     for warning in mesh.warnings:
@@ -85,13 +86,14 @@ async def serve(path: Path, nats_flag: str | None, reload: bool) -> None:
                 f"cannot connect to NATS at {', '.join(urls)}: {reason}. Is that server "
                 "running? The URL comes from --nats, else NATS_URL, else `nats:` in the "
                 "mesh file; leave all three unset to start an embedded server") from None
-        await _serve_on(nc, mesh, reload, cache)
+        return await _serve_on(nc, mesh, reload, cache, grace)
     finally:
         if embedded is not None:
             embedded.stop()
 
 
-async def _serve_on(nc: Client, mesh: Mesh, reload: bool, cache: LoadCache) -> None:
+async def _serve_on(nc: Client, mesh: Mesh, reload: bool, cache: LoadCache,
+                    grace: float) -> int:
     discovery = await Discovery.open(nc)
     server = MeshServer(nc, discovery)
     change = await server.apply(mesh)
@@ -106,15 +108,18 @@ async def _serve_on(nc: Client, mesh: Mesh, reload: bool, cache: LoadCache) -> N
     try:
         await stop.wait()
     finally:
-        log.info("stopping: finishing requests in flight")
+        log.info("stopping: finishing requests in flight (at most %gs)", grace)
         if watcher is not None:
             watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await watcher
-        await server.shutdown()
+        left = await server.shutdown(grace)
+        if left:
+            log.warning("grace period (%gs) over: %d request(s) left unanswered", grace, left)
         with contextlib.suppress(Exception):
             await nc.drain()
         log.info("stopped")
+    return left
 
 
 async def _watch(server: MeshServer, mesh: Mesh, cache: LoadCache) -> None:

@@ -44,7 +44,7 @@ class Service:
         self.logger = logging.getLogger(f"mesh-runtime.agent.{self.name}")
         self.subscription: Subscription | None = None
         self.in_flight = 0  # request tasks (running, or answering a refusal)
-        self.admission = Admission(deadlines, self._start, lambda: self.definition.concurrency,
+        self.admission = Admission(self.name, deadlines, self._start, lambda: self.definition.concurrency,
                                    self.logger)
         self._idle = asyncio.Event()
         self._idle.set()
