@@ -29,6 +29,12 @@ from runtime.serve.deadlines import Deadlines
 # start(msg, definition, arrival, deadline, refusal): run a request, or answer its refusal
 Start = Callable[[Msg, Endpoint, float, float, "p.MeshError | None"], None]
 
+# What nats-py may buffer per subscription before our callback takes a message (it drops
+# past that, and the caller times out): the callback only admits or refuses, so this fills
+# only when the process is starved of CPU. Without a bound, a flood grows it without end.
+PENDING_MSGS = 50_000
+PENDING_BYTES = 64 * 1024 * 1024
+
 _SECONDS = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)$")
 _SHOWN = 40  # how much of a malformed header an error repeats
 STUCK_REPORT_DELAY = 0.1  # seconds: threads of one burst of overruns are logged as one line

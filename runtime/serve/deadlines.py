@@ -62,7 +62,9 @@ class Deadlines:
         if self._timer is not None:
             self._timer.cancel()
         self._armed = tick
-        delay = max(0.0, tick * TICK - time.monotonic())
+        # At least a millisecond: uvloop's timers count whole milliseconds, and a timer
+        # that fires a hair early must not spin until the tick comes.
+        delay = max(0.001, tick * TICK - time.monotonic())
         self._timer = asyncio.get_running_loop().call_later(delay, self._fire)
 
     def _fire(self) -> None:

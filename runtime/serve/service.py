@@ -22,7 +22,14 @@ from runtime.core import protocol as p
 from runtime.core.context import Caller, Context
 from runtime.load.handlers import ThreadOverrun
 from runtime.load.mesh import AgentDef, Endpoint, PipelineDef
-from runtime.serve.admission import Admission, caller_deadline, queue_full_error, run_error
+from runtime.serve.admission import (
+    PENDING_BYTES,
+    PENDING_MSGS,
+    Admission,
+    caller_deadline,
+    queue_full_error,
+    run_error,
+)
 from runtime.serve.codec import as_mesh_error, decode_input, encode_output, mismatch_error
 from runtime.serve.deadlines import Deadlines
 
@@ -58,7 +65,7 @@ class Service:
     async def start(self) -> None:
         self.subscription = await self.nc.subscribe(
             self.subject, queue=p.queue_group(self.name), cb=self._on_message,
-            pending_msgs_limit=-1, pending_bytes_limit=-1)
+            pending_msgs_limit=PENDING_MSGS, pending_bytes_limit=PENDING_BYTES)
 
     async def stop(self) -> None:
         """Stop taking requests, then let those in flight finish (each within its timeout)."""
@@ -83,7 +90,10 @@ class Service:
             if self.admission.park(msg, definition, arrival, deadline):
                 return
             refusal = queue_full_error(definition)
-        self._start(msg, definition, arrival, deadline, refusal)
+        if refusal is not None:  # answered here, with no task: a flood costs as little as can be
+            await self._answer(msg, definition, arrival, deadline, refusal)
+            return
+        self._start(msg, definition, arrival, deadline, None)
 
     def _start(self, msg: Msg, definition: Endpoint, arrival: float, deadline: float,
                refusal: p.MeshError | None) -> None:
