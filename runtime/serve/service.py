@@ -88,6 +88,7 @@ class Service:
                 deadline, refusal = caller_deadline(budget, definition, arrival, deadline)
         if refusal is None and self.admission.running >= definition.concurrency:
             if self.admission.park(msg, definition, arrival, deadline):
+                self._idle.clear()  # its slots may all be held by stuck threads, with no task
                 return
             refusal = queue_full_error(definition)
         if refusal is not None:  # answered here, with no task: a flood costs as little as can be
