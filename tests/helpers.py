@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -14,6 +15,13 @@ import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+# A text log line's prefix: the UTC time, and the level when it is `info`.
+_LOG_PREFIX = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z (?:info: )?")
+
+
+def message_of(line: str) -> str:
+    """A log line without its timestamp (and without `info: `): what tests compare."""
+    return _LOG_PREFIX.sub("", line, count=1)
 
 
 def free_port() -> int:
@@ -39,9 +47,12 @@ def write_mesh(folder: Path, text: str, handlers: str | None = None) -> tuple[Pa
 
 def cli(*args: str, cwd: Path | None = None, input: str | None = None,
         env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    """Run `mesh-runtime ARGS` as a separate process, as a user's shell would."""
+    """Run `mesh-runtime ARGS` as a separate process, as a user's shell would.
+
+    Standard input is empty unless `input` is given (`call` reads a piped one)."""
+    stdin = {"input": input} if input is not None else {"stdin": subprocess.DEVNULL}
     return subprocess.run(
-        [sys.executable, "-m", "runtime", *args], cwd=cwd or ROOT, input=input,
+        [sys.executable, "-m", "runtime", *args], cwd=cwd or ROOT, **stdin,  # type: ignore[call-overload]
         capture_output=True, text=True, timeout=timeout,
         env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
     )
@@ -55,7 +66,8 @@ class UpProcess:
         args = [sys.executable, "-m", "runtime", "up", "-f", str(mesh), *extra]
         if nats_url:
             args += ["--nats", nats_url]
-        self.lines: list[str] = []
+        self.lines: list[str] = []  # each line as message_of gives it
+        self.raw_lines: list[str] = []  # each line as written
         self._changed = threading.Condition()
         self.process = subprocess.Popen(
             args, cwd=mesh.parent, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
@@ -68,7 +80,8 @@ class UpProcess:
         assert self.process.stdout is not None
         for line in self.process.stdout:
             with self._changed:
-                self.lines.append(line.rstrip("\n"))
+                self.raw_lines.append(line.rstrip("\n"))
+                self.lines.append(message_of(self.raw_lines[-1]))
                 self._changed.notify_all()
         with self._changed:
             self._changed.notify_all()

@@ -7,17 +7,27 @@ import json
 import sys
 from typing import Any
 
-from runtime.cli.common import Commands, add_command, client_url, nats_option, run_client
+from runtime.cli.common import (
+    Commands,
+    add_command,
+    client_url,
+    did_you_mean,
+    duration_arg,
+    nats_option,
+    read_payload,
+    run_client,
+)
 from runtime.core import protocol as p
-from runtime.core.durations import parse_duration
 
 
 def register(commands: Commands) -> None:
     call = add_command(commands, "call", _call, "call an agent or pipeline and print its JSON reply")
     call.add_argument("name")
-    call.add_argument("payload", nargs="?", default="{}", help="JSON, or - to read stdin")
+    call.add_argument("payload", nargs="?",
+                      help="JSON, or - to read stdin (read when piped; default {})")
     nats_option(call)
-    call.add_argument("--timeout", default="30s", help="how long to wait, like 5s (default 30s)")
+    call.add_argument("--timeout", default=30.0, type=duration_arg,
+                      help="how long to wait: 5 (seconds), 250ms, 5s, 2m (default 30s)")
     call.add_argument("--stream", action="store_true",
                       help="stream (found from the catalog when it is on)")
     ls = add_command(commands, "ls", _ls, "list the catalog: every agent and pipeline on the mesh")
@@ -28,18 +38,14 @@ def register(commands: Commands) -> None:
 def _call(args: argparse.Namespace) -> int:
     from runtime.nats import client
 
-    text = sys.stdin.read() if args.payload == "-" else args.payload
+    text = read_payload(args.payload)
     try:
         payload = json.loads(text) if text.strip() else {}
     except ValueError as exc:
         print(f"error: the payload is not JSON ({exc}); pass a JSON value or - for stdin",
               file=sys.stderr)
         return 2
-    try:
-        timeout = parse_duration(args.timeout)
-    except ValueError as exc:
-        print(f"error: --timeout: {exc}", file=sys.stderr)
-        return 2
+    timeout = args.timeout
 
     async def run() -> int:
         nc = await client.open_client(client_url(args))
@@ -51,6 +57,8 @@ def _call(args: argparse.Namespace) -> int:
                 print(json.dumps(await client.call(nc, args.name, payload, timeout), indent=2))
             return 0
         except p.MeshError as exc:
+            if exc.code == p.NOT_FOUND:
+                exc.message += await did_you_mean(nc, args.name)
             print(json.dumps(exc.to_dict(), indent=2), file=sys.stderr)
             return 1
         finally:
@@ -61,11 +69,15 @@ def _call(args: argparse.Namespace) -> int:
 
 def _ls(args: argparse.Namespace) -> int:
     from runtime.nats import client
+    from runtime.nats.listing import full_catalog
+    from runtime.nats.liveness import mark_offline
 
     async def run() -> int:
         nc = await client.open_client(client_url(args))
         try:
-            entries = await client.catalog(nc)
+            entries = await full_catalog(nc)
+            if entries:
+                await mark_offline(nc.jetstream(timeout=3), entries)
         finally:
             await nc.close()
         if entries is None:
@@ -89,5 +101,6 @@ def _table(entries: list[dict[str, Any]]) -> str:
         str(e.get("version", "")), ",".join(e.get("tags") or []), str(e.get("description", "")),
     ) for e in entries]
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    marks = [""] + [" (offline)" if e.get("offline") else "" for e in entries]
     return "\n".join(("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False))
-                      + "  " + r[4]).rstrip() for r in rows)
+                      + "  " + r[4]).rstrip() + mark for r, mark in zip(rows, marks, strict=True))

@@ -9,6 +9,7 @@ import sys
 
 from runtime.cli.common import Commands, add_command, file_option
 from runtime.core.durations import parse_duration
+from runtime.core.logs import log_options
 
 _PLAIN_SECONDS = re.compile(r"^\d+(\.\d+)?$")
 
@@ -21,6 +22,11 @@ def register(commands: Commands) -> None:
     up.add_argument("--grace", type=_grace, default=30.0, metavar="DURATION",
                     help="on SIGINT or SIGTERM, how long requests in flight may take to finish "
                     "(like 5s, or a number of seconds; default 30s)")
+    up.add_argument("--metrics-port", type=int, metavar="PORT",
+                    help="serve Prometheus metrics on http://HOST:PORT/metrics")
+    up.add_argument("--metrics-host", default="127.0.0.1",
+                    help="the address --metrics-port binds (default 127.0.0.1: this machine only)")
+    log_options(up)
 
 
 def _grace(text: str) -> float:
@@ -37,7 +43,9 @@ def _up(args: argparse.Namespace) -> int:
     from runtime.serve.runner import StartupError, run_fast, serve
 
     async def main() -> None:
-        left = await serve(args.file, args.nats, reload=not args.no_reload, grace=args.grace)
+        left = await serve(args.file, args.nats, reload=not args.no_reload,
+                           metrics_port=args.metrics_port, metrics_host=args.metrics_host,
+                           grace=args.grace)
         _exit_now_if_unfinished(left)
 
     try:

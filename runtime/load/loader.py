@@ -151,6 +151,8 @@ class _Loading:
                     model.check_name(name)
         except (ValidationError, ValueError):
             return None
+        if model.check_endpoint_names([*specs, *rest.pipelines]):
+            return None  # the full check reports the clash
         self.cache.specs = specs
         return rest.model_copy(update={"agents": {name: s for name, (_, s) in specs.items()}})
 
@@ -179,8 +181,7 @@ class _Loading:
         self._note_handler_file(spec.handler)
         timeout = spec.timeout or defaults.timeout
         concurrency = spec.concurrency or defaults.concurrency
-        queue = defaults.queue_for(spec.queue, concurrency)
-        limits = (timeout, concurrency, queue)
+        limits = (timeout, concurrency, defaults.queue_for(spec.queue, concurrency))
         before = self.cache.agents.get(name) if self.cache is not None else None
         # `spec is`, not `==`: the very spec of an unchanged piece (and 1 == 1.0 == True)
         if (before is not None and before.spec is spec and before.handler is handler
@@ -199,9 +200,8 @@ class _Loading:
         return AgentDef(
             name=name, description=spec.description, version=spec.version,
             tags=tuple(spec.tags), input=input_schema, output=output_schema,
-            timeout=timeout, concurrency=concurrency, queue=queue, streaming=handler.streaming,
-            fingerprint=fingerprint(spec.model_dump(), _doc(input_schema), _doc(output_schema),
-                                    *limits),
+            timeout=timeout, concurrency=concurrency, queue=limits[2], streaming=handler.streaming,
+            fingerprint=fingerprint(spec.model_dump(), _doc(input_schema), _doc(output_schema), *limits),
             spec=spec, handler=handler,
         )
 
@@ -267,15 +267,14 @@ class _Loading:
             if compiled is None:
                 continue
             timeout = spec.timeout or mesh.defaults.timeout
-            queue = mesh.defaults.queue_for(None, mesh.defaults.concurrency)
             result[name] = PipelineDef(
                 name=name, description=spec.description, version=spec.version,
                 tags=tuple(dict.fromkeys(["pipeline", *spec.tags])), input=input_schema,
                 output=output_schema, timeout=timeout, concurrency=mesh.defaults.concurrency,
-                queue=queue, streaming=False, step_timeout=mesh.defaults.timeout,
+                queue=mesh.defaults.queue_for(), streaming=False, step_timeout=mesh.defaults.timeout,
                 fingerprint=fingerprint(spec.model_dump(by_alias=True), _doc(input_schema),
                                         _doc(output_schema), timeout, mesh.defaults.timeout,
-                                        mesh.defaults.concurrency, queue),
+                                        mesh.defaults.concurrency, mesh.defaults.queue_for()),
                 spec=spec, compiled=compiled,
             )
         return result

@@ -32,6 +32,9 @@ from runtime.serve.admission import (
 )
 from runtime.serve.codec import as_mesh_error, decode_input, encode_output, mismatch_error
 from runtime.serve.deadlines import Deadlines
+from runtime.serve.failures import FailureLog
+from runtime.serve.micro import service_error_headers
+from runtime.serve.stats import EndpointStats
 
 log = logging.getLogger("mesh-runtime")
 
@@ -51,6 +54,8 @@ class Service:
         self.logger = logging.getLogger(f"mesh-runtime.agent.{self.name}")
         self.subscription: Subscription | None = None
         self.in_flight = 0  # request tasks (running, or answering a refusal)
+        self.stats = EndpointStats()
+        self.failures = FailureLog(self.logger)
         self.admission = Admission(self.name, deadlines, self._start, lambda: self.definition.concurrency,
                                    self.logger)
         self._idle = asyncio.Event()
@@ -92,7 +97,9 @@ class Service:
                 return
             refusal = queue_full_error(definition)
         if refusal is not None:  # answered here, with no task: a flood costs as little as can be
-            await self._answer(msg, definition, arrival, deadline, refusal)
+            started_ns = time.perf_counter_ns()
+            error = await self._answer(msg, definition, arrival, deadline, refusal)
+            self.stats.record(time.perf_counter_ns() - started_ns, error)
             return
         self._start(msg, definition, arrival, deadline, None)
 
@@ -103,15 +110,16 @@ class Service:
         self.in_flight += 1
         if refusal is None:
             self.admission.running += 1
-        task = _start_task(asyncio.get_running_loop(),
-                           self._handle(msg, definition, arrival, deadline, refusal))
+        task = _start_task(asyncio.get_running_loop(), self._handle(
+            msg, definition, arrival, deadline, refusal, time.perf_counter_ns()))
         if refusal is None and not task.done():  # an eager task may have answered already
             self.deadlines.add(task, deadline)
 
     async def _handle(self, msg: Msg, definition: Endpoint, arrival: float, deadline: float,
-                      refusal: p.MeshError | None) -> None:
+                      refusal: p.MeshError | None, started_ns: int) -> None:
         try:
-            await self._answer(msg, definition, arrival, deadline, refusal)
+            error = await self._answer(msg, definition, arrival, deadline, refusal)
+            self.stats.record(time.perf_counter_ns() - started_ns, error)
         finally:
             self.in_flight -= 1
             if refusal is None:
@@ -120,7 +128,8 @@ class Service:
                 self._idle.set()
 
     async def _answer(self, msg: Msg, definition: Endpoint, arrival: float, deadline: float,
-                      refusal: p.MeshError | None) -> None:
+                      refusal: p.MeshError | None) -> p.MeshError | None:
+        """Answer one request; the error it was answered with, if any."""
         headers = msg.headers
         request_id = headers.get(p.HDR_REQUEST_ID) if headers else None
         request_id = request_id or uuid.uuid4().hex
@@ -135,7 +144,7 @@ class Service:
             try:
                 if streaming:
                     await self._stream(definition, payload, request_id, deadline)
-                    return
+                    return None
                 result = await self._run(definition, payload, request_id, deadline)
             except ThreadOverrun as overrun:
                 self.admission.hold(overrun.thread)
@@ -152,8 +161,12 @@ class Service:
             if msg.reply:
                 await self.nc.publish(msg.reply, body, headers={
                     p.HDR_STATUS: "ok", p.HDR_REQUEST_ID: request_id, p.HDR_SOURCE: self.name})
+            return None
         except Exception as exc:  # every failure is an answer, never a crash
-            await self._fail(msg, as_mesh_error(exc, definition), request_id, streaming)
+            error = as_mesh_error(exc, definition)
+            await self._fail(msg, error, request_id, streaming)
+            self.failures.failed(error, exc)
+            return error
 
     def _context(self, definition: AgentDef, request_id: str, deadline: float) -> Context | None:
         if not definition.handler.wants_context:
@@ -190,7 +203,8 @@ class Service:
         error.agent = error.agent or self.name
         error.request_id = request_id
         body = error.to_json()
-        headers = {p.HDR_STATUS: "error", p.HDR_REQUEST_ID: request_id, p.HDR_SOURCE: self.name}
+        headers = {p.HDR_STATUS: "error", p.HDR_REQUEST_ID: request_id, p.HDR_SOURCE: self.name,
+                   **service_error_headers(error)}
         try:
             if streaming:
                 await self.nc.publish(p.stream_subject(request_id), body,
@@ -200,8 +214,6 @@ class Service:
             await self.nc.publish(self.error_subject, body, headers=headers)
         except Exception as exc:  # the connection is down: nothing more to tell the caller
             log.warning("could not send %s error for %s: %s", error.code, self.name, exc)
-        if error.code == p.HANDLER_ERROR:
-            self.logger.warning("handler failed (request %s): %s", request_id, error.message)
 
 
 # Python 3.12+ can start a task eagerly: it runs at once, inside this callback, until its
