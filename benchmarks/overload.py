@@ -211,6 +211,10 @@ def main() -> int:
                 *argv, "up", "-f", str(BENCH_DIR / "overload" / "mesh.yaml"),
                 "--nats", server.url, "--no-reload", "--grace", "1"]))
             lines = run(measure(server.url, child, args.seconds))
+            assert child.log_path is not None
+            log = child.log_path.read_text(errors="replace")
+            lines.append(f"up lost its NATS connection {log.count('disconnected from NATS')} "
+                         "time(s) during the run (nats-server cuts a slow consumer)")
     finally:
         server.stop()
     print("\n".join([*lines, f"client: one nats-py connection, open loop; {os.cpu_count()} "
