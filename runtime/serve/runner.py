@@ -99,8 +99,10 @@ def _port_taken(port: int) -> bool:
 
 
 async def serve(path: Path, nats_flag: str | None, reload: bool,
-                metrics_port: int | None = None, metrics_host: str = "127.0.0.1") -> None:
-    """Run `up` until SIGINT or SIGTERM; raises MeshFileError or StartupError."""
+                metrics_port: int | None = None, metrics_host: str = "127.0.0.1",
+                grace: float = 30.0) -> int:
+    """Run `up` until SIGINT or SIGTERM, then give requests in flight `grace` seconds;
+    returns how many were left unanswered. Raises MeshFileError or StartupError."""
     cache = LoadCache()  # kept for reloads: they redo only what an edit changed
     mesh = load_mesh(path, cache=cache)
     for warning in mesh.warnings:
@@ -126,15 +128,16 @@ async def serve(path: Path, nats_flag: str | None, reload: bool,
                 f"cannot connect to NATS at {mask_urls(', '.join(urls))}: {reason}. Is that server "
                 "running? The URL comes from --nats, else NATS_URL, else `nats:` in the "
                 "mesh file; leave all three unset to start an embedded server") from None
-        await _serve_on(nc, mesh, reload, cache, lost, (metrics_host, metrics_port))
+        return await _serve_on(nc, mesh, reload, cache, lost, (metrics_host, metrics_port),
+                               grace)
     finally:
         if embedded is not None:
             embedded.stop()
 
 
 async def _serve_on(nc: Client, mesh: Mesh, reload: bool, cache: LoadCache,
-                    lost: Lifeline, metrics: tuple[str, int | None] = ("127.0.0.1", None)
-                    ) -> None:
+                    lost: Lifeline, metrics: tuple[str, int | None] = ("127.0.0.1", None),
+                    grace: float = 30.0) -> int:
     discovery = await Discovery.open(nc)
     server = MeshServer(nc, discovery)
     try:
@@ -160,17 +163,20 @@ async def _serve_on(nc: Client, mesh: Mesh, reload: bool, cache: LoadCache,
             raise ConnectionLost(f"NATS closed the connection for good ({lost.reason}); "
                                  "exiting so that a supervisor can restart mesh-runtime up")
     finally:
-        log.info("stopping: finishing requests in flight")
+        log.info("stopping: finishing requests in flight (at most %gs)", grace)
         lost.close()
         if watcher is not None:
             watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await watcher
-        await server.shutdown()
+        left = await server.shutdown(grace)
+        if left:
+            log.warning("grace period (%gs) over: %d request(s) left unanswered", grace, left)
         await health.close()
         with contextlib.suppress(Exception):
             await nc.drain()
         log.info("stopped")
+    return left
 
 
 async def _watch(server: MeshServer, mesh: Mesh, cache: LoadCache) -> None:
