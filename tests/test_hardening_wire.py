@@ -48,6 +48,10 @@ HANDLERS = '''
         yield {"i": 0}
         raise RAISED[payload["kind"]]()
 
+    def chatty(payload, ctx):
+        ctx.logger.warning("user said: %s", payload["text"])
+        return {}
+
     async def count(payload):
         for i in range(payload.get("n", 2)):
             yield {"i": i}
@@ -82,6 +86,8 @@ MESH = """
         handler: {mod}:stream_raise
       w.count:
         handler: {mod}:count
+      w.chatty:
+        handler: {mod}:chatty
       w.big-chunks:
         handler: {mod}:big_chunks
 """
@@ -318,6 +324,14 @@ async def test_a_newline_in_a_handler_error_is_escaped_in_the_log(
     line = up.wait_for("[w.log-raise]", start=start)
     assert line.endswith("failed: handler_error: ValueError: line one\\nforged: ready: 0 agents")
     assert not any(line.startswith("forged") for line in up.lines)
+
+
+async def test_a_handler_logging_a_newline_cannot_forge_a_line(nc: Client, up: UpProcess) -> None:
+    start = len(up.lines)
+    await call_agent(nc, "w.chatty", {"text": "hi\nready: 99 agents\r\x1b[2J"}, 5)
+    line = up.wait_for("user said", start=start)
+    assert line.endswith("[w.chatty] user said: hi\\nready: 99 agents\\r\\x1b[2J")
+    assert not any(line.startswith("ready: 99") for line in up.lines)
 
 
 async def test_many_hostile_requests_at_once_leave_up_serving(nc: Client, up: UpProcess) -> None:
