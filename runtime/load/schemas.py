@@ -18,6 +18,7 @@ import jsonschema
 import jsonschema_rs
 
 from runtime.core.issues import DocPath, Issue
+from runtime.load.yamlguard import read_source_text
 from runtime.load.yamlsource import SourceDoc, load_source, parse_source
 
 _TYPES = ("array", "boolean", "integer", "null", "number", "object", "string")
@@ -156,8 +157,8 @@ class SchemaResolver:
         if self.cache is None:
             return load_source(target, display=display)
         try:
-            text = target.read_text(encoding="utf-8")
-        except OSError:
+            text = read_source_text(target)
+        except (OSError, ValueError):
             return load_source(target, display=display)  # reports the problem its usual way
         key = ("file", display, text)
         if (known := self.cache.get(key)) is not None:
