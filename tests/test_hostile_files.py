@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 import resource
+import socket
 import subprocess
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -134,3 +137,101 @@ def test_hot_reload_goes_on_after_an_alias_bomb(tmp_path: Path, nats_url: str,
         path.write_text(path.read_text().split("x-bomb:")[0]
                         + f"  bomb{unique}.more:\n    handler: {module}:echo\n")
         assert f"added bomb{unique}.more" in up.wait_for("reloaded:", start=start)
+
+
+# -- $ref reads local files only ------------------------------------------------------
+
+@pytest.fixture
+def listener() -> Iterator[tuple[str, Callable[[], int]]]:
+    """A local HTTP address that never answers, and how many connections it got."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    server.setblocking(False)
+
+    def connections() -> int:
+        count = 0
+        while True:
+            try:
+                client, _ = server.accept()
+            except BlockingIOError:
+                return count
+            client.close()
+            count += 1
+
+    yield f"127.0.0.1:{server.getsockname()[1]}", connections
+    server.close()
+
+
+def ref_mesh(tmp_path: Path, schema: str) -> Path:
+    path, _ = write_mesh(tmp_path, "version: 1\nagents:\n  a:\n    handler: {mod}:echo\n"
+                                   f"    input: {schema}\n", HANDLERS)
+    return path
+
+
+URI_MESSAGE = ("{key} '{ref}' is a URI, and schemas are never fetched: only files (like "
+               "schemas/ticket.json, relative to the file that refers to them) and '#...' "
+               "references are read; save the schema as a file and refer to that")
+
+
+def test_http_ref_is_an_error_and_never_fetched(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        listener: tuple[str, Callable[[], int]]) -> None:
+    address, connections = listener
+    ref = f"http://{address}/ticket.json"
+    path = ref_mesh(tmp_path, f"{{$ref: '{ref}'}}")
+    assert validate(path, capsys) == (1, [
+        "mesh.yaml:5:19: agents.a.input.$ref: " + URI_MESSAGE.format(key="$ref", ref=ref)])
+    assert connections() == 0
+
+
+@pytest.mark.parametrize("ref", ["https://{address}/s.json", "file:///etc/hostname",
+                                 "urn:example:ticket", "HTTP://{address}/s.json#/x"])
+def test_any_uri_scheme_in_ref_is_an_error(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                           listener: tuple[str, Callable[[], int]],
+                                           ref: str) -> None:
+    address, connections = listener  # a regression would try it, never anything remote
+    ref = ref.format(address=address)
+    path = ref_mesh(tmp_path, f"{{type: object, properties: {{t: {{$ref: '{ref}'}}}}}}")
+    assert validate(path, capsys) == (1, [
+        "mesh.yaml:5:50: agents.a.input.properties.t.$ref: "
+        + URI_MESSAGE.format(key="$ref", ref=ref)])
+    assert connections() == 0
+
+
+def test_unknown_meta_schema_is_never_fetched(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        listener: tuple[str, Callable[[], int]]) -> None:
+    address, connections = listener
+    path = ref_mesh(tmp_path, f"{{$schema: 'http://{address}/meta', type: object}}")
+    assert validate(path, capsys) == (1, [
+        f"mesh.yaml:5:22: agents.a.input.$schema: unknown $schema 'http://{address}/meta': "
+        "name a JSON Schema draft (like https://json-schema.org/draft/2020-12/schema); "
+        "meta-schemas are never fetched"])
+    assert connections() == 0
+
+
+def test_uri_ref_inside_a_referenced_file(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        listener: tuple[str, Callable[[], int]]) -> None:
+    address, connections = listener
+    ref = f"http://{address}/x.json"
+    (tmp_path / "schemas").mkdir()
+    (tmp_path / "schemas" / "in.json").write_text(
+        '{\n  "type": "object",\n  "properties": {\n    "x": {"$ref": "' + ref + '"}\n  }\n}\n')
+    path = ref_mesh(tmp_path, "{$ref: schemas/in.json}")
+    assert validate(path, capsys) == (1, [
+        "schemas/in.json:4:19: properties.x.$ref: " + URI_MESSAGE.format(key="$ref", ref=ref)])
+    assert connections() == 0
+
+
+def test_local_refs_still_resolve(tmp_path: Path) -> None:
+    (tmp_path / "schemas").mkdir()
+    (tmp_path / "schemas" / "t.json").write_text(json.dumps({
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "type": "object", "properties": {"p": {"$ref": "#/$defs/p"}},
+        "$defs": {"p": {"type": "integer"}}}))
+    path = ref_mesh(tmp_path, "{$ref: 'schemas/t.json#/properties/p'}")
+    schema = load_mesh(path).agents["a"].input
+    assert schema is not None
+    assert (schema.validator.is_valid(3), schema.validator.is_valid("3")) == (True, False)

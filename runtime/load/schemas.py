@@ -18,6 +18,7 @@ import jsonschema
 import jsonschema_rs
 
 from runtime.core.issues import DocPath, Issue
+from runtime.load.offline import refuse_retrieval, remote_problems
 from runtime.load.yamlguard import read_source_text
 from runtime.load.yamlsource import SourceDoc, load_source, parse_source
 
@@ -92,7 +93,7 @@ class SchemaResolver:
         if self.cache is not None and (known := self.cache.get(key)) is not None:
             return known
         try:
-            validator = jsonschema_rs.validator_for(bundled)
+            validator = jsonschema_rs.validator_for(bundled, retriever=refuse_retrieval)
         except (jsonschema_rs.ValidationError, jsonschema_rs.ReferencingError, ValueError) as exc:
             first_line = str(exc).strip().splitlines()[0]
             self.issues.append(doc.issue(where, f"invalid JSON Schema: {first_line}"))
@@ -103,7 +104,12 @@ class SchemaResolver:
     def _bundle(self, node: Any, doc: SourceDoc, where: DocPath, folder: Path,
                 inner: DocPath, seen: tuple[Path, ...]) -> Any:
         """Check `node` against its meta-schema, then inline the files its `$ref`s name."""
-        if not inner:
+        if not inner:  # a document's root: refuse what would be fetched, then check it
+            remote = list(remote_problems(node))
+            for path, message in remote:
+                self.issues.append(doc.issue((*where, *path), message))
+            if remote:
+                return None
             self._check_meta(node, doc, where)
         if isinstance(node, list):
             return [self._bundle(v, doc, (*where, i), folder, (*inner, i), seen)
@@ -234,7 +240,8 @@ def _display(target: Path, base_dir: Path) -> str:
 
 def compile_schema(document: dict[str, Any]) -> PayloadSchema:
     """Compile a schema that needs no file resolution (one derived from a pydantic model)."""
-    return PayloadSchema(document, jsonschema_rs.validator_for(document), compile_defaults(document))
+    validator = jsonschema_rs.validator_for(document, retriever=refuse_retrieval)
+    return PayloadSchema(document, validator, compile_defaults(document))
 
 
 def compile_defaults(schema: Any) -> DefaultsFiller | None:
