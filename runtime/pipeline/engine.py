@@ -57,16 +57,16 @@ class CompiledPipeline:
     ) -> Any:
         """The pipeline's result for `payload`; raises MeshError (`step_failed`, `timeout`)."""
         loop = asyncio.get_running_loop()
-        timeout = self._timeout
-        deadline = None if timeout is None else loop.time() + timeout
+        # Always bounded: without a timeout of its own, the pipeline has the default one,
+        # as an agent does, and each step's budget is cut to what is left of it.
+        timeout = self._timeout or default_timeout
+        deadline = loop.time() + timeout
         ctx = RunContext(call, request_id, default_timeout, deadline, loop)
         scope = {
             "input": payload,
             "steps": {},
             "mesh": {"name": mesh_name, "request_id": request_id},
         }
-        if timeout is None or deadline is None:
-            return await self._run(scope, ctx)
         try:
             async with asyncio.timeout_at(deadline):
                 return await self._run(scope, ctx)
