@@ -235,3 +235,22 @@ def test_local_refs_still_resolve(tmp_path: Path) -> None:
     schema = load_mesh(path).agents["a"].input
     assert schema is not None
     assert (schema.validator.is_valid(3), schema.validator.is_valid("3")) == (True, False)
+
+
+# -- the mesh's name names a NATS service ----------------------------------------------
+
+@pytest.mark.parametrize("name", ["my mesh", "demo.v2", "a*", "mesh>", "'ünï'", "''"])
+def test_mesh_name_must_be_a_service_name(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                          name: str) -> None:
+    path = tmp_path / "mesh.yaml"
+    path.write_text(f"version: 1\nname: {name}\n")
+    shown = name.strip("'")
+    assert validate(path, capsys) == (1, [
+        f"mesh.yaml:2:7: name: invalid mesh name {shown!r}: use letters, digits, '_' and '-' "
+        "(it names the NATS service), like my-mesh"])
+
+
+def test_a_good_mesh_name(tmp_path: Path) -> None:
+    path = tmp_path / "mesh.yaml"
+    path.write_text("version: 1\nname: Support_Mesh-2\n")
+    assert load_mesh(path).spec.name == "Support_Mesh-2"

@@ -27,6 +27,19 @@ def check_name(name: str) -> str:
 
 
 Name = Annotated[str, AfterValidator(check_name)]
+MESH_NAME_PATTERN = r"^[A-Za-z0-9_-]+$"
+_MESH_NAME = re.compile(MESH_NAME_PATTERN)
+
+
+def check_mesh_name(name: str) -> str:
+    """The mesh's name becomes a NATS micro service name: [A-Za-z0-9_-]+, no dots."""
+    if not _MESH_NAME.match(name):
+        raise ValueError(f"invalid mesh name {name!r}: use letters, digits, '_' and '-' "
+                         "(it names the NATS service), like my-mesh")
+    return name
+
+
+MeshName = Annotated[str, AfterValidator(check_mesh_name)]
 JsonSchema = dict[str, Any] | bool
 
 
@@ -92,7 +105,8 @@ class MeshSpec(Strict):
     model_config = ConfigDict(extra="forbid", frozen=True, title="mesh.yaml")
 
     version: Literal[1]
-    name: str = "mesh"
+    name: MeshName = Field("mesh", json_schema_extra={"pattern": MESH_NAME_PATTERN},
+                           description="names the NATS service: letters, digits, _ and -")
     nats: NatsSettings = NatsSettings()
     defaults: Defaults = Defaults()
     agents: dict[Name, AgentSpec] = {}
