@@ -247,7 +247,7 @@ def test_mesh_name_must_be_a_service_name(tmp_path: Path, capsys: pytest.Capture
     shown = name.strip("'")
     assert validate(path, capsys) == (1, [
         f"mesh.yaml:2:7: name: invalid mesh name {shown!r}: use letters, digits, '_' and '-' "
-        "(it names the NATS service), like my-mesh"])
+        "(it is the NATS micro service name), like nlp-demo"])
 
 
 def test_a_good_mesh_name(tmp_path: Path) -> None:
