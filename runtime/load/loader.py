@@ -101,8 +101,9 @@ class _Loading:
         external = {name: self._external(name, s) for name, s in spec.external.items()}
         pipelines = self._pipelines(spec, agents, external)
         self.issues.extend(self.schemas.issues)
+        self.warnings.extend(self.schemas.warnings)
         if self.issues:
-            raise MeshFileError(self.issues)
+            raise MeshFileError(self.issues, self.warnings)
         if self.cache is not None:
             self.cache.agents, self.cache.self_contained = dict(agents), self.self_contained
         return Mesh(
