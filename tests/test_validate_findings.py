@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from runtime.cli import main
-from tests.helpers import write_mesh
+from tests.helpers import cli, write_mesh
 
 HANDLERS = """
     def echo(payload):
@@ -110,3 +110,62 @@ def test_warnings_are_shown_beside_errors(tmp_path: Path,
     code, lines = validate(path, capsys)
     assert code == 1
     assert [line.split(": ")[1] for line in lines] == ["agents.a.handler", "warning"]
+
+
+# -- hints ------------------------------------------------------------------------------
+
+def test_module_not_found_suggests_a_module_beside_the_mesh_file(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "handlers_hint.py").write_text("def f(p):\n    return p\n")
+    path = mesh(tmp_path, "version: 1\nagents:\n  a:\n    handler: handler_hint:f\n")
+    assert validate(path, capsys) == (1, [
+        "mesh.yaml:4:14: agents.a.handler: module 'handler_hint' not found; did you mean "
+        f"'handlers_hint'? (looked in {tmp_path.resolve()}, the mesh file's folder, then on "
+        "Python's path)"])
+
+
+@pytest.mark.parametrize("spec", ["./handlers_file.py:f", "handlers_file.py:f"])
+def test_a_handler_file_path_says_to_write_the_module(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], spec: str) -> None:
+    (tmp_path / "handlers_file.py").write_text("def f(p):\n    return p\n")
+    path = mesh(tmp_path, f"version: 1\nagents:\n  a:\n    handler: {spec}\n")
+    assert validate(path, capsys) == (1, [
+        "mesh.yaml:4:14: agents.a.handler: handler names a module, not a file: write "
+        f"'handlers_file:f' (not '{spec}')"])
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("version: 1\nagents:\n\ta:\n    handler: h:f\n",
+     "mesh.yaml:3:1: YAML syntax error: found character '\\t' that cannot start any token "
+     "(a tab: YAML indents with spaces only)"),
+    ("version: 1\npipelines:\n  p:\n    steps:\n      - id: a\n        call: x\n"
+     "        with: {text: ${{ input.text }}}\n",
+     "mesh.yaml:7:23: YAML syntax error: expected ',' or '}', but got '{' (an unquoted ${{ }} "
+     "inside {...} or [...]: quote it, like {text: \"${{ input.text }}\"})"),
+    ("version: 1\nagents:\n  a:\n    handler: h:f\n   description: x\n",
+     "mesh.yaml:5:4: YAML syntax error: expected <block end>, but found '<block mapping "
+     "start>' (usually an odd indent: keys of one mapping line up exactly; or a ': ' inside "
+     "a value that needs quotes)"),
+    ("version: 1\nname: a: b\n",
+     "mesh.yaml:2:8: YAML syntax error: mapping values are not allowed here (usually an odd "
+     "indent: keys of one mapping line up exactly; or a ': ' inside a value that needs "
+     "quotes)"),
+])
+def test_yaml_syntax_errors_say_the_usual_cause(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str, expected: str) -> None:
+    path = tmp_path / "mesh.yaml"
+    path.write_text(text)
+    assert validate(path, capsys) == (1, [expected])
+
+
+def test_validate_in_a_fresh_process_sees_a_function_just_added(tmp_path: Path) -> None:
+    # A running `up` caches handler modules; `validate` is a new process and must not.
+    handlers = tmp_path / "handlers_new.py"
+    handlers.write_text("def old(p):\n    return p\n")
+    mesh_file = tmp_path / "mesh.yaml"
+    mesh_file.write_text("version: 1\nagents:\n  a:\n    handler: handlers_new:old\n")
+    assert cli("validate", cwd=tmp_path).returncode == 0
+    handlers.write_text("def old(p):\n    return p\n\ndef new(p):\n    return p\n")
+    mesh_file.write_text("version: 1\nagents:\n  a:\n    handler: handlers_new:new\n")
+    done = cli("validate", cwd=tmp_path)
+    assert (done.returncode, done.stdout) == (0, "mesh.yaml: ok (1 agents, 0 pipelines)\n")

@@ -18,7 +18,8 @@ from runtime.core.issues import DocPath, Issue, MeshFileError
 from runtime.load import model
 from runtime.load.explain import explain
 from runtime.load.handlers import Handler, HandlerShapeError, inspect_handler
-from runtime.load.importer import ImportFromStringError, import_from_string
+from runtime.load.hints import handler_file_hint, module_hint
+from runtime.load.importer import ImportFromStringError, ModuleNotFound, import_from_string
 from runtime.load.mesh import AgentDef, ExternalDef, Mesh, PipelineDef, fingerprint
 from runtime.load.model import AgentSpec, Defaults, ExternalAgent, MeshSpec
 from runtime.load.schemas import PayloadSchema, SchemaCache, SchemaResolver, compile_schema
@@ -177,7 +178,9 @@ class _Loading:
         try:
             handler = self._handler(spec.handler)
         except (ImportFromStringError, HandlerShapeError) as exc:
-            self.issues.append(self.doc.issue((*where, "handler"), str(exc)))
+            hint = module_hint(exc.module, self.folder) if isinstance(exc, ModuleNotFound) else ""
+            message = handler_file_hint(spec.handler) or f"{exc}{hint}"
+            self.issues.append(self.doc.issue((*where, "handler"), message))
             return None
         self._note_handler_file(spec.handler)
         timeout = spec.timeout or defaults.timeout

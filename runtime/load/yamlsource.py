@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from runtime.core.issues import DocPath, Issue, dotted
+from runtime.load.hints import yaml_hint
 from runtime.load.yamlguard import MAX_DEPTH, FileTooLarge, read_source_text, structure_problem
 
 # ${VAR} or ${VAR:-default}; `${{ expr }}` (pipeline expressions) is left alone.
@@ -182,7 +183,9 @@ def parse_source(text: str, doc: SourceDoc, environ: dict[str, str] | None = Non
         mark = exc.problem_mark or exc.context_mark
         line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
         problem = exc.problem or exc.context or "invalid YAML"
-        doc.issues.append(Issue(doc.file, line, column, "", f"YAML syntax error: {problem}"))
+        lines = text.splitlines()
+        hint = yaml_hint(problem, exc.context or "", lines[line - 1] if line <= len(lines) else "")
+        doc.issues.append(Issue(doc.file, line, column, "", f"YAML syntax error: {problem}{hint}"))
         return doc
     except yaml.YAMLError as exc:
         doc.issues.append(Issue(doc.file, 1, 1, "", f"YAML syntax error: {exc}"))
