@@ -169,3 +169,166 @@ def test_validate_in_a_fresh_process_sees_a_function_just_added(tmp_path: Path) 
     mesh_file.write_text("version: 1\nagents:\n  a:\n    handler: handlers_new:new\n")
     done = cli("validate", cwd=tmp_path)
     assert (done.returncode, done.stdout) == (0, "mesh.yaml: ok (1 agents, 0 pipelines)\n")
+
+
+# -- pipelines against the schemas of what they call -------------------------------------
+
+PIPELINE_AGENTS = """
+version: 1
+agents:
+  t.classify:
+    handler: {mod}:echo
+    input: {type: object, properties: {text: {type: string}}, required: [text]}
+    output:
+      type: object
+      additionalProperties: false
+      properties:
+        category: {type: string, enum: [billing, tech]}
+        score: {type: number}
+      required: [category]
+  t.route:
+    handler: {mod}:echo
+    input:
+      type: object
+      properties:
+        category: {type: string}
+        priority: {type: integer}
+        flag: {type: boolean}
+        note: {type: string}
+      required: [category]
+pipelines:
+  t.p:
+    input:
+      type: object
+      additionalProperties: false
+      properties:
+        text: {type: string}
+        n: {type: [integer, "null"]}
+        lang: {type: string, default: en}
+      required: [text]
+    steps:
+"""
+
+
+def pipeline_mesh(tmp_path: Path, steps: str, returns: str = "") -> Path:
+    text = PIPELINE_AGENTS + "\n".join("      " + line for line in steps.strip().splitlines())
+    if returns:
+        text += "\n    returns:\n" + "\n".join("      " + line
+                                                for line in returns.strip().splitlines())
+    path, _ = write_mesh(tmp_path, text + "\n", HANDLERS)
+    return path
+
+
+def test_reading_a_parallel_branch_that_does_not_exist(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = pipeline_mesh(tmp_path, """
+- id: info
+  parallel:
+    cls: {call: t.classify, with: {text: "${{ input.text }}"}}
+- id: route
+  call: t.route
+  with: {category: "${{ steps.info.classify.category }}"}
+""")
+    assert validate(path, capsys) == (1, [
+        "mesh.yaml:39:26: pipelines.t.p.steps[1].with.category: expression "
+        "'steps.info.classify.category' reads steps.info.classify, but the parallel step 'info' "
+        "has no branch 'classify' (its branches: cls)"])
+
+
+def test_reading_fields_that_cannot_exist(tmp_path: Path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    path = pipeline_mesh(tmp_path, """
+- id: first
+  call: t.classify
+  with: {text: "${{ input.txt }}"}
+- id: each
+  for_each: input.texts
+  call: t.classify
+  with: {text: "${{ item }}"}
+""", returns="""
+a: ${{ steps.first.categry }}
+b: "${{ steps.each.category }}"
+fine: ${{ steps.first.score }} and ${{ input.lang }}
+""")
+    code, lines = validate(path, capsys)
+    assert code == 1
+    assert lines == [
+        "mesh.yaml:36:22: pipelines.t.p.steps[0].with.text: expression 'input.txt' reads "
+        "input.txt, which cannot exist: the schema of input has no property 'txt' and allows "
+        "no others; did you mean 'text'?",
+        "mesh.yaml:38:19: pipelines.t.p.steps[1].for_each: expression 'input.texts' reads "
+        "input.texts, which cannot exist: the schema of input has no property 'texts' and "
+        "allows no others; did you mean 'text'?",
+        "mesh.yaml:42:10: pipelines.t.p.returns.a: expression 'steps.first.categry' reads "
+        "steps.first.categry, which cannot exist: the schema of steps.first has no property "
+        "'categry' and allows no others; did you mean 'category'?",
+        "mesh.yaml:43:10: pipelines.t.p.returns.b: expression 'steps.each.category' reads "
+        "steps.each.category, but steps.each is a list (for_each gives one result per item): "
+        "read steps.each[*].category for every item's, or steps.each[0].category",
+    ]
+
+
+def test_step_results_that_cannot_fit_the_callee_are_errors(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = pipeline_mesh(tmp_path, """
+- id: first
+  call: t.classify
+  with: {text: "${{ input.text }}"}
+- id: route
+  call: t.route
+  with:
+    category: ${{ steps.first.category }}
+    priority: ${{ steps.first.category }}
+    flag: ${{ input.n }}
+    note: "n is ${{ input.n }}"
+    extra: 1
+""")
+    code, lines = validate(path, capsys)
+    assert code == 1
+    assert lines == [
+        "mesh.yaml:41:21: pipelines.t.p.steps[1].with.priority: ${{ steps.first.category }} "
+        "gives string, but t.route's input takes integer for 'priority': it can never fit",
+        "mesh.yaml:42:17: pipelines.t.p.steps[1].with.flag: ${{ input.n }} gives integer or "
+        "null, but t.route's input takes boolean for 'flag': it can never fit",
+    ]
+
+
+def test_a_mapping_that_might_not_fit_is_a_warning(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = pipeline_mesh(tmp_path, """
+- id: first
+  call: t.classify
+  with: {text: "${{ input.text }}"}
+- id: maybe
+  when: input.n
+  call: t.classify
+  with: {text: "${{ input.lang }}"}
+- id: route
+  call: t.route
+  with:
+    category: ${{ steps.maybe.category }}
+    priority: ${{ input.n }}
+""")
+    code, lines = validate(path, capsys)
+    assert lines == [
+        "mesh.yaml:44:21: warning: pipelines.t.p.steps[2].with.category: "
+        "${{ steps.maybe.category }} may give null, but t.route's input takes string for "
+        "'category'",
+        "mesh.yaml:45:21: warning: pipelines.t.p.steps[2].with.priority: ${{ input.n }} may "
+        "give null, but t.route's input takes integer for 'priority'",
+    ]
+    assert code == 0
+
+
+def test_with_constants_that_cannot_fit_are_errors(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = pipeline_mesh(tmp_path, """
+- id: route
+  call: t.route
+  with: {category: 5, extra: 1}
+""")
+    code, lines = validate(path, capsys)
+    assert code == 1
+    assert [line.split(": ", 2)[2] for line in lines] == [
+        "constant 5 for category does not match t.route's input schema: 5 is not of type "
+        "'string'"]

@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from runtime.core.issues import DocPath, Issue, MeshFileError
 from runtime.load import capabilities, model
 from runtime.load.explain import explain
+from runtime.load.fitcheck import fit_issues
 from runtime.load.handlers import Handler, HandlerShapeError, inspect_handler
 from runtime.load.hints import handler_file_hint, module_hint
 from runtime.load.importer import ImportFromStringError, ModuleNotFound, import_from_string
@@ -25,7 +26,7 @@ from runtime.load.model import AgentSpec, Defaults, ExternalAgent, MeshSpec
 from runtime.load.schemas import PayloadSchema, SchemaCache, SchemaResolver, compile_schema
 from runtime.load.sourcecache import SourceCache
 from runtime.load.yamlsource import SourceDoc, load_source
-from runtime.pipeline.engine import check_constants, compile_pipeline, find_cycles
+from runtime.pipeline.engine import compile_pipeline, find_cycles
 from runtime.pipeline.spec import PipelineSpec
 
 
@@ -259,20 +260,15 @@ class _Loading:
         for name, path, message in find_cycles(dict(mesh.pipelines)):
             self.issues.append(self.doc.issue(("pipelines", name, *path), message))
 
-        def input_schema_of(agent: str) -> dict[str, Any] | None:
-            found = agents.get(agent) or external.get(agent)
-            return found.input.document if found and found.input else None
-
-        result = {}
+        result, own = {}, {}
         for name, spec in mesh.pipelines.items():
             where = ("pipelines", name)
             compiled, problems = compile_pipeline(name, spec, callable_names, counts)
             for path, message in problems:
                 self.issues.append(self.doc.issue((*where, *path), message))
-            for path, message in check_constants(name, spec, input_schema_of):
-                self.warnings.append(self.doc.issue((*where, *path), message, severity="warning"))
             input_schema = self._schema(spec.input, (*where, "input"))
             output_schema = self._schema(spec.output, (*where, "output"))
+            own[name] = (input_schema, output_schema)
             if compiled is None:
                 continue
             timeout = spec.timeout or mesh.defaults.timeout
@@ -286,6 +282,9 @@ class _Loading:
                                         mesh.defaults.concurrency, mesh.defaults.queue_for()),
                 spec=spec, compiled=compiled,
             )
+        errors, warnings = fit_issues(self.doc, dict(mesh.pipelines), agents, external, own)
+        self.issues += errors
+        self.warnings += warnings
         return result
 
 
