@@ -15,6 +15,7 @@ COMMAND_MODULES = (serve_command, file_commands, bus_commands)
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # `up` hands it to its workers
     _setup_logging(args.verbose)
     try:
         return int(args.run(args) or 0)

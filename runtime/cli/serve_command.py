@@ -12,15 +12,41 @@ def register(commands: Commands) -> None:
     up = add_command(commands, "up", _up, "serve every agent and pipeline of a mesh file")
     file_option(up)
     up.add_argument("--nats", help="NATS URL (beats NATS_URL and the file); 'embedded' to start one")
-    up.add_argument("--no-reload", action="store_true", help="do not watch the file for changes")
+    up.add_argument("--no-reload", action="store_true",
+                    help="do not watch the mesh file and the handlers' code for changes")
+    up.add_argument("--workers", type=_positive, default=1, metavar="N",
+                    help="worker processes serving every agent (default 1); NATS spreads "
+                         "requests over them")
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got '{text}'")
+    return value
 
 
 def _up(args: argparse.Namespace) -> int:
-    from runtime.serve.runner import StartupError, run_fast, serve
+    from runtime.serve.control import worker_fd
 
+    fd = worker_fd()
+    if fd is not None:  # this process is one of the workers of an `up`
+        from runtime.cli.up_worker import run_worker
+
+        return run_worker(fd, args)
+    import asyncio
+
+    from runtime.serve.supervisor import Options, Supervisor, WorkersFailed
+
+    options = Options(argv=args.argv, workers=args.workers, reload=not args.no_reload,
+                      grace=float(getattr(args, "grace", None) or 30.0))
     try:
-        run_fast(serve(args.file, args.nats, reload=not args.no_reload))
-    except StartupError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        asyncio.run(Supervisor(options).run())  # it serves nothing itself: no need of uvloop
+    except WorkersFailed as exc:
+        for line in exc.lines:
+            print(line, file=sys.stderr)
+        return exc.code
     return 0

@@ -6,10 +6,8 @@ import asyncio
 import contextlib
 import logging
 import signal
-import socket
-from collections.abc import Coroutine
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING
 
 from nats.aio.client import Client
 
@@ -17,61 +15,36 @@ from runtime.core.issues import MeshFileError
 from runtime.load.loader import LoadCache, load_mesh
 from runtime.load.mesh import Mesh
 from runtime.nats.connection import choose_servers, connect, connect_options
-from runtime.nats.embedded import NatsServer, NatsServerError
 from runtime.serve.catalog import Discovery
+from runtime.serve.loop import run_fast
 from runtime.serve.server import MeshServer
+from runtime.serve.startup import StartupError, embedded_server
+
+if TYPE_CHECKING:
+    from runtime.serve.worker_link import WorkerLink
 
 log = logging.getLogger("mesh-runtime")
-T = TypeVar("T")
 
 
-def run_fast(main: Coroutine[Any, Any, T]) -> T:
-    """asyncio.run, on uvloop where it is installed (it serves about a third faster)."""
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.run(main)
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        return runner.run(main)
-
-
-class StartupError(RuntimeError):
-    """`up` cannot start; the message says what to do."""
-
-
-def embedded_server(mesh: Mesh) -> NatsServer:
-    """Start the embedded nats-server the file asks for (JetStream on, 127.0.0.1)."""
-    settings = mesh.spec.nats.embedded
-    if settings.port and _port_taken(settings.port):
-        raise StartupError(
-            f"port {settings.port} on 127.0.0.1 is taken (is another mesh-runtime up or "
-            f"nats-server running?). To join that server: "
-            f"mesh-runtime up --nats nats://127.0.0.1:{settings.port}")
-    store = str(mesh.path.resolve().parent / settings.store_dir) if settings.store_dir else None
-    try:
-        return NatsServer(port=settings.port, store_dir=store).start()
-    except NatsServerError as exc:
-        raise StartupError(str(exc)) from None
-
-
-def _port_taken(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind(("127.0.0.1", port))
-        except OSError:
-            return True
-    return False
-
-
-async def serve(path: Path, nats_flag: str | None, reload: bool) -> None:
-    """Run `up` until SIGINT or SIGTERM; raises MeshFileError or StartupError."""
+async def serve(path: Path, nats_flag: str | None, reload: bool,
+                link: WorkerLink | None = None) -> None:
+    """Serve until SIGINT or SIGTERM (a worker: or until its supervisor is gone);
+    raises MeshFileError or StartupError."""
     cache = LoadCache()  # kept for reloads: they redo only what an edit changed
     mesh = load_mesh(path, cache=cache)
-    for warning in mesh.warnings:
-        log.warning("%s", warning)
+    for warning in mesh.warnings:  # said once, by the first worker of several
+        log.log(logging.WARNING if link is None or link.start.announce else logging.DEBUG,
+                "%s", warning)
     servers = choose_servers(mesh.spec.nats, nats_flag)
-    embedded = embedded_server(mesh) if servers is None else None
+    settings, folder = mesh.spec.nats.embedded, mesh.path.resolve().parent
+    embedded = None
+    if servers is None and link is not None:  # the supervisor runs it, for every worker
+        try:
+            servers = [await link.embedded(settings.port, settings.store_dir, folder)]
+        except RuntimeError as exc:
+            raise StartupError(str(exc)) from None
+    elif servers is None:
+        embedded = embedded_server(settings.port, settings.store_dir, folder)
     try:
         urls = [embedded.url] if embedded else servers
         assert urls
@@ -85,28 +58,36 @@ async def serve(path: Path, nats_flag: str | None, reload: bool) -> None:
                 f"cannot connect to NATS at {', '.join(urls)}: {reason}. Is that server "
                 "running? The URL comes from --nats, else NATS_URL, else `nats:` in the "
                 "mesh file; leave all three unset to start an embedded server") from None
-        await _serve_on(nc, mesh, reload, cache)
+        await _serve_on(nc, mesh, reload, cache, link)
     finally:
         if embedded is not None:
             embedded.stop()
 
 
-async def _serve_on(nc: Client, mesh: Mesh, reload: bool, cache: LoadCache) -> None:
+async def _serve_on(nc: Client, mesh: Mesh, reload: bool, cache: LoadCache,
+                    link: WorkerLink | None) -> None:
     discovery = await Discovery.open(nc)
     server = MeshServer(nc, discovery)
+    if link is not None:  # generations count on across the workers of one `up`
+        server.generation = link.start.generation - 1
     change = await server.apply(mesh)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):  # before `ready:`: a signal right after it
         loop.add_signal_handler(sig, stop.set)  # must stop cleanly, not kill the process
     url = nc.connected_url.geturl() if nc.connected_url else "?"
-    log.info("ready: %d agents, %d pipelines on %s", len(mesh.agents), len(mesh.pipelines), url)
+    if link is not None:  # the supervisor says `ready:` once every worker is
+        link.ready(len(mesh.agents), len(mesh.pipelines), url, server.generation,
+                   mesh.path.resolve().parent, mesh.handler_files)
+    else:
+        log.info("ready: %d agents, %d pipelines on %s", len(mesh.agents), len(mesh.pipelines),
+                 url)
     log.debug("%s", change.describe())
-    watcher = asyncio.create_task(_watch(server, mesh, cache)) if reload else None
+    watcher = asyncio.create_task(_watch(server, mesh, cache, link)) if reload else None
     try:
-        await stop.wait()
+        await _first(stop, link.closed if link else None)
     finally:
-        log.info("stopping: finishing requests in flight")
+        log.log(_level(logging.INFO, link), "stopping: finishing requests in flight")
         if watcher is not None:
             watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -114,13 +95,28 @@ async def _serve_on(nc: Client, mesh: Mesh, reload: bool, cache: LoadCache) -> N
         await server.shutdown()
         with contextlib.suppress(Exception):
             await nc.drain()
-        log.info("stopped")
+        log.log(_level(logging.INFO, link), "stopped")
 
 
-async def _watch(server: MeshServer, mesh: Mesh, cache: LoadCache) -> None:
+async def _first(*events: asyncio.Event | None) -> None:
+    waits = [asyncio.ensure_future(e.wait()) for e in events if e is not None]
+    try:
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for wait in waits:
+            wait.cancel()
+
+
+def _level(level: int, link: WorkerLink | None) -> int:
+    """A worker's lifecycle lines are the supervisor's to say: debug there."""
+    return level if link is None else logging.DEBUG
+
+
+async def _watch(server: MeshServer, mesh: Mesh, cache: LoadCache,
+                 link: WorkerLink | None) -> None:
     from runtime.serve.reload import watch_and_apply
 
-    await watch_and_apply(server, mesh, cache)
+    await watch_and_apply(server, mesh, cache, link.hooks() if link else None)
 
 
-__all__ = ["MeshFileError", "StartupError", "serve"]
+__all__ = ["MeshFileError", "StartupError", "run_fast", "serve"]

@@ -1,0 +1,274 @@
+"""`mesh-runtime up` as a supervisor: it runs the workers that serve, and swaps them for new
+code without losing a request.
+
+The supervisor owns the embedded nats-server (if any), the watcher of the user's
+Python files and `--workers N` worker processes, each a whole server with its own
+connection. Workers of one `up` share every queue group, so NATS spreads requests
+over them. An edit of the code starts a new generation of workers in fresh
+interpreters; once every one of them serves (their subscriptions confirmed by the
+server), the old ones stop taking requests, finish those in flight and exit. A
+generation that cannot start changes nothing: the old one keeps serving. Edits of
+mesh.yaml and schema files are the workers' own (reload.py): each applies the diff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from runtime.nats.embedded import NatsServer
+from runtime.serve.filewatch import FileWatch
+from runtime.serve.generations import Generation, GenerationFailed, Starter
+from runtime.serve.startup import StartupError, embedded_server
+from runtime.serve.workers import WorkerProcess
+
+log = logging.getLogger("mesh-runtime")
+
+FIRST_BACKOFF = 0.5  # seconds before restarting a worker that died soon after it started
+MAX_BACKOFF = 30.0  # the wait doubles with each quick death, up to this
+STABLE_SECONDS = 10.0  # a worker that served this long before dying is restarted at once
+STOP_MARGIN = 5.0  # past the grace period, a worker that has not exited is killed
+
+
+class WorkersFailed(Exception):
+    """The first generation could not start; `lines` say why, as the CLI prints them."""
+
+    def __init__(self, failure: GenerationFailed):
+        super().__init__("\n".join(failure.lines))
+        self.lines = failure.lines
+        self.code = failure.code
+
+
+@dataclass
+class Options:
+    argv: list[str]  # `up`'s own arguments: each worker runs `up` again with them
+    workers: int = 1
+    reload: bool = True
+    grace: float = 30.0
+
+
+class Supervisor:
+    """The workers of one `up`, generation after generation, until SIGINT or SIGTERM."""
+
+    def __init__(self, options: Options):
+        self.options = options
+        self.stop = asyncio.Event()
+        self.starter = Starter(options.argv, self._on_message, spare=options.reload)
+        self.serving: Generation | None = None
+        self.generation = 0  # the latest generation number a serving worker reported
+        self.embedded: NatsServer | None = None
+        self._embedded_lock = asyncio.Lock()
+        self.watch = FileWatch(self._watched, since=time.time())
+        self._files: frozenset[Path] = frozenset()  # the user's code the workers run
+        self._broken: frozenset[Path] = frozenset()  # after new code failed: its folders' files
+        self._pending: set[str] = set()  # what changed since the last generation started
+        self._reloading: asyncio.Task[None] | None = None
+        self._replacing: dict[int, asyncio.Task[None]] = {}
+        self._tasks: set[asyncio.Future[None]] = set()  # answers to workers, under way
+
+    async def run(self) -> None:
+        """Serve until a signal; raises WorkersFailed when the first generation fails."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self.stop.set)
+        watching: asyncio.Task[None] | None = None
+        try:
+            first = asyncio.ensure_future(self.starter.generation(1, self.options.workers))
+            await _either(first, self.stop)
+            if first.done():
+                result = first.result()
+                if isinstance(result, GenerationFailed):
+                    raise WorkersFailed(result)
+                self._promote(result)
+                report = result.workers[0].report
+                several = self.options.workers
+                log.info("ready: %d agents, %d pipelines on %s%s", report["agents"],
+                         report["pipelines"], report["url"],
+                         f" ({several} workers)" if several > 1 else "")
+                if self.options.reload:
+                    watching = asyncio.ensure_future(self._watch_code())
+                await self.stop.wait()
+            else:
+                first.cancel()
+            log.info("stopping: finishing requests in flight")
+            await self._stop_workers()
+            log.info("stopped")
+        finally:
+            self.stop.set()
+            for task in (watching, self._reloading, *self._replacing.values()):
+                if task is not None:
+                    task.cancel()
+            await self._stop_workers()
+            if self.embedded is not None:
+                await asyncio.to_thread(self.embedded.stop)
+
+    # -- what the workers say ---------------------------------------------------------
+
+    def _on_message(self, worker: WorkerProcess, message: dict[str, Any]) -> None:
+        kind = message.get("kind")
+        if kind == "embedded":
+            task = asyncio.ensure_future(self._give_embedded(worker, message))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        elif kind == "reloaded" and self._serves(worker):
+            self.generation = max(self.generation, int(message.get("generation", 0)))
+            self._refresh_files()
+        elif kind == "stale" and self._serves(worker) and not self._busy():
+            self._reload_code({"names in the mesh file"})
+
+    async def _give_embedded(self, worker: WorkerProcess, ask: dict[str, Any]) -> None:
+        async with self._embedded_lock:
+            if self.embedded is None:
+                try:
+                    self.embedded = await asyncio.to_thread(
+                        embedded_server, int(ask.get("port") or 0), ask.get("store_dir"),
+                        Path(ask.get("folder") or "."))
+                except StartupError as exc:
+                    worker.reply("nats", error=str(exc))
+                    return
+        worker.reply("nats", url=self.embedded.url)
+
+    def _serves(self, worker: WorkerProcess) -> bool:
+        return self.serving is not None and worker in self.serving.workers
+
+    # -- code reload ------------------------------------------------------------------
+
+    def _watched(self) -> frozenset[Path]:
+        return self._files | self._broken
+
+    def _refresh_files(self) -> None:
+        before = {f.parent for f in self._watched()}
+        self._files = frozenset().union(*(w.files for w in self.serving.workers)) \
+            if self.serving else frozenset()
+        if not {f.parent for f in self._watched()} <= before:
+            self.watch.rewatch(time.time())  # a folder more to watch
+
+    async def _watch_code(self) -> None:
+        async for changed in self.watch.changes(self.stop):
+            self._reload_code({_shown(path) for path in changed})
+
+    def _busy(self) -> bool:
+        return self._reloading is not None and not self._reloading.done()
+
+    def _reload_code(self, what: set[str]) -> None:
+        """Start a new generation for `what` changed; one already starting is dropped for it
+        (it may have read the files before this edit)."""
+        self._pending |= what
+        if self._busy():
+            assert self._reloading is not None
+            self._reloading.cancel()
+        self._reloading = asyncio.ensure_future(self._new_generation())
+
+    async def _new_generation(self) -> None:
+        began = time.perf_counter()
+        number = self.generation + 1
+        result = await self.starter.generation(number, self.options.workers)
+        what = ", ".join(sorted(self._pending))
+        self._pending.clear()
+        if isinstance(result, GenerationFailed):
+            for line in result.lines:
+                log.error("%s", line.removeprefix("error: "))
+            log.warning("reload rejected: the new code of %s does not load; still serving "
+                        "generation %d", what, self.generation)
+            self._broken = _python_files_beside(self._files)
+            self.watch.rewatch(time.time())
+            return
+        old = self.serving
+        new_files = self._promote(result)
+        if old is not None:
+            for worker in old.workers:
+                worker.terminate()  # it stops taking requests and finishes those in flight
+        count = len(result.workers)
+        log.info("reloaded: generation %d: new code in %s (%d worker%s, %.0f ms)", number, what,
+                 count, "" if count == 1 else "s", (time.perf_counter() - began) * 1000)
+        touched = [f for f in new_files if _modified_after(f, result.started)]
+        if touched:  # code it imported for the first time changed while it started
+            self._reload_code({_shown(path) for path in touched})
+
+    def _promote(self, generation: Generation) -> frozenset[Path]:
+        """Make `generation` the serving one; returns files it runs that were not watched."""
+        for task in self._replacing.values():
+            task.cancel()
+        self._replacing.clear()
+        before = self._files
+        self.serving = generation
+        self.generation = max([generation.number, *(int(w.report.get("generation", 0))
+                                                     for w in generation.workers)])
+        for worker in generation.workers:
+            self._watch_exit(worker)
+        self._broken = frozenset()
+        self._refresh_files()
+        self.watch.rewatch(time.time())
+        self.starter.keep_spare()
+        return self._files - before
+
+    # -- workers that die -------------------------------------------------------------
+
+    def _watch_exit(self, worker: WorkerProcess) -> None:
+        worker.exited.add_done_callback(lambda _: self._on_exit(worker))
+
+    def _on_exit(self, worker: WorkerProcess) -> None:
+        if self.stop.is_set() or worker.retiring or not self._serves(worker):
+            return
+        self._replacing[worker.index] = asyncio.ensure_future(self._bring_back(worker))
+
+    async def _bring_back(self, dead: WorkerProcess) -> None:
+        """Start a worker in the place of one that died; backed off while they keep dying."""
+        quick = 0 if time.time() - dead.started_at >= STABLE_SECONDS else 1
+        log.warning("%s stopped unexpectedly (%s); starting a new one", dead, dead.exit_reason())
+        while not self.stop.is_set():
+            if quick:
+                delay = min(FIRST_BACKOFF * 2 ** (quick - 1), MAX_BACKOFF)
+                log.warning("worker %d keeps stopping; next try in %g s", dead.index + 1, delay)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.stop.wait(), delay)
+                    return
+            result = await self.starter.one(dead.index, self.generation)
+            if isinstance(result, WorkerProcess):
+                assert self.serving is not None
+                self.serving.workers[dead.index] = result
+                self._watch_exit(result)
+                log.info("%s serves in place of pid %d", result, dead.pid)
+                self.starter.keep_spare()
+                return
+            for line in result.lines:
+                log.error("%s", line.removeprefix("error: "))
+            quick += 1
+
+    async def _stop_workers(self) -> None:
+        """SIGTERM to every worker; wait for them (requests in flight finish); then kill."""
+        await self.starter.stop_all(self.options.grace + STOP_MARGIN)
+
+
+async def _either(task: asyncio.Future[Any], event: asyncio.Event) -> None:
+    waiting = asyncio.ensure_future(event.wait())
+    try:
+        await asyncio.wait([task, waiting], return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        waiting.cancel()
+
+
+def _python_files_beside(files: frozenset[Path]) -> frozenset[Path]:
+    """Every .py file in the folders of `files`: the broken edit may be a new module."""
+    return frozenset(p.resolve() for folder in {f.parent for f in files}
+                     for p in folder.glob("*.py"))
+
+
+def _modified_after(path: Path, moment: float) -> bool:
+    try:
+        return path.stat().st_mtime > moment
+    except OSError:
+        return False
+
+
+def _shown(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
