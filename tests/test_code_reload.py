@@ -20,7 +20,7 @@ from nats.aio.client import Client
 from runtime.core.protocol import MeshError
 from runtime.nats.caller import call_agent
 from runtime.nats.client import open_client
-from tests.helpers import UpProcess, write_mesh
+from tests.helpers import ROOT, UpProcess, write_mesh
 
 CODE = """
     import asyncio
@@ -159,7 +159,7 @@ async def test_a_syntax_error_keeps_the_old_code_serving_and_says_where(
     assert problem == (f"error: mesh.yaml:4:14: agents.{served.prefix}.answer.handler: module "
                        f"'{served.module}' failed to import: {position}: SyntaxError: "
                        f"{expected.value.msg}")
-    assert rejected == (f"warning: reload rejected: the new code of {served.code.name} does "
+    assert rejected == (f"warning: reload rejected: the new code in {served.code.name} does "
                         "not load; still serving generation 1")
     assert still == {"n": 1, "version": 1}
     assert fixed.startswith("reloaded: generation 2: new code in ")
@@ -200,3 +200,32 @@ async def test_the_mesh_names_a_function_then_it_is_written(served: Served) -> N
     assert problem.endswith(f"module '{served.module}' has no attribute 'added'")
     assert line.startswith("reloaded: generation 2: new code in ")
     assert reply == {"added": True}
+
+
+async def test_the_mesh_names_code_changed_where_no_watcher_looks(
+        tmp_path: Path, nats_url: str, unique: str) -> None:
+    """A module outside the mesh folder, imported by a handler module but not one itself,
+    is not watched; once mesh.yaml names a function added to it since, new workers load it."""
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "mesh").mkdir()
+    library = tmp_path / "lib" / f"lib_{unique}.py"
+    library.write_text("VERSION = 1\n")
+    path, _ = write_mesh(tmp_path / "mesh", MESH.replace("{prefix}", f"s{unique}"),
+                              f"import lib_{unique}\n" + textwrap.dedent(CODE.format(version=1)))
+    up = UpProcess(path, nats_url, env={"PYTHONPATH": f"{ROOT}:{tmp_path / 'lib'}"})
+    try:
+        up.wait_for("ready:")
+        library.write_text("VERSION = 1\n\ndef later(payload):\n    return {'later': True}\n")
+        start = len(up.lines)
+        path.write_text(path.read_text() + f"  s{unique}.later:\n    handler: lib_{unique}:later\n")
+        line = await asyncio.to_thread(up.wait_for, "reloaded:", 30, start)
+        nc = await open_client(nats_url)
+        try:
+            reply = await call_agent(nc, f"s{unique}.later", {}, 5)
+        finally:
+            await nc.close()
+    finally:
+        up.stop()
+    assert re.fullmatch(r"reloaded: generation 2: new workers for code that the mesh file "
+                        r"names, changed since the workers started \(1 worker, \d+ ms\)", line)
+    assert reply == {"later": True}

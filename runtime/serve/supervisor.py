@@ -34,6 +34,7 @@ FIRST_BACKOFF = 0.5  # seconds before restarting a worker that died soon after i
 MAX_BACKOFF = 30.0  # the wait doubles with each quick death, up to this
 STABLE_SECONDS = 10.0  # a worker that served this long before dying is restarted at once
 STOP_MARGIN = 5.0  # past the grace period, a worker that has not exited is killed
+STALE = "code that the mesh file names, changed since the workers started"
 
 
 class WorkersFailed(Exception):
@@ -120,7 +121,7 @@ class Supervisor:
             self.generation = max(self.generation, int(message.get("generation", 0)))
             self._refresh_files()
         elif kind == "stale" and self._serves(worker) and not self._busy():
-            self._reload_code({"names in the mesh file"})
+            self._reload_code({STALE})
 
     async def _give_embedded(self, worker: WorkerProcess, ask: dict[str, Any]) -> None:
         async with self._embedded_lock:
@@ -169,13 +170,15 @@ class Supervisor:
         began = time.perf_counter()
         number = self.generation + 1
         result = await self.starter.generation(number, self.options.workers)
-        what = ", ".join(sorted(self._pending))
+        files = sorted(self._pending - {STALE})
+        what = f"new code in {', '.join(files)}" if files else f"new workers for {STALE}"
         self._pending.clear()
         if isinstance(result, GenerationFailed):
             for line in result.lines:
                 log.error("%s", line.removeprefix("error: "))
-            log.warning("reload rejected: the new code of %s does not load; still serving "
-                        "generation %d", what, self.generation)
+            log.warning("reload rejected: %s; still serving generation %d",
+                        f"the new code in {', '.join(files)} does not load" if files
+                        else f"new workers for {STALE} did not start", self.generation)
             self._broken = _python_files_beside(self._files)
             self.watch.rewatch(time.time())
             return
@@ -185,7 +188,7 @@ class Supervisor:
             for worker in old.workers:
                 worker.terminate()  # it stops taking requests and finishes those in flight
         count = len(result.workers)
-        log.info("reloaded: generation %d: new code in %s (%d worker%s, %.0f ms)", number, what,
+        log.info("reloaded: generation %d: %s (%d worker%s, %.0f ms)", number, what,
                  count, "" if count == 1 else "s", (time.perf_counter() - began) * 1000)
         touched = [f for f in new_files if _modified_after(f, result.started)]
         if touched:  # code it imported for the first time changed while it started
