@@ -6,17 +6,27 @@ import argparse
 import logging
 import sys
 
-from runtime.cli import bus_commands, file_commands, serve_command
+from runtime.cli import (
+    bus_commands,
+    describe_command,
+    file_commands,
+    init_command,
+    llm_commands,
+    meshtest_command,
+    serve_command,
+)
+from runtime.cli.common import global_options, package_version
 from runtime.core.issues import MeshFileError
 
 # Each module adds its own subcommands; a new group of commands is one more entry here.
-COMMAND_MODULES = (serve_command, file_commands, bus_commands)
+COMMAND_MODULES = (serve_command, file_commands, bus_commands, describe_command,
+                   meshtest_command, init_command, llm_commands)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)  # `up` hands it to its workers
-    _setup_logging(args.verbose)
+    _setup_logging("debug" if args.verbose else args.log_level or "info")
     try:
         return int(args.run(args) or 0)
     except MeshFileError as exc:
@@ -30,14 +40,15 @@ def main(argv: list[str] | None = None) -> int:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mesh-runtime", description="A declarative agent mesh on NATS.")
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--version", action="version", version=f"mesh-runtime {package_version()}")
+    global_options(parser, top=True)
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
     for module in COMMAND_MODULES:
         module.register(commands)
     return parser
 
 
-def _setup_logging(verbose: bool) -> None:
+def _setup_logging(level: str) -> None:
     class Plain(logging.Formatter):
         def format(self, record: logging.LogRecord) -> str:
             text = super().format(record)
@@ -47,7 +58,7 @@ def _setup_logging(verbose: bool) -> None:
     handler.setFormatter(Plain("%(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(logging.DEBUG if verbose else logging.INFO)
+    root.setLevel(level.upper())
     logging.getLogger("nats").setLevel(logging.CRITICAL)  # we log connection changes ourselves
 
 
