@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -14,6 +16,13 @@ import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+# A text log line's prefix: the UTC time, and the level when it is `info`.
+_LOG_PREFIX = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z (?:info: )?")
+
+
+def message_of(line: str) -> str:
+    """A log line without its timestamp (and without `info: `): what tests compare."""
+    return _LOG_PREFIX.sub("", line, count=1)
 
 
 def free_port() -> int:
@@ -50,6 +59,19 @@ def cli(*args: str, cwd: Path | None = None, input: str | None = None,
     )
 
 
+def children_of(pid: int) -> list[int]:
+    """The processes whose parent is `pid` (from Linux /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
 class UpProcess:
     """A real `mesh-runtime up` process; waits on its log lines, never on a sleep."""
 
@@ -58,7 +80,8 @@ class UpProcess:
         args = [sys.executable, "-m", "runtime", "up", "-f", str(mesh), *extra]
         if nats_url:
             args += ["--nats", nats_url]
-        self.lines: list[str] = []
+        self.lines: list[str] = []  # each line as message_of gives it
+        self.raw_lines: list[str] = []  # each line as written
         self._changed = threading.Condition()
         self.process = subprocess.Popen(
             args, cwd=mesh.parent, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
@@ -70,7 +93,8 @@ class UpProcess:
         assert self.process.stdout is not None
         for line in self.process.stdout:
             with self._changed:
-                self.lines.append(line.rstrip("\n"))
+                self.raw_lines.append(line.rstrip("\n"))
+                self.lines.append(message_of(self.raw_lines[-1]))
                 self._changed.notify_all()
         with self._changed:
             self._changed.notify_all()
@@ -106,6 +130,16 @@ class UpProcess:
                 self.process.kill()
                 self.process.wait()
         return self.process.returncode
+
+    def crash(self) -> None:
+        """Kill `up` and every process it started at once (SIGKILL), as a machine's crash
+        would: nothing gets to leave the mesh cleanly."""
+        self.process.send_signal(signal.SIGSTOP)  # so it starts no worker meanwhile
+        for pid in children_of(self.process.pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        self.process.kill()
+        self.process.wait(10)
 
     def __enter__(self) -> UpProcess:
         self.wait_for("ready:")

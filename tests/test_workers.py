@@ -7,6 +7,7 @@ import asyncio
 import os
 import signal
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,7 @@ import pytest
 from runtime.nats.caller import call_agent
 from runtime.nats.client import open_client
 from runtime.nats.embedded import NatsServer
-from tests.helpers import UpProcess, cli, write_mesh
+from tests.helpers import UpProcess, cli, free_port, write_mesh
 
 HANDLERS = """
     import asyncio
@@ -151,3 +152,15 @@ def test_workers_must_be_a_positive_number(tmp_path: Path) -> None:
     assert result.stderr.splitlines()[-1] == (
         "mesh-runtime up: error: argument --workers: expected a whole number of at least 1, "
         "got '0'")
+
+
+async def test_metrics_add_up_every_worker(tmp_path: Path, nats_url: str, unique: str) -> None:
+    port = free_port()
+    with serve(tmp_path, nats_url, f"w{unique}", "--workers", "2", "--metrics-port", str(port)):
+        seen = await pids(nats_url, f"w{unique}.pid", 40)
+        url = f"http://127.0.0.1:{port}/metrics"
+        text = await asyncio.to_thread(lambda: urllib.request.urlopen(url, timeout=5).read())
+    lines = text.decode().splitlines()
+    assert len(seen) == 2  # both workers answered some of the 40
+    assert f'mesh_requests_total{{code="ok",name="w{unique}.pid"}} 40.0' in lines
+    assert "mesh_generation 1.0" in lines

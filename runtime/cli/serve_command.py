@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from runtime.cli.common import Commands, add_command, file_option
+from runtime.core.logs import log_options
 
 
 def register(commands: Commands) -> None:
@@ -17,6 +18,11 @@ def register(commands: Commands) -> None:
     up.add_argument("--workers", type=_positive, default=1, metavar="N",
                     help="worker processes serving every agent (default 1); NATS spreads "
                          "requests over them")
+    up.add_argument("--metrics-port", type=int, metavar="PORT",
+                    help="serve Prometheus metrics on http://HOST:PORT/metrics")
+    up.add_argument("--metrics-host", default="127.0.0.1",
+                    help="the address --metrics-port binds (default 127.0.0.1: this machine only)")
+    log_options(up)
 
 
 def _positive(text: str) -> int:
@@ -39,14 +45,19 @@ def _up(args: argparse.Namespace) -> int:
         return run_worker(fd, args)
     import asyncio
 
+    from runtime.serve.startup import StartupError
     from runtime.serve.supervisor import Options, Supervisor, WorkersFailed
 
+    metrics = None if args.metrics_port is None else (args.metrics_host, args.metrics_port)
     options = Options(argv=args.argv, workers=args.workers, reload=not args.no_reload,
-                      grace=float(getattr(args, "grace", None) or 30.0))
+                      grace=float(getattr(args, "grace", None) or 30.0), metrics=metrics)
     try:
         asyncio.run(Supervisor(options).run())  # it serves nothing itself: no need of uvloop
     except WorkersFailed as exc:
         for line in exc.lines:
             print(line, file=sys.stderr)
         return exc.code
+    except StartupError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     return 0

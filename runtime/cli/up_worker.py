@@ -29,7 +29,8 @@ async def _serve(fd: int, args: argparse.Namespace) -> int:
     except ConnectionError:
         return 1  # the supervisor stopped before this worker was needed
     try:
-        await serve(args.file, args.nats, reload=not args.no_reload, link=link)
+        await serve(args.file, args.nats, reload=not args.no_reload, link=link,
+                    metrics_port=args.metrics_port, metrics_host=args.metrics_host)
     except MeshFileError as exc:
         await link.failed([str(issue) for issue in exc.issues], 1)
         return 1

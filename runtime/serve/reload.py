@@ -82,6 +82,7 @@ class Reloader:
             self._log(logging.WARNING, "reload rejected: %d problem%s; still serving "
                       "generation %d", count, "" if count == 1 else "s", self.server.generation)
             self.rejected = True
+            self.server.stats.reloads["rejected"] += 1
             self.hooks.rejected()
             return None
         if not _differs(self.mesh, mesh):
@@ -98,8 +99,10 @@ class Reloader:
             change = await self.server.apply(mesh)
         except Exception as exc:  # NATS trouble: the next edit tries again
             log.error("reload failed while applying it: %s", exc or type(exc).__name__)
+            self.server.stats.reloads["failed"] += 1
             return None
         self.mesh, self.rejected = mesh, False
+        self.server.stats.reloads["ok"] += 1
         change = dataclasses.replace(change, seconds=time.perf_counter() - started)
         self._log(logging.INFO, "reloaded: %s", change.describe())
         self.hooks.applied(change)

@@ -16,6 +16,7 @@ from runtime.load.loader import LoadCache, load_mesh
 from runtime.load.mesh import Mesh
 from runtime.nats.connection import choose_servers, connect, connect_options
 from runtime.serve.catalog import Discovery
+from runtime.serve.health import Health, MetricsPortError
 from runtime.serve.loop import run_fast
 from runtime.serve.server import MeshServer
 from runtime.serve.startup import StartupError, embedded_server
@@ -26,8 +27,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("mesh-runtime")
 
 
-async def serve(path: Path, nats_flag: str | None, reload: bool,
-                link: WorkerLink | None = None) -> None:
+async def serve(path: Path, nats_flag: str | None, reload: bool, link: WorkerLink | None = None,
+                metrics_port: int | None = None, metrics_host: str = "127.0.0.1") -> None:
     """Serve until SIGINT or SIGTERM (a worker: or until its supervisor is gone);
     raises MeshFileError or StartupError."""
     cache = LoadCache()  # kept for reloads: they redo only what an edit changed
@@ -58,19 +59,29 @@ async def serve(path: Path, nats_flag: str | None, reload: bool,
                 f"cannot connect to NATS at {', '.join(urls)}: {reason}. Is that server "
                 "running? The URL comes from --nats, else NATS_URL, else `nats:` in the "
                 "mesh file; leave all three unset to start an embedded server") from None
-        await _serve_on(nc, mesh, reload, cache, link)
+        if link is not None and metrics_port is not None:  # the supervisor serves the sum
+            metrics_host, metrics_port = "127.0.0.1", 0  # of every worker's, read from here
+        await _serve_on(nc, mesh, reload, cache, link, (metrics_host, metrics_port))
     finally:
         if embedded is not None:
             embedded.stop()
 
 
 async def _serve_on(nc: Client, mesh: Mesh, reload: bool, cache: LoadCache,
-                    link: WorkerLink | None) -> None:
+                    link: WorkerLink | None,
+                    metrics: tuple[str, int | None] = ("127.0.0.1", None)) -> None:
     discovery = await Discovery.open(nc)
     server = MeshServer(nc, discovery)
     if link is not None:  # generations count on across the workers of one `up`
         server.generation = link.start.generation - 1
+    try:
+        health = await Health.open(nc, server, discovery, mesh, metrics[1], metrics[0])
+    except MetricsPortError as exc:
+        with contextlib.suppress(Exception):
+            await nc.drain()
+        raise StartupError(str(exc)) from None
     change = await server.apply(mesh)
+    await health.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):  # before `ready:`: a signal right after it
@@ -78,7 +89,7 @@ async def _serve_on(nc: Client, mesh: Mesh, reload: bool, cache: LoadCache,
     url = nc.connected_url.geturl() if nc.connected_url else "?"
     if link is not None:  # the supervisor says `ready:` once every worker is
         link.ready(len(mesh.agents), len(mesh.pipelines), url, server.generation,
-                   mesh.path.resolve().parent, mesh.handler_files)
+                   mesh.path.resolve().parent, mesh.handler_files, health.metrics_port)
     else:
         log.info("ready: %d agents, %d pipelines on %s", len(mesh.agents), len(mesh.pipelines),
                  url)
@@ -93,6 +104,7 @@ async def _serve_on(nc: Client, mesh: Mesh, reload: bool, cache: LoadCache,
             with contextlib.suppress(asyncio.CancelledError):
                 await watcher
         await server.shutdown()
+        await health.close()
         with contextlib.suppress(Exception):
             await nc.drain()
         log.log(_level(logging.INFO, link), "stopped")

@@ -52,6 +52,7 @@ class Options:
     workers: int = 1
     reload: bool = True
     grace: float = 30.0
+    metrics: tuple[str, int] | None = None  # (host, port) to serve every worker's metrics on
 
 
 class Supervisor:
@@ -79,6 +80,7 @@ class Supervisor:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self.stop.set)
         watching: asyncio.Task[None] | None = None
+        metrics = self._serve_metrics()  # first: a taken port stops `up` before it serves
         try:
             first = asyncio.ensure_future(self.starter.generation(1, self.options.workers))
             await _either(first, self.stop)
@@ -106,8 +108,23 @@ class Supervisor:
                 if task is not None:
                     task.cancel()
             await self._stop_workers()
+            if metrics is not None:
+                metrics.shutdown()
             if self.embedded is not None:
                 await asyncio.to_thread(self.embedded.stop)
+
+    def _serve_metrics(self) -> Any:
+        if self.options.metrics is None:
+            return None
+        from runtime.serve.metrics_sum import serve_summed_metrics
+
+        host, port = self.options.metrics
+        return serve_summed_metrics(self._metrics_ports, host, port)
+
+    def _metrics_ports(self) -> list[int]:
+        serving = self.serving  # read from the metrics server's thread: take it once
+        ports = [w.report.get("metrics_port") for w in serving.workers] if serving else []
+        return [p for p in ports if isinstance(p, int)]
 
     # -- what the workers say ---------------------------------------------------------
 

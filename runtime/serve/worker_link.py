@@ -78,10 +78,11 @@ class WorkerLink:
         return answer["url"]
 
     def ready(self, agents: int, pipelines: int, url: str, generation: int,
-              folder: Path, handler_files: frozenset[Path]) -> None:
+              folder: Path, handler_files: frozenset[Path], metrics_port: int | None) -> None:
         self.folder, self.handler_files = folder, handler_files
         self.channel.send("ready", agents=agents, pipelines=pipelines, url=url,
-                          generation=generation, files=self.code_files())
+                          generation=generation, files=self.code_files(),
+                          metrics_port=metrics_port)
 
     async def failed(self, lines: list[str], code: int) -> None:
         """Say why this worker cannot serve (the supervisor shows it once), before exiting."""
