@@ -13,6 +13,7 @@ what the supervisor acts on. Messages, one JSON object per line, by `kind`:
     reloaded  {generation, files}              a mesh.yaml edit applied as a diff
     stale     {}                               an edit names code this interpreter
                                                has only in an older version
+    retired   {}                               stopping: it takes no new requests
 """
 
 from __future__ import annotations

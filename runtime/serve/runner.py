@@ -103,7 +103,7 @@ async def _serve_on(nc: Client, mesh: Mesh, reload: bool, cache: LoadCache,
             watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await watcher
-        await server.shutdown()
+        await server.shutdown(link.stopped_taking if link else None)
         await health.close()
         with contextlib.suppress(Exception):
             await nc.drain()

@@ -34,6 +34,7 @@ FIRST_BACKOFF = 0.5  # seconds before restarting a worker that died soon after i
 MAX_BACKOFF = 30.0  # the wait doubles with each quick death, up to this
 STABLE_SECONDS = 10.0  # a worker that served this long before dying is restarted at once
 STOP_MARGIN = 5.0  # past the grace period, a worker that has not exited is killed
+RETIRE_SECONDS = 5.0  # a reload is logged once old workers take no requests, or after this
 STALE = "code that the mesh file names, changed since the workers started"
 
 
@@ -201,9 +202,15 @@ class Supervisor:
             return
         old = self.serving
         new_files = self._promote(result)
+        self._reloading = None  # swapped in: an edit from now on starts the next generation
         if old is not None:
             for worker in old.workers:
                 worker.terminate()  # it stops taking requests and finishes those in flight
+            # Done once only the new code gets requests (the old may still finish some).
+            waits = [asyncio.ensure_future(w.retired.wait()) for w in old.workers]
+            _, late = await asyncio.wait(waits, timeout=RETIRE_SECONDS)
+            for wait in late:
+                wait.cancel()
         count = len(result.workers)
         log.info("reloaded: generation %d: %s (%d worker%s, %.0f ms)", number, what,
                  count, "" if count == 1 else "s", (time.perf_counter() - began) * 1000)

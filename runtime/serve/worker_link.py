@@ -90,6 +90,10 @@ class WorkerLink:
         with contextlib.suppress(ConnectionError):
             await self.channel.writer.drain()
 
+    def stopped_taking(self) -> None:
+        """NATS routes no new request here any more: the swap to new workers is complete."""
+        self.channel.send("retired")
+
     def hooks(self) -> ReloadHooks:
         """How this worker's mesh reloads are logged and reported."""
         return ReloadHooks(announce=self.start.announce, applied=self._applied,

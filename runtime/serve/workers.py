@@ -38,6 +38,7 @@ class WorkerProcess:
         self.failure: dict[str, Any] | None = None  # its `failed` message: why it could not
         self.files: frozenset[Path] = frozenset()  # the user's code it runs
         self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.retired = asyncio.Event()  # it takes no new requests (or has exited)
         self.exited = asyncio.ensure_future(process.wait())
         self._reading = asyncio.ensure_future(self._read())
 
@@ -74,6 +75,7 @@ class WorkerProcess:
         try:
             await self._read_messages()
         finally:
+            self.retired.set()
             self.channel.close()
 
     async def _read_messages(self) -> None:
@@ -86,6 +88,8 @@ class WorkerProcess:
                 self.ready.set_result(None)
             elif kind == "failed":
                 self.failure = message
+            elif kind == "retired":
+                self.retired.set()
             self.on_message(self, message)
 
     async def wait_ready(self) -> bool:
