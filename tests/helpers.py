@@ -76,7 +76,7 @@ class UpProcess:
     """A real `mesh-runtime up` process; waits on its log lines, never on a sleep."""
 
     def __init__(self, mesh: Path, nats_url: str | None, *extra: str,
-                 env: dict[str, str] | None = None, own_group: bool = False):
+                 env: dict[str, str] | None = None, new_session: bool = False):
         args = [sys.executable, "-m", "runtime", "up", "-f", str(mesh), *extra]
         if nats_url:
             args += ["--nats", nats_url]
@@ -85,8 +85,9 @@ class UpProcess:
         self._changed = threading.Condition()
         self.process = subprocess.Popen(
             args, cwd=mesh.parent, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT, text=True, start_new_session=own_group,
-            env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})})
+            stderr=subprocess.STDOUT, text=True,
+            env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
+            start_new_session=new_session)  # its own process group, as a terminal's job
         threading.Thread(target=self._read, daemon=True).start()
 
     def _read(self) -> None:

@@ -111,7 +111,7 @@ async def test_a_killed_worker_is_replaced_and_one_that_keeps_dying_is_backed_of
 async def test_a_signal_to_the_process_group_answers_requests_in_flight_and_exits_0(
         tmp_path: Path, fresh_nats: NatsServer, unique: str, sig: int) -> None:
     """As a terminal's Ctrl-C does: the signal reaches `up` and everything in its group."""
-    up = serve(tmp_path, fresh_nats.url, f"w{unique}", "--workers", "2", own_group=True)
+    up = serve(tmp_path, fresh_nats.url, f"w{unique}", "--workers", "2", new_session=True)
     try:
         up.wait_for("ready:")
         workers = await pids(fresh_nats.url, f"w{unique}.pid", 60)
@@ -129,7 +129,7 @@ async def test_a_signal_to_the_process_group_answers_requests_in_flight_and_exit
         up.stop()
     assert [r["done"] for r in replies] == [True] * 4
     assert code == 0
-    assert up.lines[-2:] == ["stopping: finishing requests in flight", "stopped"]
+    assert up.lines[-2:] == ["stopping: finishing requests in flight (at most 30s)", "stopped"]
     assert wait_gone(workers) == set()
 
 

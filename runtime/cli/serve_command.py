@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import os
+import re
 import sys
 
 from runtime.cli.common import Commands, add_command, file_option
+from runtime.core.durations import parse_duration
 from runtime.core.logs import log_options
+
+_PLAIN_SECONDS = re.compile(r"^\d+(\.\d+)?$")
 
 
 def register(commands: Commands) -> None:
@@ -15,6 +20,9 @@ def register(commands: Commands) -> None:
     up.add_argument("--nats", help="NATS URL (beats NATS_URL and the file); 'embedded' to start one")
     up.add_argument("--no-reload", action="store_true",
                     help="do not watch the mesh file and the handlers' code for changes")
+    up.add_argument("--grace", type=_grace, default=30.0, metavar="DURATION",
+                    help="on SIGINT or SIGTERM, how long requests in flight may take to finish "
+                    "(like 5s, or a number of seconds; default 30s)")
     up.add_argument("--workers", type=_positive, default=1, metavar="N",
                     help="worker processes serving every agent (default 1); NATS spreads "
                          "requests over them")
@@ -35,6 +43,16 @@ def _positive(text: str) -> int:
     return value
 
 
+def _grace(text: str) -> float:
+    value = text.strip()
+    if _PLAIN_SECONDS.match(value):
+        return float(value)  # 0 is allowed: do not wait at all
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _up(args: argparse.Namespace) -> int:
     from runtime.serve.control import worker_fd
 
@@ -50,7 +68,7 @@ def _up(args: argparse.Namespace) -> int:
 
     metrics = None if args.metrics_port is None else (args.metrics_host, args.metrics_port)
     options = Options(argv=args.argv, workers=args.workers, reload=not args.no_reload,
-                      grace=float(getattr(args, "grace", None) or 30.0), metrics=metrics)
+                      grace=args.grace, metrics=metrics)
     try:
         asyncio.run(Supervisor(options).run())  # it serves nothing itself: no need of uvloop
     except WorkersFailed as exc:
@@ -61,3 +79,15 @@ def _up(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0
+
+
+def exit_now_if_unfinished(left: int) -> None:
+    """A sync handler that never returns would hold the interpreter's exit forever (it joins
+    its threads), and a handler that ignores cancellation would hold the event loop's: past
+    the grace period, `up` leaves without them."""
+    from runtime.load.handlers import threads_busy
+
+    if left or threads_busy():
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)

@@ -20,6 +20,7 @@ def run_worker(fd: int, args: argparse.Namespace) -> int:
 
 
 async def _serve(fd: int, args: argparse.Namespace) -> int:
+    from runtime.cli.serve_command import exit_now_if_unfinished
     from runtime.serve.runner import serve
     from runtime.serve.startup import StartupError
     from runtime.serve.worker_link import WorkerLink
@@ -29,8 +30,9 @@ async def _serve(fd: int, args: argparse.Namespace) -> int:
     except ConnectionError:
         return 1  # the supervisor stopped before this worker was needed
     try:
-        await serve(args.file, args.nats, reload=not args.no_reload, link=link,
-                    metrics_port=args.metrics_port, metrics_host=args.metrics_host)
+        left = await serve(args.file, args.nats, reload=not args.no_reload, link=link,
+                           metrics_port=args.metrics_port, metrics_host=args.metrics_host,
+                           grace=args.grace)
     except MeshFileError as exc:
         await link.failed([str(issue) for issue in exc.issues], 1)
         return 1
@@ -39,4 +41,5 @@ async def _serve(fd: int, args: argparse.Namespace) -> int:
         return 2
     except ConnectionError:
         return 1  # the supervisor is gone
+    exit_now_if_unfinished(left)
     return 0

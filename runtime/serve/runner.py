@@ -28,9 +28,11 @@ log = logging.getLogger("mesh-runtime")
 
 
 async def serve(path: Path, nats_flag: str | None, reload: bool, link: WorkerLink | None = None,
-                metrics_port: int | None = None, metrics_host: str = "127.0.0.1") -> None:
-    """Serve until SIGINT or SIGTERM (a worker: or until its supervisor is gone);
-    raises MeshFileError or StartupError."""
+                metrics_port: int | None = None, metrics_host: str = "127.0.0.1",
+                grace: float = 30.0) -> int:
+    """Serve until SIGINT or SIGTERM (a worker: or until its supervisor is gone), then give
+    requests in flight `grace` seconds; returns how many were left unanswered. Raises
+    MeshFileError or StartupError."""
     cache = LoadCache()  # kept for reloads: they redo only what an edit changed
     mesh = load_mesh(path, cache=cache)
     for warning in mesh.warnings:  # said once, by the first worker of several
@@ -61,7 +63,8 @@ async def serve(path: Path, nats_flag: str | None, reload: bool, link: WorkerLin
                 "mesh file; leave all three unset to start an embedded server") from None
         if link is not None and metrics_port is not None:  # the supervisor serves the sum
             metrics_host, metrics_port = "127.0.0.1", 0  # of every worker's, read from here
-        await _serve_on(nc, mesh, reload, cache, link, (metrics_host, metrics_port))
+        return await _serve_on(nc, mesh, reload, cache, link, (metrics_host, metrics_port),
+                               grace)
     finally:
         if embedded is not None:
             embedded.stop()
@@ -69,7 +72,8 @@ async def serve(path: Path, nats_flag: str | None, reload: bool, link: WorkerLin
 
 async def _serve_on(nc: Client, mesh: Mesh, reload: bool, cache: LoadCache,
                     link: WorkerLink | None,
-                    metrics: tuple[str, int | None] = ("127.0.0.1", None)) -> None:
+                    metrics: tuple[str, int | None] = ("127.0.0.1", None),
+                    grace: float = 30.0) -> int:
     discovery = await Discovery.open(nc)
     server = MeshServer(nc, discovery)
     if link is not None:  # generations count on across the workers of one `up`
@@ -98,16 +102,20 @@ async def _serve_on(nc: Client, mesh: Mesh, reload: bool, cache: LoadCache,
     try:
         await _first(stop, link.closed if link else None)
     finally:
-        log.log(_level(logging.INFO, link), "stopping: finishing requests in flight")
+        log.log(_level(logging.INFO, link), "stopping: finishing requests in flight "
+                "(at most %gs)", grace)
         if watcher is not None:
             watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await watcher
-        await server.shutdown(link.stopped_taking if link else None)
+        left = await server.shutdown(grace, link.stopped_taking if link else None)
+        if left:
+            log.warning("grace period (%gs) over: %d request(s) left unanswered", grace, left)
         await health.close()
         with contextlib.suppress(Exception):
             await nc.drain()
         log.log(_level(logging.INFO, link), "stopped")
+    return left
 
 
 async def _first(*events: asyncio.Event | None) -> None:

@@ -19,7 +19,7 @@ from typing import Any
 from nats.aio.client import Client
 
 from runtime.load.mesh import Endpoint, Mesh
-from runtime.nats.caller import call_agent
+from runtime.nats.bus import NatsBus
 from runtime.serve.catalog import Discovery
 from runtime.serve.deadlines import Deadlines
 from runtime.serve.service import Service
@@ -60,14 +60,12 @@ class MeshServer:
         if discovery is not None:
             discovery.instance = self.instance_id
         self.deadlines = Deadlines()
+        self.bus = NatsBus(nc)  # calls, broadcasts and shared state for handlers and pipelines
         self._leaving: set[asyncio.Future[Any]] = set()  # removed names finishing requests
 
     @property
     def mesh_name(self) -> str:
         return self.mesh.name if self.mesh is not None else "mesh"
-
-    async def caller(self, name: str, payload: Any, timeout: float, request_id: str) -> Any:
-        return await call_agent(self.nc, name, payload, timeout, request_id)
 
     async def apply(self, mesh: Mesh) -> Change:
         """Serve `mesh`, changing only what differs from the mesh served now."""
@@ -79,11 +77,13 @@ class MeshServer:
                    and self.services[n].definition.fingerprint != wanted[n].fingerprint]
         for name in changed:
             self.services[name].update(wanted[name])
-        new_services = [Service(self.nc, wanted[n], self.caller, mesh.name, self.deadlines)
-                        for n in added]
-        await asyncio.gather(*(s.start() for s in new_services))
+        new_services = [Service(self.nc, wanted[n], self.bus, mesh.name, self.deadlines,
+                                self.instance_id) for n in added]
+        await asyncio.gather(*(s.start() for s in new_services),
+                             *(self.services[n].offers.serve(wanted[n].capabilities)
+                               for n in changed))
         self.services.update({s.name: s for s in new_services})
-        if new_services:  # a round trip, so the server has every new subscription on return
+        if new_services or changed:  # a round trip: the server has every new subscription
             try:
                 await self.nc.flush(timeout=5)
             except Exception as exc:
@@ -127,17 +127,22 @@ class MeshServer:
         self._leaving.add(task)
         task.add_done_callback(self._leaving.discard)
 
-    async def shutdown(self, stopped_taking: Callable[[], None] | None = None) -> None:
-        """Stop every service, finish requests in flight, leave the catalog; calls
+    async def shutdown(self, grace: float = 30.0,
+                       stopped_taking: Callable[[], None] | None = None) -> int:
+        """Stop every service, leave the catalog, and give requests in flight `grace`
+        seconds to finish; returns how many were still unanswered then. Calls
         `stopped_taking` once NATS routes no new request here (a worker tells its
         supervisor, which then counts the swap to new workers done)."""
-        await self._remove(list(self.services), stopped_taking=stopped_taking)
-        await self.deadlines.close()
+        services = list(self.services.values())
+        await self._remove(list(self.services), wait=False, stopped_taking=stopped_taking)
         if self._leaving:
-            await asyncio.wait(list(self._leaving))
+            await asyncio.wait(list(self._leaving), timeout=grace)
+        await self.deadlines.close()
+        return sum(s.in_flight + s.admission.waiting for s in services)
 
 
 async def _stop_taking(service: Service) -> None:
+    await service.offers.stop()
     subscription, service.subscription = service.subscription, None
     if subscription is None:
         return

@@ -100,7 +100,7 @@ class Supervisor:
                 await self.stop.wait()
             else:
                 first.cancel()
-            log.info("stopping: finishing requests in flight")
+            log.info("stopping: finishing requests in flight (at most %gs)", self.options.grace)
             await self._stop_workers()
             log.info("stopped")
         finally:
