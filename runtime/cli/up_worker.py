@@ -8,6 +8,7 @@ not serve goes to the supervisor, which shows it once however many workers faile
 from __future__ import annotations
 
 import argparse
+import sys
 
 from runtime.core.issues import MeshFileError
 
@@ -21,7 +22,8 @@ def run_worker(fd: int, args: argparse.Namespace) -> int:
 
 async def _serve(fd: int, args: argparse.Namespace) -> int:
     from runtime.cli.serve_command import exit_now_if_unfinished
-    from runtime.serve.runner import serve
+    from runtime.serve.control import EXIT_CONNECTION_LOST
+    from runtime.serve.runner import ConnectionLost, serve
     from runtime.serve.startup import StartupError
     from runtime.serve.worker_link import WorkerLink
 
@@ -39,6 +41,9 @@ async def _serve(fd: int, args: argparse.Namespace) -> int:
     except StartupError as exc:
         await link.failed([f"error: {exc}"], 2)
         return 2
+    except ConnectionLost as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_CONNECTION_LOST
     except ConnectionError:
         return 1  # the supervisor is gone
     exit_now_if_unfinished(left)

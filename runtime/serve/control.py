@@ -24,6 +24,10 @@ import os
 from typing import Any
 
 WORKER_ENV = "MESH_RUNTIME_WORKER_FD"
+# A worker whose connection NATS closed for good exits with this; `up` then stops and
+# exits with it too (the cause, like a revoked user, is the server's: an outer
+# supervisor restarts `up` when it makes sense).
+EXIT_CONNECTION_LOST = 3
 LINE_LIMIT = 1 << 22  # a ready message lists every file of user code
 
 

@@ -6,18 +6,21 @@ import asyncio
 import contextlib
 import logging
 import signal
+from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from nats.aio.client import Client
 
 from runtime.core.issues import MeshFileError
+from runtime.core.text import mask_urls
 from runtime.load.loader import LoadCache, load_mesh
 from runtime.load.mesh import Mesh
-from runtime.nats.connection import choose_servers, connect, connect_options
+from runtime.nats.connection import AuthorizationRefused, choose_servers, connect, connect_options
 from runtime.serve.catalog import Discovery
 from runtime.serve.health import Health, MetricsPortError
 from runtime.serve.loop import run_fast
+from runtime.serve.restore import restore
 from runtime.serve.server import MeshServer
 from runtime.serve.startup import StartupError, embedded_server
 
@@ -27,12 +30,43 @@ if TYPE_CHECKING:
 log = logging.getLogger("mesh-runtime")
 
 
+class ConnectionLost(RuntimeError):
+    """NATS closed the connection for good: `up` exits so that a supervisor restarts it."""
+
+
+class Lifeline:
+    """Ends serving when the connection is closed for good (not by our own shutdown), and
+    restores discovery after a reconnect."""
+
+    def __init__(self) -> None:
+        self.stop = asyncio.Event()  # also set by SIGINT and SIGTERM
+        self.reason: str | None = None
+        self.restore: Callable[[], Coroutine[Any, Any, Any]] | None = None
+        self._restoring: asyncio.Task[Any] | None = None
+
+    def reconnected(self) -> None:
+        if self.restore is None or self.stop.is_set():
+            return
+        if self._restoring is not None:
+            self._restoring.cancel()  # a newer reconnect: check again from the start
+        self._restoring = asyncio.get_running_loop().create_task(self.restore())
+
+    def close(self) -> None:
+        if self._restoring is not None:
+            self._restoring.cancel()
+
+    def closed(self, reason: str) -> None:
+        if not self.stop.is_set():  # after a stop, the close is our own drain
+            self.reason = reason
+            self.stop.set()
+
+
 async def serve(path: Path, nats_flag: str | None, reload: bool, link: WorkerLink | None = None,
                 metrics_port: int | None = None, metrics_host: str = "127.0.0.1",
                 grace: float = 30.0) -> int:
     """Serve until SIGINT or SIGTERM (a worker: or until its supervisor is gone), then give
     requests in flight `grace` seconds; returns how many were left unanswered. Raises
-    MeshFileError or StartupError."""
+    MeshFileError, StartupError or ConnectionLost."""
     cache = LoadCache()  # kept for reloads: they redo only what an edit changed
     mesh = load_mesh(path, cache=cache)
     for warning in mesh.warnings:  # said once, by the first worker of several
@@ -51,26 +85,32 @@ async def serve(path: Path, nats_flag: str | None, reload: bool, link: WorkerLin
     try:
         urls = [embedded.url] if embedded else servers
         assert urls
+        lost = Lifeline()
         try:
             options = connect_options(mesh.spec.nats, mesh.path.resolve().parent)
-            nc = await connect(urls, name=f"mesh-runtime {mesh.name}", **options)
+            nc = await connect(urls, name=f"mesh-runtime {mesh.name}",
+                               on_closed=lost.closed, on_reconnected=lost.reconnected,
+                               **options)
+        except AuthorizationRefused as exc:  # the server answered: it is running
+            raise StartupError(
+                f"cannot connect to NATS at {mask_urls(', '.join(urls))}: {exc}") from None
         except Exception as exc:
             reason = "no answer within 10s" if isinstance(exc, TimeoutError) else (
-                str(exc) or type(exc).__name__)
+                mask_urls(str(exc)) or type(exc).__name__)
             raise StartupError(
-                f"cannot connect to NATS at {', '.join(urls)}: {reason}. Is that server "
+                f"cannot connect to NATS at {mask_urls(', '.join(urls))}: {reason}. Is that server "
                 "running? The URL comes from --nats, else NATS_URL, else `nats:` in the "
                 "mesh file; leave all three unset to start an embedded server") from None
         if link is not None and metrics_port is not None:  # the supervisor serves the sum
             metrics_host, metrics_port = "127.0.0.1", 0  # of every worker's, read from here
-        return await _serve_on(nc, mesh, reload, cache, link, (metrics_host, metrics_port),
-                               grace)
+        return await _serve_on(nc, mesh, reload, cache, lost, link,
+                               (metrics_host, metrics_port), grace)
     finally:
         if embedded is not None:
             embedded.stop()
 
 
-async def _serve_on(nc: Client, mesh: Mesh, reload: bool, cache: LoadCache,
+async def _serve_on(nc: Client, mesh: Mesh, reload: bool, cache: LoadCache, lost: Lifeline,
                     link: WorkerLink | None,
                     metrics: tuple[str, int | None] = ("127.0.0.1", None),
                     grace: float = 30.0) -> int:
@@ -86,24 +126,30 @@ async def _serve_on(nc: Client, mesh: Mesh, reload: bool, cache: LoadCache,
         raise StartupError(str(exc)) from None
     change = await server.apply(mesh)
     await health.start()
-    stop = asyncio.Event()
+    lost.restore = lambda: restore(nc, server)  # a server restarted empty lost our entries
+    stop = lost.stop
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):  # before `ready:`: a signal right after it
         loop.add_signal_handler(sig, stop.set)  # must stop cleanly, not kill the process
-    url = nc.connected_url.geturl() if nc.connected_url else "?"
+    url = mask_urls(nc.connected_url.geturl()) if nc.connected_url else "?"
     if link is not None:  # the supervisor says `ready:` once every worker is
         link.ready(len(mesh.agents), len(mesh.pipelines), url, server.generation,
                    mesh.path.resolve().parent, mesh.handler_files, health.metrics_port)
+        link.on_close(stop.set)  # the supervisor is gone: stop serving
     else:
         log.info("ready: %d agents, %d pipelines on %s", len(mesh.agents), len(mesh.pipelines),
                  url)
     log.debug("%s", change.describe())
     watcher = asyncio.create_task(_watch(server, mesh, cache, link)) if reload else None
     try:
-        await _first(stop, link.closed if link else None)
+        await stop.wait()
+        if lost.reason is not None:
+            raise ConnectionLost(f"NATS closed the connection for good ({lost.reason}); "
+                                 "exiting so that a supervisor can restart mesh-runtime up")
     finally:
         log.log(_level(logging.INFO, link), "stopping: finishing requests in flight "
                 "(at most %gs)", grace)
+        lost.close()
         if watcher is not None:
             watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -118,15 +164,6 @@ async def _serve_on(nc: Client, mesh: Mesh, reload: bool, cache: LoadCache,
     return left
 
 
-async def _first(*events: asyncio.Event | None) -> None:
-    waits = [asyncio.ensure_future(e.wait()) for e in events if e is not None]
-    try:
-        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for wait in waits:
-            wait.cancel()
-
-
 def _level(level: int, link: WorkerLink | None) -> int:
     """A worker's lifecycle lines are the supervisor's to say: debug there."""
     return level if link is None else logging.DEBUG
@@ -139,4 +176,4 @@ async def _watch(server: MeshServer, mesh: Mesh, cache: LoadCache,
     await watch_and_apply(server, mesh, cache, link.hooks() if link else None)
 
 
-__all__ = ["MeshFileError", "StartupError", "run_fast", "serve"]
+__all__ = ["ConnectionLost", "MeshFileError", "StartupError", "run_fast", "serve"]

@@ -114,7 +114,7 @@ class MeshServer:
         await asyncio.gather(*(_stop_taking(s) for s in leaving))
         if stopped_taking is not None:
             stopped_taking()
-        if self.discovery is not None:
+        if self.discovery is not None and not self.nc.is_closed:  # closed: nothing to reach
             try:
                 await self.discovery.withdraw(names)
             except Exception as exc:

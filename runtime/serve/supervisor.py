@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from runtime.nats.embedded import NatsServer
+from runtime.serve.control import EXIT_CONNECTION_LOST
 from runtime.serve.filewatch import FileWatch
 from runtime.serve.generations import Generation, GenerationFailed, Starter
 from runtime.serve.startup import StartupError, embedded_server
@@ -39,7 +40,8 @@ STALE = "code that the mesh file names, changed since the workers started"
 
 
 class WorkersFailed(Exception):
-    """The first generation could not start; `lines` say why, as the CLI prints them."""
+    """The workers cannot serve (the first could not start, or NATS closed a worker's
+    connection for good); `lines` say why, as the CLI prints them."""
 
     def __init__(self, failure: GenerationFailed):
         super().__init__("\n".join(failure.lines))
@@ -74,6 +76,7 @@ class Supervisor:
         self._reloading: asyncio.Task[None] | None = None
         self._replacing: dict[int, asyncio.Task[None]] = {}
         self._tasks: set[asyncio.Future[None]] = set()  # answers to workers, under way
+        self._lost = False  # NATS closed a worker's connection for good: `up` exits
 
     async def run(self) -> None:
         """Serve until a signal; raises WorkersFailed when the first generation fails."""
@@ -103,6 +106,8 @@ class Supervisor:
             log.info("stopping: finishing requests in flight (at most %gs)", self.options.grace)
             await self._stop_workers()
             log.info("stopped")
+            if self._lost:  # the worker said why
+                raise WorkersFailed(GenerationFailed([], EXIT_CONNECTION_LOST))
         finally:
             self.stop.set()
             for task in (watching, self._reloading, *self._replacing.values()):
@@ -242,6 +247,10 @@ class Supervisor:
 
     def _on_exit(self, worker: WorkerProcess) -> None:
         if self.stop.is_set() or worker.retiring or not self._serves(worker):
+            return
+        if worker.process.returncode == EXIT_CONNECTION_LOST:
+            self._lost = True
+            self.stop.set()
             return
         self._replacing[worker.index] = asyncio.ensure_future(self._bring_back(worker))
 

@@ -10,6 +10,7 @@ import socket
 import sys
 import sysconfig
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,7 @@ class WorkerLink:
         self.folder = Path.cwd()
         self.handler_files: frozenset[Path] = frozenset()
         self._nats: asyncio.Future[dict[str, str]] | None = None
+        self._when_closed: list[Callable[[], None]] = []
         self._reading: asyncio.Task[None] | None = None
 
     @classmethod
@@ -62,6 +64,14 @@ class WorkerLink:
             if message.get("kind") == "nats" and self._nats and not self._nats.done():
                 self._nats.set_result(message)
         self.closed.set()
+        for callback in self._when_closed:
+            callback()
+
+    def on_close(self, callback: Callable[[], None]) -> None:
+        """Call `callback` once the supervisor is gone (its end of the line closed)."""
+        self._when_closed.append(callback)
+        if self.closed.is_set():
+            callback()
 
     async def embedded(self, port: int, store_dir: str | None, folder: Path) -> str:
         """The URL of the supervisor's embedded server (started on the first ask)."""
