@@ -80,6 +80,15 @@ def served(nats_url: str, tmp_path: Path, unique: str) -> Iterator[Served]:
         site.up.stop()
 
 
+async def ask(url: str, name: str) -> dict[str, object]:
+    """One call, on a connection of its own."""
+    nc = await open_client(url)
+    try:
+        return await call_agent(nc, name, {}, 5)  # type: ignore[no-any-return]
+    finally:
+        await nc.close()
+
+
 @dataclass
 class Load:
     """Clients calling one agent back to back until told to stop; every answer counted."""
@@ -178,11 +187,7 @@ async def test_a_new_function_then_the_mesh_names_it(served: Served) -> None:
     agent = ADDED_AGENT.format(prefix=served.prefix, mod=served.module)
     await served.after("reloaded: generation 2", lambda: served.write_code(1, ADDED))
     line = await served.after("reloaded: generation 3", lambda: served.write_mesh(agent))
-    nc = await open_client(served.url)
-    try:
-        reply = await call_agent(nc, f"{served.prefix}.added", {}, 5)
-    finally:
-        await nc.close()
+    reply = await ask(served.url, f"{served.prefix}.added")
     assert line.startswith(f"reloaded: generation 3: added {served.prefix}.added (")
     assert reply == {"added": True}
 
@@ -192,11 +197,7 @@ async def test_the_mesh_names_a_function_then_it_is_written(served: Served) -> N
     await served.after("reload rejected", lambda: served.write_mesh(agent))
     problem = next(line for line in served.up.lines if "has no attribute" in line)
     line = await served.after("reloaded: generation 2", lambda: served.write_code(1, ADDED))
-    nc = await open_client(served.url)
-    try:
-        reply = await call_agent(nc, f"{served.prefix}.added", {}, 5)
-    finally:
-        await nc.close()
+    reply = await ask(served.url, f"{served.prefix}.added")
     assert problem.endswith(f"module '{served.module}' has no attribute 'added'")
     assert line.startswith("reloaded: generation 2: new code in ")
     assert reply == {"added": True}
@@ -219,11 +220,7 @@ async def test_the_mesh_names_code_changed_where_no_watcher_looks(
         start = len(up.lines)
         path.write_text(path.read_text() + f"  s{unique}.later:\n    handler: lib_{unique}:later\n")
         line = await asyncio.to_thread(up.wait_for, "reloaded:", 30, start)
-        nc = await open_client(nats_url)
-        try:
-            reply = await call_agent(nc, f"s{unique}.later", {}, 5)
-        finally:
-            await nc.close()
+        reply = await ask(nats_url, f"s{unique}.later")
     finally:
         up.stop()
     assert re.fullmatch(r"reloaded: generation 2: new workers for code that the mesh file "

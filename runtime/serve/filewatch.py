@@ -100,6 +100,28 @@ class FileWatch:
         return touched
 
 
+def python_files_beside(files: Collection[Path]) -> frozenset[Path]:
+    """Every .py file in the folders of `files` (a broken edit may be a new module)."""
+    return frozenset(p.resolve() for folder in {f.parent for f in files}
+                     for p in folder.glob("*.py"))
+
+
+def modified_after(path: Path, moment: float) -> bool:
+    """Whether the file changed after `moment` (time.time()); a missing file did not."""
+    try:
+        return path.stat().st_mtime > moment
+    except OSError:
+        return False
+
+
+def shown(path: Path) -> str:
+    """A path as a log line shows it: relative to the working folder when under it."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
 async def _first_of(stop: asyncio.Event, restart: asyncio.Event, ended: asyncio.Event) -> None:
     waits = [asyncio.ensure_future(e.wait()) for e in (stop, restart)]
     try:

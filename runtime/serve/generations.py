@@ -10,11 +10,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from runtime.serve.workers import OnMessage, WorkerProcess
 
+log = logging.getLogger("mesh-runtime")
+
 FAILURE_READ_SECONDS = 2.0  # how long the report of a worker that exited may take to arrive
+FIRST_BACKOFF = 0.5  # seconds before restarting a worker that died soon after it started
+MAX_BACKOFF = 30.0  # the wait doubles with each quick death, up to this
+STABLE_SECONDS = 10.0  # a worker that served this long before dying is restarted at once
 
 
 @dataclass
@@ -103,6 +111,26 @@ class Starter:
             _retire([worker])
             raise
         return await _failure(worker)
+
+    async def replace(self, dead: WorkerProcess, generation: Callable[[], int],
+                      stop: asyncio.Event) -> WorkerProcess | None:
+        """A worker serving in the slot of `dead`; None if `stop` came first. While new
+        ones keep dying, the wait before the next try doubles."""
+        quick = 0 if time.time() - dead.started_at >= STABLE_SECONDS else 1
+        while not stop.is_set():
+            if quick:
+                delay = min(FIRST_BACKOFF * 2 ** (quick - 1), MAX_BACKOFF)
+                log.warning("worker %d keeps stopping; next try in %g s", dead.index + 1, delay)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), delay)
+                    return None
+            result = await self.one(dead.index, generation())
+            if isinstance(result, WorkerProcess):
+                return result
+            for line in result.lines:
+                log.error("%s", line.removeprefix("error: "))
+            quick += 1
+        return None
 
     async def stop_all(self, timeout: float) -> None:
         """SIGTERM to every worker; after `timeout` seconds, SIGKILL to those left."""

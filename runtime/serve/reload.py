@@ -17,12 +17,11 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from runtime.core.issues import MeshFileError
 from runtime.load.loader import LoadCache, load_mesh
 from runtime.load.mesh import Mesh
-from runtime.serve.filewatch import FileWatch
+from runtime.serve.filewatch import FileWatch, shown
 from runtime.serve.server import Change, MeshServer
 
 log = logging.getLogger("mesh-runtime")
@@ -69,7 +68,7 @@ class Reloader:
             await asyncio.sleep(MISSING_GRACE)  # mid-rename: the new file is about to land
             if not path.exists():
                 self._log(logging.WARNING, "%s is missing; still serving generation %d "
-                          "(waiting for it to be written again)", _shown(path),
+                          "(waiting for it to be written again)", shown(path),
                           self.server.generation)
                 return None
         importlib.invalidate_caches()  # a handler module created since the start imports
@@ -90,7 +89,7 @@ class Reloader:
             # After a rejected edit, say the file is fine again; otherwise stay quiet.
             self._log(logging.INFO if self.rejected else logging.DEBUG,
                       "%s is valid again; no definition changed, still generation %d",
-                      _shown(path), self.server.generation)
+                      shown(path), self.server.generation)
             self.rejected = False
             return None
         self._warn(mesh)
@@ -149,10 +148,3 @@ def _differs(old: Mesh, new: Mesh) -> bool:
     before, after = old.endpoints, new.endpoints
     return before.keys() != after.keys() or any(
         before[name].fingerprint != after[name].fingerprint for name in after)
-
-
-def _shown(path: Path) -> str:
-    try:
-        return str(path.resolve().relative_to(Path.cwd()))
-    except ValueError:
-        return str(path)

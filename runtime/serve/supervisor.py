@@ -14,7 +14,6 @@ mesh.yaml and schema files are the workers' own (reload.py): each applies the di
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import signal
 import time
@@ -24,16 +23,13 @@ from typing import Any
 
 from runtime.nats.embedded import NatsServer
 from runtime.serve.control import EXIT_CONNECTION_LOST
-from runtime.serve.filewatch import FileWatch
+from runtime.serve.filewatch import FileWatch, modified_after, python_files_beside, shown
 from runtime.serve.generations import Generation, GenerationFailed, Starter
 from runtime.serve.startup import StartupError, embedded_server
 from runtime.serve.workers import WorkerProcess
 
 log = logging.getLogger("mesh-runtime")
 
-FIRST_BACKOFF = 0.5  # seconds before restarting a worker that died soon after it started
-MAX_BACKOFF = 30.0  # the wait doubles with each quick death, up to this
-STABLE_SECONDS = 10.0  # a worker that served this long before dying is restarted at once
 STOP_MARGIN = 5.0  # past the grace period, a worker that has not exited is killed
 RETIRE_SECONDS = 5.0  # a reload is logged once old workers take no requests, or after this
 STALE = "code that the mesh file names, changed since the workers started"
@@ -175,7 +171,7 @@ class Supervisor:
 
     async def _watch_code(self) -> None:
         async for changed in self.watch.changes(self.stop):
-            self._reload_code({_shown(path) for path in changed})
+            self._reload_code({shown(path) for path in changed})
 
     def _busy(self) -> bool:
         return self._reloading is not None and not self._reloading.done()
@@ -202,7 +198,7 @@ class Supervisor:
             log.warning("reload rejected: %s; still serving generation %d",
                         f"the new code in {', '.join(files)} does not load" if files
                         else f"new workers for {STALE} did not start", self.generation)
-            self._broken = _python_files_beside(self._files)
+            self._broken = python_files_beside(self._files)
             self.watch.rewatch(time.time())
             return
         old = self.serving
@@ -219,9 +215,9 @@ class Supervisor:
         count = len(result.workers)
         log.info("reloaded: generation %d: %s (%d worker%s, %.0f ms)", number, what,
                  count, "" if count == 1 else "s", (time.perf_counter() - began) * 1000)
-        touched = [f for f in new_files if _modified_after(f, result.started)]
+        touched = [f for f in new_files if modified_after(f, result.started)]
         if touched:  # code it imported for the first time changed while it started
-            self._reload_code({_shown(path) for path in touched})
+            self._reload_code({shown(path) for path in touched})
 
     def _promote(self, generation: Generation) -> frozenset[Path]:
         """Make `generation` the serving one; returns files it runs that were not watched."""
@@ -255,27 +251,14 @@ class Supervisor:
         self._replacing[worker.index] = asyncio.ensure_future(self._bring_back(worker))
 
     async def _bring_back(self, dead: WorkerProcess) -> None:
-        """Start a worker in the place of one that died; backed off while they keep dying."""
-        quick = 0 if time.time() - dead.started_at >= STABLE_SECONDS else 1
+        """Start a worker in the place of one that died (backed off if they keep dying)."""
         log.warning("%s stopped unexpectedly (%s); starting a new one", dead, dead.exit_reason())
-        while not self.stop.is_set():
-            if quick:
-                delay = min(FIRST_BACKOFF * 2 ** (quick - 1), MAX_BACKOFF)
-                log.warning("worker %d keeps stopping; next try in %g s", dead.index + 1, delay)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.stop.wait(), delay)
-                    return
-            result = await self.starter.one(dead.index, self.generation)
-            if isinstance(result, WorkerProcess):
-                assert self.serving is not None
-                self.serving.workers[dead.index] = result
-                self._watch_exit(result)
-                log.info("%s serves in place of pid %d", result, dead.pid)
-                self.starter.keep_spare()
-                return
-            for line in result.lines:
-                log.error("%s", line.removeprefix("error: "))
-            quick += 1
+        worker = await self.starter.replace(dead, lambda: self.generation, self.stop)
+        if worker is not None and self.serving is not None:
+            self.serving.workers[dead.index] = worker
+            self._watch_exit(worker)
+            log.info("%s serves in place of pid %d", worker, dead.pid)
+            self.starter.keep_spare()
 
     async def _stop_workers(self) -> None:
         """SIGTERM to every worker; wait for them (requests in flight finish); then kill."""
@@ -288,23 +271,3 @@ async def _either(task: asyncio.Future[Any], event: asyncio.Event) -> None:
         await asyncio.wait([task, waiting], return_when=asyncio.FIRST_COMPLETED)
     finally:
         waiting.cancel()
-
-
-def _python_files_beside(files: frozenset[Path]) -> frozenset[Path]:
-    """Every .py file in the folders of `files`: the broken edit may be a new module."""
-    return frozenset(p.resolve() for folder in {f.parent for f in files}
-                     for p in folder.glob("*.py"))
-
-
-def _modified_after(path: Path, moment: float) -> bool:
-    try:
-        return path.stat().st_mtime > moment
-    except OSError:
-        return False
-
-
-def _shown(path: Path) -> str:
-    try:
-        return str(path.resolve().relative_to(Path.cwd()))
-    except ValueError:
-        return str(path)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from runtime.serve.control import Channel
+from runtime.serve.filewatch import modified_after
 from runtime.serve.reload import ReloadHooks
 from runtime.serve.server import Change
 
@@ -115,7 +116,7 @@ class WorkerLink:
     def _rejected(self) -> None:
         # A name this interpreter cannot see may be in a newer version of a module it
         # imported long ago: a fresh interpreter (a new generation) would see it.
-        if any(_modified_since(path, self.started_at) for path in user_modules()):
+        if any(modified_after(path, self.started_at) for path in user_modules()):
             self.channel.send("stale")
 
     def code_files(self) -> list[str]:
@@ -143,10 +144,3 @@ def _not_user_code() -> frozenset[Path]:
     roots = {sys.prefix, sys.base_prefix, sys.exec_prefix,
              *(sysconfig.get_path(name) for name in ("stdlib", "purelib", "platlib"))}
     return frozenset({Path(root).resolve() for root in roots if root} | {RUNTIME_HOME})
-
-
-def _modified_since(path: Path, moment: float) -> bool:
-    try:
-        return path.stat().st_mtime > moment
-    except OSError:
-        return False
