@@ -4,6 +4,7 @@ stopped in order by a signal. Real `up` processes, real signals, no sleeps."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import time
@@ -73,9 +74,12 @@ async def test_four_workers_share_every_agent(tmp_path: Path, nats_url: str, uni
     with serve(tmp_path, nats_url, f"w{unique}", "--workers", "4") as up:
         seen = await pids(nats_url, f"w{unique}.pid", 200)
         ready = up.wait_for("ready:")
+        shown = cli("status", f"w{unique}.pid", "--nats", nats_url, "--json")
         assert up.stop() == 0
     assert ready == f"ready: 2 agents, 0 pipelines on {nats_url} (4 workers)"
     assert len(seen) == 4
+    row = json.loads(shown.stdout)[0]
+    assert (row["instances"], row["requests"]) == (4, 200)  # one instance per worker
     assert up.process.pid not in seen  # the supervisor serves nothing itself
     assert wait_gone(seen) == set()
 
