@@ -72,6 +72,13 @@ def children_of(pid: int) -> list[int]:
     return found
 
 
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
 class UpProcess:
     """A real `mesh-runtime up` process; waits on its log lines, never on a sleep."""
 
@@ -131,6 +138,17 @@ class UpProcess:
                 self.process.kill()
                 self.process.wait()
         return self.process.returncode
+
+    def worker_pids(self) -> list[int]:
+        """Its worker processes (the spare one included, when reload is on)."""
+        return [pid for pid in children_of(self.process.pid)
+                if b"runtime" in _cmdline(pid)]
+
+    @property
+    def worker_pid(self) -> int:
+        """The pid of its one worker (`--workers 1 --no-reload`: no spare)."""
+        [pid] = self.worker_pids()
+        return pid
 
     def crash(self) -> None:
         """Kill `up` and every process it started at once (SIGKILL), as a machine's crash
