@@ -35,6 +35,7 @@ class Endpoint:
     concurrency: int
     streaming: bool
     fingerprint: str
+    capabilities: tuple[str, ...] = ()  # also served on mesh.capability.<c>, mesh.broadcast.<c>
     queue: int | None = None  # requests that may wait for a slot; None: 4 x concurrency
 
     @property
@@ -42,7 +43,7 @@ class Endpoint:
         return 4 * self.concurrency if self.queue is None else self.queue
 
     def catalog_entry(self) -> dict[str, Any]:
-        return {
+        entry = {
             "name": self.name,
             "description": self.description,
             "version": self.version,
@@ -50,6 +51,9 @@ class Endpoint:
             "invocable": True,
             "streaming": self.streaming,
         }
+        if self.capabilities:  # OpenAgentMesh ignores keys it does not know
+            entry["capabilities"] = list(self.capabilities)
+        return entry
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ QUEUE_HELP = ("requests that may wait for a slot past `concurrency`, per agent p
 
 def check_name(name: str) -> str:
     """A dotted name whose segments are [A-Za-z0-9_-]+: it becomes a NATS subject tail."""
-    if not _NAME.match(name):
+    if not _NAME.fullmatch(name):  # match() would let a trailing newline through ($)
         bad = [c for c in (" ", "*", ">", "\t") if c in name]
         hint = f" (it contains {' and '.join(repr(c) for c in bad)})" if bad else ""
         raise ValueError(
@@ -111,6 +111,8 @@ class AgentSpec(Strict):
     input: JsonSchema | None = None
     output: JsonSchema | None = None
     tags: list[str] = []
+    capabilities: list[Name] = Field(
+        [], description="what it offers: callable by capability, reached by broadcasts")
     version: str = "0.1.0"
     timeout: Duration | None = None
     concurrency: int | None = Field(None, ge=1)
@@ -125,6 +127,7 @@ class ExternalAgent(Strict):
     input: JsonSchema | None = None
     output: JsonSchema | None = None
     streaming: bool = False
+    capabilities: list[Name] = []
 
 
 class MeshSpec(Strict):

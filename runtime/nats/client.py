@@ -13,7 +13,9 @@ import nats
 from nats.aio.client import Client
 
 from runtime.core import protocol as p
-from runtime.nats.caller import call_agent
+from runtime.core.text import mask_urls
+from runtime.nats.caller import budget_header, call_agent, request
+from runtime.nats.connection import AUTH_REFUSED, is_auth_error
 
 
 class UnreachableError(RuntimeError):
@@ -33,9 +35,13 @@ async def open_client(url: str, timeout: float = 5) -> Client:
                                       max_reconnect_attempts=1, error_cb=quiet,
                                       name="mesh-runtime client")
     except Exception as exc:
+        if is_auth_error(exc):  # it is running; the credentials are wrong
+            raise UnreachableError(f"cannot connect to NATS at {mask_urls(url)}: "
+                                   f"{AUTH_REFUSED}") from None
         raise UnreachableError(
-            f"cannot reach NATS at {url} ({exc or type(exc).__name__}): is `mesh-runtime up` "
-            "running? Point at another server with --nats or NATS_URL") from None
+            f"cannot reach NATS at {mask_urls(url)} ({mask_urls(str(exc)) or type(exc).__name__}):"
+            " is `mesh-runtime up` running? Point at another server with --nats or NATS_URL"
+        ) from None
 
 
 async def catalog(nc: Client) -> list[dict[str, Any]] | None:
@@ -72,6 +78,14 @@ async def call(nc: Client, name: str, payload: Any, timeout: float) -> Any:
     return await call_agent(nc, name, payload, timeout)
 
 
+async def call_capability(nc: Client, capability: str, payload: Any,
+                          timeout: float) -> tuple[Any, str]:
+    """The reply of one agent offering `capability`, and that agent's name."""
+    reply = await request(nc, capability, payload, timeout, capability=True)
+    source = str((reply.headers or {}).get(p.HDR_SOURCE, "?"))
+    return (json.loads(reply.data) if reply.data else {}), source
+
+
 async def stream(nc: Client, name: str, payload: Any, timeout: float) -> AsyncIterator[Any]:
     """Chunks of a streaming agent, in order; raises MeshError on an error or a gap."""
     request_id = uuid.uuid4().hex
@@ -82,7 +96,8 @@ async def stream(nc: Client, name: str, payload: Any, timeout: float) -> AsyncIt
         # Agents answer on the stream subject and ignore the reply subject; naming it lets
         # the NATS server say at once (status 503) that nobody serves `name`.
         await nc.publish(p.agent_subject(name), json.dumps(payload).encode(), reply=chunks,
-                         headers={p.HDR_REQUEST_ID: request_id, p.HDR_STREAM: "true"})
+                         headers={p.HDR_REQUEST_ID: request_id, p.HDR_STREAM: "true",
+                                  p.HDR_TIMEOUT: budget_header(timeout)})
         expected = 0
         async with asyncio.timeout(timeout):
             while True:
