@@ -62,8 +62,8 @@ class Service:
         self.in_flight = 0  # request tasks (running, or answering a refusal)
         self.stats = EndpointStats()
         self.failures = FailureLog(self.logger)
-        self.admission = Admission(self.name, deadlines, self._start, lambda: self.definition.concurrency,
-                                   self.logger)
+        self.admission = Admission(self.name, deadlines, self._start,
+                                   lambda: self.definition.concurrency, self.logger)
         self._idle = asyncio.Event()
         self._idle.set()
         self.update(definition)
