@@ -26,6 +26,7 @@ from runtime.load.mesh import AgentDef, Endpoint, PipelineDef
 from runtime.serve.admission import (
     PENDING_BYTES,
     PENDING_MSGS,
+    YIELD_EVERY,
     Admission,
     caller_deadline,
     queue_full_error,
@@ -66,6 +67,7 @@ class Service:
                                    lambda: self.definition.concurrency, self.logger)
         self._idle = asyncio.Event()
         self._idle.set()
+        self._yielded = 0.0  # when refusals last let the loop run others
         self.update(definition)
 
     def update(self, definition: Endpoint) -> None:
@@ -111,6 +113,11 @@ class Service:
             started_ns = time.perf_counter_ns()
             error = await self._answer(msg, definition, arrival, deadline, refusal)
             self.stats.record(time.perf_counter_ns() - started_ns, error)
+            # nats-py hands over a backlog without ever yielding: give the requests being
+            # served a turn every few ms of refusals, or a flood starves them of the loop.
+            if arrival - self._yielded > YIELD_EVERY:
+                self._yielded = arrival
+                await asyncio.sleep(0)
             return
         self._start(msg, definition, arrival, deadline, None)
 
