@@ -114,7 +114,7 @@ class Service:
             error = await self._answer(msg, definition, arrival, deadline, refusal)
             self.stats.record(time.perf_counter_ns() - started_ns, error)
             # nats-py hands over a backlog without ever yielding: give the requests being
-            # served a turn every few ms of refusals, or a flood starves them of the loop.
+            # served a turn every 5 ms of refusals, or a flood starves them of the loop.
             if arrival - self._yielded > YIELD_EVERY:
                 self._yielded = arrival
                 await asyncio.sleep(0)
