@@ -54,8 +54,15 @@ MESH = """
       {prefix}.default:
         handler: {mod}:hold
         concurrency: 1
+      {prefix}.free:
+        handler: {mod}:hold
       {prefix}.stats:
         handler: {mod}:stats
+    pipelines:
+      {prefix}.via:
+        steps:
+          - id: one
+            call: {prefix}.free
 """
 
 PREFIX = f"a{uuid.uuid4().hex[:6]}"
@@ -207,3 +214,9 @@ def test_queue_is_checked_at_load(tmp_path: Any) -> None:
     assert "mesh.yaml:2:19: defaults.queue: Input should be greater than or equal to 0" \
         in result.stderr
     assert "agents.a.queue: Input should be a valid integer" in result.stderr
+
+
+async def test_a_pipeline_passes_the_callers_deadline_to_its_steps(nc: Client) -> None:
+    status, body = await request(nc, "via", budget="1.5")
+    assert status == "ok"
+    assert 0.5 < body["remaining"] <= 1.5  # the caller's 1.5 s, not the agent's own 5 s
