@@ -254,3 +254,14 @@ def test_a_good_mesh_name(tmp_path: Path) -> None:
     path = tmp_path / "mesh.yaml"
     path.write_text("version: 1\nname: Support_Mesh-2\n")
     assert load_mesh(path).spec.name == "Support_Mesh-2"
+
+
+def test_an_expression_nested_past_the_parser(tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    deep = "(" * 3000 + "input" + ")" * 3000  # jmespath's parser recursed until it broke
+    path, _ = write_mesh(tmp_path, "version: 1\nagents:\n  a: {handler: '{mod}:echo'}\n"
+                                   "pipelines:\n  p:\n    steps:\n      - id: s\n"
+                                   f"        when: '{deep}'\n        call: a\n", HANDLERS)
+    assert validate(path, capsys) == (1, [
+        "mesh.yaml:8:15: pipelines.p.steps[0].when: invalid expression "
+        f"'{'(' * 57}...': nested too deeply"])
