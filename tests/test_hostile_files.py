@@ -265,3 +265,16 @@ def test_an_expression_nested_past_the_parser(tmp_path: Path,
     assert validate(path, capsys) == (1, [
         "mesh.yaml:8:15: pipelines.p.steps[0].when: invalid expression "
         f"'{'(' * 57}...': nested too deeply"])
+
+
+@pytest.mark.parametrize(("value", "problem"), [
+    ("!custom x", "could not determine a constructor for the tag '!custom'"),
+    ("!!float abc", "'abc' is not a valid !!float"),
+    ("!!timestamp nope", "'nope' is not a valid !!timestamp"),
+])
+def test_a_tag_that_cannot_be_read(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                   value: str, problem: str) -> None:
+    path = tmp_path / "mesh.yaml"
+    path.write_text(f"version: 1\nname: {value}\n")  # each was a traceback before
+    assert validate(path, capsys) == (1, [f"mesh.yaml:2:7: name: cannot read this value: "
+                                          f"{problem}"])

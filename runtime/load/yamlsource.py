@@ -68,6 +68,7 @@ class _Builder:
         self.environ = environ
         self.constructor = yaml.SafeLoader("")  # constructs scalars, resolves implicit tags
         self.too_deep = False
+        self.unreadable = False  # a value no constructor could read: nothing to check
 
     def build(self, node: yaml.Node, path: DocPath) -> Any:
         self.doc.values[path] = _mark(node)
@@ -109,13 +110,27 @@ class _Builder:
 
     def _scalar(self, node: yaml.ScalarNode, path: DocPath) -> Any:
         if not isinstance(node.value, str) or "${" not in node.value:
-            return self.constructor.construct_object(node, deep=True)
+            return self._construct(node, path)
         text = _ENV_VAR.sub(lambda m: self._lookup(m, node, path), node.value)
         if node.style is None:  # a plain scalar: `port: ${PORT}` becomes an int, as typed
             tag = self.constructor.resolve(yaml.ScalarNode, text, (True, False))
             node = yaml.ScalarNode(tag, text, node.start_mark, node.end_mark, node.style)
-            return self.constructor.construct_object(node, deep=True)
+            return self._construct(node, path)
         return text
+
+    def _construct(self, node: yaml.ScalarNode, path: DocPath) -> Any:
+        try:
+            return self.constructor.construct_object(node, deep=True)
+        except Exception as exc:  # PyYAML's constructors raise all sorts on user text
+            # An unknown `!tag`, or a known one on a value it cannot read (`!!float abc`).
+            if isinstance(exc, yaml.YAMLError):
+                problem = getattr(exc, "problem", None) or str(exc)
+            else:
+                problem = f"{node.value!r} is not a valid !!{node.tag.rsplit(':', 1)[-1]}"
+            self.doc.issues.append(Issue(self.doc.file, *_mark(node), dotted(path),
+                                         f"cannot read this value: {problem}"))
+            self.unreadable = True
+            return None
 
     def _lookup(self, match: re.Match[str], node: yaml.Node, path: DocPath) -> str:
         name, default = match.group(1), match.group(2)
@@ -195,5 +210,5 @@ def parse_source(text: str, doc: SourceDoc, environ: dict[str, str] | None = Non
         return doc
     builder = _Builder(doc, dict(os.environ) if environ is None else environ)
     data = builder.build(node, ())
-    doc.data = None if builder.too_deep else data  # like a syntax error: nothing to check
+    doc.data = None if builder.too_deep or builder.unreadable else data  # as a syntax error
     return doc
