@@ -65,11 +65,20 @@ def test_deep_nesting_is_an_error_not_a_crash(tmp_path: Path) -> None:
         "mesh.yaml:2:103: nested more than 100 levels deep"])
 
 
-def test_nesting_past_the_limit_below_the_scan(tmp_path: Path,
-                                               capsys: pytest.CaptureFixture[str]) -> None:
+def test_nesting_past_the_limit(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / "mesh.yaml"
     path.write_text("version: 1\nx: " + "[" * 600 + "]" * 600 + "\n")  # RecursionError before
-    assert validate(path, capsys) == (1, ["mesh.yaml:2:104: nested more than 100 levels deep"])
+    assert validate(path, capsys) == (1, ["mesh.yaml:2:103: nested more than 100 levels deep"])
+
+
+def test_aliases_cannot_stack_nesting_past_the_limit(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    deep = "[" * 60 + "1" + "]" * 60
+    path = tmp_path / "mesh.yaml"
+    path.write_text(f"version: 1\na: &a {deep}\nb: &b {'[' * 60}*a{']' * 60}\n"
+                    f"c: {'[' * 60}*b{']' * 60}\n")
+    assert validate(path, capsys) == (1, [
+        "mesh.yaml:2:47: nested more than 100 levels deep (counting the values aliases repeat)"])
 
 
 def test_alias_to_its_own_value(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

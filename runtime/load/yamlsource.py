@@ -18,7 +18,13 @@ import yaml
 
 from runtime.core.issues import DocPath, Issue, dotted
 from runtime.load.hints import yaml_hint
-from runtime.load.yamlguard import MAX_DEPTH, FileTooLarge, read_source_text, structure_problem
+from runtime.load.yamlguard import (
+    MAX_DEPTH,
+    FileTooLarge,
+    LimitExceeded,
+    compose,
+    read_source_text,
+)
 
 # ${VAR} or ${VAR:-default}; `${{ expr }}` (pipeline expressions) is left alone.
 _ENV_VAR = re.compile(r"\$\{(?!\{)([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -72,11 +78,13 @@ class _Builder:
 
     def build(self, node: yaml.Node, path: DocPath) -> Any:
         self.doc.values[path] = _mark(node)
-        if len(path) > MAX_DEPTH:  # deeper is refused before building when it could crash
+        if len(path) > MAX_DEPTH:  # only aliases can get here: the composer checks the rest
             if not self.too_deep:
                 self.too_deep = True
-                self.doc.issues.append(Issue(self.doc.file, *_mark(node), "",
-                                             f"nested more than {MAX_DEPTH} levels deep"))
+                self.doc.issues.append(Issue(
+                    self.doc.file, *_mark(node), "",
+                    f"nested more than {MAX_DEPTH} levels deep (counting the values aliases "
+                    "repeat)"))
             return None
         if isinstance(node, yaml.MappingNode):
             return self._mapping(node, path)
@@ -171,29 +179,26 @@ def load_source(path: Path, *, display: str | None = None,
     return parse_source(text, doc, environ)
 
 
-# libyaml's composer keeps node positions and is about 10x faster than PyYAML's own
-# (a 1,000-agent file: 1.1 s -> 0.1 s); the Python parser words syntax errors for us.
-_FAST_LOADER = getattr(yaml, "CSafeLoader", None)
-
-
 def _compose(text: str) -> yaml.Node | None:
-    if _FAST_LOADER is not None:
-        try:
-            return yaml.compose(text, Loader=_FAST_LOADER)
+    try:
+        return compose(text)  # libyaml's parser: about 10x faster than PyYAML's own
+    except yaml.YAMLError as fast_error:
+        try:  # parse again, for the Python parser's wording and position
+            yaml.compose(text, Loader=yaml.SafeLoader)
         except yaml.YAMLError:
-            pass  # parse again below, for the Python parser's message and position
-    return yaml.compose(text, Loader=yaml.SafeLoader)
+            raise
+        except RecursionError:
+            pass
+        raise fast_error from None
 
 
 def parse_source(text: str, doc: SourceDoc, environ: dict[str, str] | None = None) -> SourceDoc:
     """Parse `text` into `doc` (see load_source)."""
-    refused = structure_problem(text)
-    if refused is not None:
-        line, column, message = refused
-        doc.issues.append(Issue(doc.file, line, column, "", message))
-        return doc
     try:
         node = _compose(text)
+    except LimitExceeded as exc:
+        doc.issues.append(Issue(doc.file, exc.line, exc.column, "", exc.message))
+        return doc
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
