@@ -84,6 +84,12 @@ class Reloader:
             self.server.stats.reloads["rejected"] += 1
             self.hooks.rejected()
             return None
+        except Exception as exc:  # a file no check foresaw: still serve, and still watch
+            log.error("reload failed: %s: %s; still serving generation %d",
+                      type(exc).__name__, exc, self.server.generation)
+            self.rejected = True
+            self.server.stats.reloads["rejected"] += 1
+            return None
         if not _differs(self.mesh, mesh):
             self.mesh = mesh  # same definitions; the files it refers to may have moved
             # After a rejected edit, say the file is fine again; otherwise stay quiet.
