@@ -170,3 +170,27 @@ def test_error_replies_carry_the_micro_error_headers(
     headers = asyncio.run(ask())
     assert headers["Nats-Service-Error-Code"] == code
     assert headers["Nats-Service-Error"] == text
+
+
+def test_a_reply_subject_on_a_system_prefix_is_never_answered(
+        served: tuple[UpProcess, str], nats_url: str) -> None:
+    _, unique = served
+
+    async def run() -> list[bytes]:
+        nc = await nats.connect(nats_url)
+        hijacked: list[bytes] = []
+
+        async def seen(msg: Any) -> None:
+            hijacked.append(msg.data)
+
+        try:
+            await nc.subscribe("$JS.API.STREAM.DELETE.victim", cb=seen)
+            await nc.publish(f"$SRV.PING.micro-{unique}", b"", reply="$JS.API.STREAM.DELETE.victim")
+            # the same subscription answers in order: once this answer is in, that one was not
+            await nc.request(f"$SRV.PING.micro-{unique}", b"", timeout=5)
+            await nc.flush()
+            return hijacked
+        finally:
+            await nc.close()
+
+    assert asyncio.run(run()) == []
