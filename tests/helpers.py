@@ -47,9 +47,12 @@ def write_mesh(folder: Path, text: str, handlers: str | None = None) -> tuple[Pa
 
 def cli(*args: str, cwd: Path | None = None, input: str | None = None,
         env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    """Run `mesh-runtime ARGS` as a separate process, as a user's shell would."""
+    """Run `mesh-runtime ARGS` as a separate process, as a user's shell would.
+
+    Standard input is empty unless `input` is given (`call` reads a piped one)."""
+    stdin = {"input": input} if input is not None else {"stdin": subprocess.DEVNULL}
     return subprocess.run(
-        [sys.executable, "-m", "runtime", *args], cwd=cwd or ROOT, input=input,
+        [sys.executable, "-m", "runtime", *args], cwd=cwd or ROOT, **stdin,  # type: ignore[call-overload]
         capture_output=True, text=True, timeout=timeout,
         env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
     )

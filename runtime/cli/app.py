@@ -5,12 +5,23 @@ from __future__ import annotations
 import argparse
 import sys
 
-from runtime.cli import bus_commands, file_commands, serve_command, status_command
+from runtime.cli import (
+    bus_commands,
+    describe_command,
+    file_commands,
+    init_command,
+    llm_commands,
+    meshtest_command,
+    serve_command,
+    status_command,
+)
+from runtime.cli.common import global_options, package_version
 from runtime.core.issues import MeshFileError
 from runtime.core.logs import setup_logging
 
 # Each module adds its own subcommands; a new group of commands is one more entry here.
-COMMAND_MODULES = (serve_command, file_commands, bus_commands, status_command)
+COMMAND_MODULES = (serve_command, file_commands, bus_commands, describe_command,
+                   meshtest_command, init_command, llm_commands, status_command)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -30,7 +41,8 @@ def main(argv: list[str] | None = None) -> int:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mesh-runtime", description="A declarative agent mesh on NATS.")
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--version", action="version", version=f"mesh-runtime {package_version()}")
+    global_options(parser, top=True)
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
     for module in COMMAND_MODULES:
         module.register(commands)

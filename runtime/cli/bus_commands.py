@@ -7,17 +7,27 @@ import json
 import sys
 from typing import Any
 
-from runtime.cli.common import Commands, add_command, client_url, nats_option, run_client
+from runtime.cli.common import (
+    Commands,
+    add_command,
+    client_url,
+    did_you_mean,
+    duration_arg,
+    nats_option,
+    read_payload,
+    run_client,
+)
 from runtime.core import protocol as p
-from runtime.core.durations import parse_duration
 
 
 def register(commands: Commands) -> None:
     call = add_command(commands, "call", _call, "call an agent or pipeline and print its JSON reply")
     call.add_argument("name")
-    call.add_argument("payload", nargs="?", default="{}", help="JSON, or - to read stdin")
+    call.add_argument("payload", nargs="?",
+                      help="JSON, or - to read stdin (read when piped; default {})")
     nats_option(call)
-    call.add_argument("--timeout", default="30s", help="how long to wait, like 5s (default 30s)")
+    call.add_argument("--timeout", default=30.0, type=duration_arg,
+                      help="how long to wait: 5 (seconds), 250ms, 5s, 2m (default 30s)")
     call.add_argument("--stream", action="store_true",
                       help="stream (found from the catalog when it is on)")
     ls = add_command(commands, "ls", _ls, "list the catalog: every agent and pipeline on the mesh")
@@ -28,18 +38,14 @@ def register(commands: Commands) -> None:
 def _call(args: argparse.Namespace) -> int:
     from runtime.nats import client
 
-    text = sys.stdin.read() if args.payload == "-" else args.payload
+    text = read_payload(args.payload)
     try:
         payload = json.loads(text) if text.strip() else {}
     except ValueError as exc:
         print(f"error: the payload is not JSON ({exc}); pass a JSON value or - for stdin",
               file=sys.stderr)
         return 2
-    try:
-        timeout = parse_duration(args.timeout)
-    except ValueError as exc:
-        print(f"error: --timeout: {exc}", file=sys.stderr)
-        return 2
+    timeout = args.timeout
 
     async def run() -> int:
         nc = await client.open_client(client_url(args))
@@ -51,6 +57,8 @@ def _call(args: argparse.Namespace) -> int:
                 print(json.dumps(await client.call(nc, args.name, payload, timeout), indent=2))
             return 0
         except p.MeshError as exc:
+            if exc.code == p.NOT_FOUND:
+                exc.message += await did_you_mean(nc, args.name)
             print(json.dumps(exc.to_dict(), indent=2), file=sys.stderr)
             return 1
         finally:

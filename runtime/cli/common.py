@@ -4,21 +4,45 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import difflib
 import os
+import re
 import sys
 from collections.abc import Callable, Coroutine
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from runtime.core import protocol as p
+from runtime.core.durations import parse_duration
+from runtime.core.logs import LEVELS
 
 Commands = Any  # argparse's _SubParsersAction, which has no public type
+_NUMBER = re.compile(r"^\s*\d+(\.\d+)?\s*$")
 Run = Callable[[argparse.Namespace], int]
 
 
+LOG_LEVELS = LEVELS
+
+
+def global_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
+    """-v and --log-level, on the top parser and again on every command, so that both
+    `mesh-runtime -v up` and `mesh-runtime up -v` work; a command's copy sets a value
+    only when given (SUPPRESS), so it never undoes one given before the command."""
+    unset: dict[str, Any] = {} if top else {"default": argparse.SUPPRESS}
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging", **unset)
+    parser.add_argument("--log-level", choices=LOG_LEVELS, type=str.lower,
+                        help="debug, info (default), warning or error", **unset)
+
+
+_GLOBALS = argparse.ArgumentParser(add_help=False)
+global_options(_GLOBALS, top=False)
+
+
 def add_command(commands: Commands, name: str, run: Run, help_text: str) -> argparse.ArgumentParser:
-    """A subcommand whose `args.run(args)` is `run`."""
-    sub: argparse.ArgumentParser = commands.add_parser(name, help=help_text, description=help_text)
+    """A subcommand whose `args.run(args)` is `run`; it takes the global options too."""
+    sub: argparse.ArgumentParser = commands.add_parser(
+        name, help=help_text, description=help_text, parents=[_GLOBALS])
     sub.set_defaults(run=run)
     return sub
 
@@ -29,6 +53,22 @@ def file_option(parser: argparse.ArgumentParser) -> None:
 
 def nats_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--nats", help=f"NATS URL (default: NATS_URL or {p.DEFAULT_CLIENT_URL})")
+
+
+def duration_arg(text: str) -> float:
+    """An argparse type: `250ms`, `5s`, `2m`, or a plain number of seconds, as in mesh.yaml."""
+    try:
+        return parse_duration(float(text) if _NUMBER.match(text) else text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"invalid duration {text!r}: use seconds (5, 0.5) or a unit (250ms, 5s, 2m)") from None
+
+
+def package_version() -> str:
+    try:
+        return metadata.version("mesh-runtime")
+    except metadata.PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown (not installed)"
 
 
 def client_url(args: argparse.Namespace) -> str:
@@ -45,3 +85,27 @@ def run_client(run: Callable[[], Coroutine[Any, Any, int]]) -> int:
     except UnreachableError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+
+
+def read_payload(argument: str | None) -> str:
+    """The payload text: the argument, else standard input when `-` or when it is piped."""
+    if argument == "-" or (argument is None and not sys.stdin.isatty()):
+        return sys.stdin.read()
+    return argument or ""
+
+
+async def did_you_mean(nc: Any, name: str) -> str:
+    """`; did you mean 'x'?` from the catalog's names close to `name`, else ''."""
+    from runtime.nats.client import catalog
+
+    try:
+        names = [str(e.get("name")) for e in await catalog(nc) or []]
+    except Exception:  # a hint is a nicety: never let it hide the error itself
+        return ""
+    return suggest(name, names)
+
+
+def suggest(name: str, names: list[str]) -> str:
+    """`; did you mean 'x'?` for the one name closest to `name`, else ''."""
+    close = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
+    return f"; did you mean '{close[0]}'?" if close else ""

@@ -18,8 +18,7 @@ LEVELS = ("debug", "info", "warning", "error")
 
 
 def log_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--log-level", choices=LEVELS, type=str.lower,
-                        help="the least level logged (default info; -v means debug)")
+    """`up`'s --log-format (--log-level and -v are global options of every command)."""
     parser.add_argument("--log-format", choices=("text", "json"), default="text",
                         help="text lines (default) or one JSON object per line")
 

@@ -53,8 +53,14 @@ async def catalog(nc: Client) -> list[dict[str, Any]] | None:
         entry = await kv.get(p.CATALOG_KEY)
     except Exception:
         return []
-    data = json.loads(entry.value or b"[]")
-    return sorted((e for e in data if isinstance(e, dict)), key=lambda e: str(e.get("name")))
+    try:  # any process on the bus may write the catalog: take only well-formed entries
+        data = json.loads(entry.value or b"[]")
+    except ValueError:
+        return []
+    if not isinstance(data, list):
+        return []
+    return sorted((e for e in data if isinstance(e, dict) and isinstance(e.get("name"), str)),
+                  key=lambda e: str(e["name"]))
 
 
 async def is_streaming(nc: Client, name: str) -> bool:

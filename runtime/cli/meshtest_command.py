@@ -1,0 +1,120 @@
+"""`mesh-runtime test [PATH...]`: run `*.test.yaml` files against their meshes, pytest-style."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from runtime.cli.common import Commands, add_command
+
+if TYPE_CHECKING:  # imported when the command runs: other commands should not pay for them
+    from runtime.cli.meshtest_file import TestFile
+    from runtime.cli.meshtest_run import Outcome
+
+
+def register(commands: Commands) -> None:
+    test = add_command(commands, "test", _test,
+                       "run *.test.yaml files against their meshes (exit 1 if a case fails)")
+    test.add_argument("paths", nargs="*", type=Path, default=[Path(".")], metavar="PATH",
+                      help="test files, or folders searched with their subfolders (default: .)")
+
+
+def _test(args: argparse.Namespace) -> int:
+    from runtime.cli.meshtest_file import TEST_SUFFIX, TestFileError, find_test_files, load_test_file
+    from runtime.cli.meshtest_run import Outcome, report_errors, summary
+    from runtime.serve.runner import run_fast
+
+    started = time.perf_counter()
+    if not (args.verbose or args.log_level):  # keep the case lines readable: warnings only
+        logging.getLogger().setLevel(logging.WARNING)
+    missing = [str(p) for p in args.paths if not p.exists()]
+    if missing:
+        print(f"error: no such file or folder: {', '.join(missing)}", file=sys.stderr)
+        return 2
+    files = find_test_files(args.paths)
+    if not files:
+        where = " ".join(str(p) for p in args.paths)
+        print(f"error: no *{TEST_SUFFIX} files under {where}", file=sys.stderr)
+        return 1
+    outcome = Outcome()
+    by_mesh: dict[Path, list[TestFile]] = {}
+    for path in files:
+        try:
+            test = load_test_file(path, _display(path))
+        except TestFileError as exc:
+            report_errors(_display(path), exc.issues, outcome, _print)
+            continue
+        by_mesh.setdefault(test.mesh, []).append(test)
+    if by_mesh:
+        run_fast(_run_all(by_mesh, outcome))
+    print(summary(outcome, time.perf_counter() - started))
+    return 1 if outcome.failed or outcome.errors else 0
+
+
+async def _run_all(by_mesh: dict[Path, list[TestFile]], outcome: Outcome) -> None:
+    from runtime.cli.meshtest_run import report_errors, run_mesh
+    from runtime.core.issues import MeshFileError
+    from runtime.load.loader import load_mesh
+    from runtime.nats.connection import connect
+    from runtime.nats.embedded import NatsServer
+    from runtime.serve.catalog import Discovery
+    from runtime.serve.server import MeshServer
+
+    nats_server = await asyncio.to_thread(NatsServer().start)  # a free port of its own
+    try:
+        nc = await connect([nats_server.url], name="mesh-runtime test")
+        discovery = await Discovery.open(nc)
+        for mesh_path, tests in by_mesh.items():
+            with _HandlerImports(mesh_path.parent):
+                try:
+                    mesh = load_mesh(mesh_path)
+                except MeshFileError as exc:
+                    for test in tests:
+                        report_errors(test.display, exc.issues, outcome, _print)
+                    continue
+                server = MeshServer(nc, discovery)
+                try:
+                    await run_mesh(nc, server, mesh, tests, outcome, _print)
+                finally:
+                    await server.shutdown()
+        await nc.drain()
+    finally:
+        nats_server.stop()
+
+
+class _HandlerImports:
+    """Each mesh imports its own handlers: two meshes may both have a `handlers.py`. The
+    modules a mesh's load brought in from its folder are forgotten when it is done (never
+    mesh-runtime's own), and its folder leaves `sys.path`."""
+
+    def __init__(self, folder: Path):
+        self.folder = str(folder)
+
+    def __enter__(self) -> None:
+        self.before = set(sys.modules)
+        while self.folder in sys.path:  # the loader puts it first again
+            sys.path.remove(self.folder)
+
+    def __exit__(self, *exc: object) -> None:
+        for name in set(sys.modules) - self.before:
+            file = getattr(sys.modules[name], "__file__", None) or ""
+            if file.startswith(self.folder + "/") and name.split(".")[0] != "runtime":
+                del sys.modules[name]
+        while self.folder in sys.path:
+            sys.path.remove(self.folder)
+
+
+def _display(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def _print(line: str) -> None:
+    print(line, flush=True)

@@ -1,0 +1,188 @@
+"""Running `*.test.yaml` files: one embedded NATS server, each mesh served in turn, stubs per case."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+
+from runtime.cli.common import suggest
+from runtime.cli.meshtest_check import differences
+from runtime.cli.meshtest_file import Answer, Case, Stubbed, TestFile
+from runtime.core import protocol as p
+from runtime.core.issues import Issue
+from runtime.load.mesh import Mesh
+from runtime.nats.caller import call_agent
+from runtime.serve.server import MeshServer
+
+Report = Callable[[str], None]
+
+
+@dataclass
+class Outcome:
+    passed: int = 0
+    failed: int = 0
+    errors: int = 0  # files that could not run: their own mistakes, or their mesh's
+
+
+def check_names(test: TestFile, mesh: Mesh) -> list[Issue]:
+    """`call:` and every stub must name something the mesh serves or declares."""
+    served = set(mesh.endpoints)
+    known = served | set(mesh.external)
+    issues = []
+    for i, case in enumerate(test.cases):
+        if case.call not in served:
+            issues.append(test.doc.issue(("cases", i, "call"), f"'{case.call}' is not an agent or "
+                                         f"pipeline of {test.mesh.name}{suggest(case.call, sorted(served))}"))
+        for name in case.stubs:
+            if name not in known:
+                hint = suggest(name, sorted(known))
+                issues.append(test.doc.issue(("cases", i, "stubs", name), f"cannot stub '{name}': "
+                                             f"not an agent of {test.mesh.name}{hint}", key=True))
+            else:
+                issues.extend(_stub_output_issues(test, mesh, (i, name), case.stubs[name]))
+    return issues
+
+
+def _stub_output_issues(test: TestFile, mesh: Mesh, where: tuple[int, str],
+                        stubbed: Stubbed) -> list[Issue]:
+    """A stub's output must be one the real agent could give: else the test proves nothing."""
+    index, name = where
+    target = mesh.endpoints.get(name) or mesh.external.get(name)
+    schema = target.output if target is not None else None
+    issues = []
+    for n, answer in enumerate(stubbed.answers):
+        if answer.error is not None or schema is None:
+            continue
+        errors = schema.errors(answer.output)
+        if errors:
+            path = ("cases", index, "stubs", name, *(() if stubbed.repeat else (n,)), "output")
+            first = errors[0]
+            issues.append(test.doc.issue(path, f"not an output '{name}' could give: "
+                                         f"{first['path'] or '/'}: {first['message']}"))
+    return issues
+
+
+class Stub:
+    """Answers calls to one name with the case's answers: one for every call, or a list in order."""
+
+    def __init__(self, nc: Client, name: str, stubbed: Stubbed):
+        self.nc = nc
+        self.name = name
+        self.stubbed = stubbed
+        self.calls = 0
+
+    def next_answer(self) -> Answer | None:
+        self.calls += 1
+        answers = self.stubbed.answers
+        if self.stubbed.repeat:
+            return answers[0]
+        return answers[self.calls - 1] if self.calls <= len(answers) else None
+
+    async def respond(self, msg: Msg) -> None:
+        if not msg.reply:
+            return
+        request_id = (msg.headers or {}).get(p.HDR_REQUEST_ID, "")
+        headers = {p.HDR_REQUEST_ID: request_id, p.HDR_SOURCE: self.name}
+        answer = self.next_answer()
+        if answer is not None and answer.error is None:
+            await self.nc.publish(msg.reply, orjson.dumps(answer.output),
+                                  headers={**headers, p.HDR_STATUS: "ok"})
+            return
+        if answer is None:
+            error = p.MeshError(p.HANDLER_ERROR, f"stub '{self.name}' ran out of answers "
+                                f"({len(self.stubbed.answers)} given, this is call {self.calls})",
+                                agent=self.name, request_id=request_id)
+        else:
+            assert answer.error is not None
+            error = p.MeshError(answer.error.code, answer.error.message, agent=self.name,
+                                request_id=request_id, details=answer.error.details)
+        await self.nc.publish(msg.reply, error.to_json(), headers={**headers, p.HDR_STATUS: "error"})
+
+
+async def run_mesh(nc: Client, server: MeshServer, mesh: Mesh, tests: list[TestFile],
+                   outcome: Outcome, report: Report) -> None:
+    """Serve `mesh` and run every case of `tests` against it."""
+    await server.apply(mesh)
+    for test in tests:
+        issues = check_names(test, mesh)
+        if issues:
+            report_errors(test.display, issues, outcome, report)
+            continue
+        for index, case in enumerate(test.cases):
+            started = time.perf_counter()
+            found = await run_case(nc, server, mesh, case)
+            took = (time.perf_counter() - started) * 1000
+            label = f"{test.display}::{test.case_name(index)}"
+            if found:
+                outcome.failed += 1
+                report(f"FAIL  {label} ({took:.0f} ms)")
+                for line in found:
+                    report(f"      {line}")
+            else:
+                outcome.passed += 1
+                report(f"ok    {label} ({took:.0f} ms)")
+
+
+async def run_case(nc: Client, server: MeshServer, mesh: Mesh, case: Case) -> list[str]:
+    """Run one case (its stubs replacing their agents meanwhile); its differences."""
+    stubs = [Stub(nc, name, answers) for name, answers in case.stubs.items()]
+    subscriptions: list[Subscription] = []
+    if stubs:
+        await server.apply(_without(mesh, set(case.stubs)))
+        for stub in stubs:
+            subscriptions.append(await nc.subscribe(p.agent_subject(stub.name),
+                                                    queue=p.queue_group(stub.name), cb=stub.respond))
+    try:
+        output, error = await _call(nc, mesh, case)
+    finally:
+        for subscription in subscriptions:
+            await subscription.unsubscribe()
+        if stubs:
+            await server.apply(mesh)
+    return differences(case, output, error)
+
+
+async def _call(nc: Client, mesh: Mesh, case: Case) -> tuple[Any, p.MeshError | None]:
+    from runtime.nats.client import stream
+
+    endpoint = mesh.endpoints[case.call]
+    timeout = endpoint.timeout + 1  # the agent's own timeout answers first
+    try:
+        if endpoint.streaming:
+            return [chunk async for chunk in stream(nc, case.call, case.input, timeout)], None
+        return await call_agent(nc, case.call, case.input, timeout), None
+    except p.MeshError as exc:
+        return None, exc
+
+
+def _without(mesh: Mesh, names: set[str]) -> Mesh:
+    return dataclasses.replace(
+        mesh, agents={n: a for n, a in mesh.agents.items() if n not in names},
+        pipelines={n: d for n, d in mesh.pipelines.items() if n not in names})
+
+
+def report_errors(display: str, issues: list[Issue], outcome: Outcome, report: Report) -> None:
+    outcome.errors += 1
+    report(f"ERROR {display}")
+    for issue in issues:
+        report(f"      {issue}")
+
+
+def summary(outcome: Outcome, seconds: float) -> str:
+    parts = [f"{outcome.passed} passed"]
+    if outcome.failed:
+        parts.append(f"{outcome.failed} failed")
+    if outcome.errors:
+        parts.append(f"{outcome.errors} error" + ("s" if outcome.errors > 1 else ""))
+    return f"{', '.join(parts)} in {seconds:.2f}s"
+
+
+
