@@ -20,6 +20,7 @@ from nats.aio.client import Client
 
 from runtime.core import protocol as p
 from runtime.nats.liveness import Record, all_records, is_alive, open_instances
+from runtime.nats.registry import mapping
 
 QUIET = 0.25  # with no instance list to wait for, gather answers until this long silent
 LIMIT = 2.0  # the longest `status` waits for STATS answers
@@ -64,7 +65,7 @@ async def gather_stats(nc: Client, expected: Iterable[str] | None) -> list[dict[
         except ValueError:
             return
         if isinstance(data, dict) and isinstance(data.get("endpoints"), list) and (
-                _mapping(data.get("metadata")).get("runtime") == "mesh-runtime"):
+                mapping(data.get("metadata")).get("runtime") == "mesh-runtime"):
             answers.append(data)
             waiting.discard(str(data.get("id")))
         arrived.set()
@@ -100,8 +101,8 @@ def summarize(names: list[str], answers: list[dict[str, Any]],
     rows: dict[str, NameStatus] = {n: NameStatus(n) for n in names}
     totals: dict[str, list[int]] = {}  # name -> [processing ns, last answers, last failures]
     for answer in answers:
-        if _mapping(answer.get("metadata")).get("endpoints_left_out"):
-            record = _mapping((records or {}).get(str(answer.get("id"))))
+        if mapping(answer.get("metadata")).get("endpoints_left_out"):
+            record = mapping((records or {}).get(str(answer.get("id"))))
             answered = {str(e.get("subject", "")) for e in answer["endpoints"]
                         if isinstance(e, dict)}
             agents = record.get("agents")
@@ -116,7 +117,7 @@ def summarize(names: list[str], answers: list[dict[str, Any]],
                 continue
             name = subject[len(p.AGENT_SUBJECT_PREFIX):]
             row = rows.setdefault(name, NameStatus(name))
-            data = _mapping(endpoint.get("data"))
+            data = mapping(endpoint.get("data"))
             row.instances += 1
             row.in_flight += _int(data.get("in_flight"))
             row.requests += _int(endpoint.get("num_requests"))
@@ -139,10 +140,6 @@ def summarize(names: list[str], answers: list[dict[str, Any]],
         else:
             row.status = "idle"
     return sorted(rows.values(), key=lambda r: r.name)
-
-
-def _mapping(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
 
 
 def _int(value: Any) -> int:
