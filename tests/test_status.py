@@ -159,4 +159,6 @@ def test_hostile_stats_answers_do_not_break_status(server: NatsServer, ups: None
     result = asyncio.run(run())
     assert result.returncode == 0, result.stderr
     row = json.loads(result.stdout)[0]
-    assert (row["name"], row["status"], row["instances"]) == ("st.echo", "idle", 3)
+    assert (row["name"], row["status"]) == ("st.echo", "idle")
+    # status stops gathering once both live instances answered: the fake may come too late
+    assert row["instances"] in (2, 3)
