@@ -17,14 +17,16 @@ from pydantic import ValidationError
 from runtime.core.issues import DocPath, Issue, MeshFileError
 from runtime.load import capabilities, model
 from runtime.load.explain import explain
+from runtime.load.fitcheck import fit_issues
 from runtime.load.handlers import Handler, HandlerShapeError, inspect_handler
-from runtime.load.importer import ImportFromStringError, import_from_string
+from runtime.load.hints import handler_file_hint, module_hint
+from runtime.load.importer import ImportFromStringError, ModuleNotFound, import_from_string
 from runtime.load.mesh import AgentDef, ExternalDef, Mesh, PipelineDef, fingerprint
 from runtime.load.model import AgentSpec, Defaults, ExternalAgent, MeshSpec
 from runtime.load.schemas import PayloadSchema, SchemaCache, SchemaResolver, compile_schema
 from runtime.load.sourcecache import SourceCache
 from runtime.load.yamlsource import SourceDoc, load_source
-from runtime.pipeline.engine import check_constants, compile_pipeline, find_cycles
+from runtime.pipeline.engine import compile_pipeline, find_cycles
 from runtime.pipeline.spec import PipelineSpec
 
 
@@ -103,8 +105,9 @@ class _Loading:
         external = {name: self._external(name, s) for name, s in spec.external.items()}
         pipelines = self._pipelines(spec, agents, external)
         self.issues.extend(self.schemas.issues)
+        self.warnings.extend(self.schemas.warnings)
         if self.issues:
-            raise MeshFileError(self.issues)
+            raise MeshFileError(self.issues, self.warnings)
         if self.cache is not None:
             self.cache.agents, self.cache.self_contained = dict(agents), self.self_contained
         return Mesh(
@@ -176,15 +179,18 @@ class _Loading:
         try:
             handler = self._handler(spec.handler)
         except (ImportFromStringError, HandlerShapeError) as exc:
-            self.issues.append(self.doc.issue((*where, "handler"), str(exc)))
+            hint = module_hint(exc.module, self.folder) if isinstance(exc, ModuleNotFound) else ""
+            message = handler_file_hint(spec.handler) or f"{exc}{hint}"
+            self.issues.append(self.doc.issue((*where, "handler"), message))
             return None
         self._note_handler_file(spec.handler)
         timeout = spec.timeout or defaults.timeout
         concurrency = spec.concurrency or defaults.concurrency
+        limits = (timeout, concurrency, defaults.queue_for(spec.queue, concurrency))
         before = self.cache.agents.get(name) if self.cache is not None else None
         # `spec is`, not `==`: the very spec of an unchanged piece (and 1 == 1.0 == True)
         if (before is not None and before.spec is spec and before.handler is handler
-                and (before.timeout, before.concurrency) == (timeout, concurrency)
+                and (before.timeout, before.concurrency, before.queue) == limits
                 and name in self.cache.self_contained):  # type: ignore[union-attr]
             self.self_contained.add(name)
             return before  # nothing it depends on changed: not even its schemas are redone
@@ -194,15 +200,14 @@ class _Loading:
         output_schema = self._schema(spec.output, (*where, "output"), handler.output_schema)
         if (before is not None and before.spec is spec and before.handler is handler
                 and before.input is input_schema and before.output is output_schema
-                and (before.timeout, before.concurrency) == (timeout, concurrency)):
+                and (before.timeout, before.concurrency, before.queue) == limits):
             return before
         return AgentDef(
             name=name, description=spec.description, version=spec.version,
             tags=tuple(spec.tags), input=input_schema, output=output_schema,
-            timeout=timeout, concurrency=concurrency, streaming=handler.streaming,
+            timeout=timeout, concurrency=concurrency, queue=limits[2], streaming=handler.streaming,
             capabilities=tuple(dict.fromkeys(spec.capabilities)),
-            fingerprint=fingerprint(spec.model_dump(), _doc(input_schema), _doc(output_schema),
-                                    timeout, concurrency),
+            fingerprint=fingerprint(spec.model_dump(), _doc(input_schema), _doc(output_schema), *limits),
             spec=spec, handler=handler,
         )
 
@@ -255,20 +260,15 @@ class _Loading:
         for name, path, message in find_cycles(dict(mesh.pipelines)):
             self.issues.append(self.doc.issue(("pipelines", name, *path), message))
 
-        def input_schema_of(agent: str) -> dict[str, Any] | None:
-            found = agents.get(agent) or external.get(agent)
-            return found.input.document if found and found.input else None
-
-        result = {}
+        result, own = {}, {}
         for name, spec in mesh.pipelines.items():
             where = ("pipelines", name)
             compiled, problems = compile_pipeline(name, spec, callable_names, counts)
             for path, message in problems:
                 self.issues.append(self.doc.issue((*where, *path), message))
-            for path, message in check_constants(name, spec, input_schema_of):
-                self.warnings.append(self.doc.issue((*where, *path), message, severity="warning"))
             input_schema = self._schema(spec.input, (*where, "input"))
             output_schema = self._schema(spec.output, (*where, "output"))
+            own[name] = (input_schema, output_schema)
             if compiled is None:
                 continue
             timeout = spec.timeout or mesh.defaults.timeout
@@ -276,12 +276,15 @@ class _Loading:
                 name=name, description=spec.description, version=spec.version,
                 tags=tuple(dict.fromkeys(["pipeline", *spec.tags])), input=input_schema,
                 output=output_schema, timeout=timeout, concurrency=mesh.defaults.concurrency,
-                streaming=False, step_timeout=mesh.defaults.timeout,
+                queue=mesh.defaults.queue_for(), streaming=False, step_timeout=mesh.defaults.timeout,
                 fingerprint=fingerprint(spec.model_dump(by_alias=True), _doc(input_schema),
                                         _doc(output_schema), timeout, mesh.defaults.timeout,
-                                        mesh.defaults.concurrency),
+                                        mesh.defaults.concurrency, mesh.defaults.queue_for()),
                 spec=spec, compiled=compiled,
             )
+        errors, warnings = fit_issues(self.doc, dict(mesh.pipelines), agents, external, own)
+        self.issues += errors
+        self.warnings += warnings
         return result
 
 

@@ -20,18 +20,23 @@ from nats.aio.subscription import Subscription
 
 from runtime.core import protocol as p
 from runtime.core.context import Bus, Context
+from runtime.core.text import is_request_id, shown
+from runtime.load.handlers import ThreadOverrun
 from runtime.load.mesh import AgentDef, Endpoint, PipelineDef
-from runtime.serve.capabilities import Offers
-from runtime.serve.codec import (
-    as_mesh_error,
-    deadline_error,
-    decode_input,
-    encode_output,
-    mismatch_error,
+from runtime.serve.admission import (
+    PENDING_BYTES,
+    PENDING_MSGS,
+    Admission,
+    caller_deadline,
+    queue_full_error,
+    run_error,
 )
+from runtime.serve.capabilities import Offers
+from runtime.serve.codec import as_mesh_error, decode_input, encode_output, mismatch_error
 from runtime.serve.deadlines import Deadlines
 from runtime.serve.failures import FailureLog
 from runtime.serve.micro import service_error_headers
+from runtime.serve.replies import DROPPED, error_body, header_size, headroom, too_big
 from runtime.serve.stats import EndpointStats
 
 log = logging.getLogger("mesh-runtime")
@@ -50,29 +55,28 @@ class Service:
         self.subject = p.agent_subject(self.name)
         self.error_subject = p.error_subject(self.name)
         self.logger = logging.getLogger(f"mesh-runtime.agent.{self.name}")
+        self.headroom = headroom(self.name)  # header bytes: body + this must fit max_payload
         self.subscription: Subscription | None = None
         self.offers = Offers(nc, self._on_message)  # capability and broadcast subscriptions
         self.instance = instance  # this process, named in broadcast answers
-        self.in_flight = 0
+        self.in_flight = 0  # request tasks (running, or answering a refusal)
         self.stats = EndpointStats()
         self.failures = FailureLog(self.logger)
+        self.admission = Admission(self.name, deadlines, self._start, lambda: self.definition.concurrency,
+                                   self.logger)
         self._idle = asyncio.Event()
         self._idle.set()
         self.update(definition)
 
     def update(self, definition: Endpoint) -> None:
-        """Use `definition` for the next request; requests in flight keep theirs."""
-        previous = getattr(self, "definition", None)
+        """Use `definition` for the next request; requests in flight keep theirs. Its
+        limits apply at once: old and new requests count against the same slots."""
         self.definition = definition
-        # A new limit gets new slots (in-flight requests release the old ones); the same
-        # limit keeps its slots, so old and new requests never add up past it.
-        if previous is None or previous.concurrency != definition.concurrency:
-            self.slots = asyncio.Semaphore(definition.concurrency)
 
     async def start(self) -> None:
         self.subscription = await self.nc.subscribe(
             self.subject, queue=p.queue_group(self.name), cb=self._on_message,
-            pending_msgs_limit=-1, pending_bytes_limit=-1)
+            pending_msgs_limit=PENDING_MSGS, pending_bytes_limit=PENDING_BYTES)
         await self.offers.serve(self.definition.capabilities)
 
     async def stop(self) -> None:
@@ -85,95 +89,152 @@ class Service:
 
     async def _on_message(self, msg: Msg) -> None:
         # nats-py awaits this callback message by message: hand each request to its own
-        # task at once, so one slow handler never holds up the next request.
+        # task at once (or to the line), so one slow handler never holds up the next.
+        if msg.reply[:1] == "$":  # JetStream API, KV, $SYS: never publish there for a caller
+            DROPPED.note(self.name, msg.reply)
+            return
         definition = self.definition
+        arrival = time.monotonic()
+        deadline = arrival + definition.timeout
+        refusal = None
+        headers = msg.headers
+        if headers is not None:
+            budget = headers.get(p.HDR_TIMEOUT)
+            if budget is not None:
+                deadline, refusal = caller_deadline(budget, definition, arrival, deadline)
+        if refusal is None and self.admission.running >= definition.concurrency:
+            if self.admission.park(msg, definition, arrival, deadline):
+                self._idle.clear()  # its slots may all be held by stuck threads, with no task
+                return
+            refusal = queue_full_error(definition)
+        if refusal is not None:  # answered here, with no task: a flood costs as little as can be
+            started_ns = time.perf_counter_ns()
+            error = await self._answer(msg, definition, arrival, deadline, refusal)
+            self.stats.record(time.perf_counter_ns() - started_ns, error)
+            return
+        self._start(msg, definition, arrival, deadline, None)
+
+    def _start(self, msg: Msg, definition: Endpoint, arrival: float, deadline: float,
+               refusal: p.MeshError | None) -> None:
         if self.in_flight == 0:
             self._idle.clear()
         self.in_flight += 1
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + definition.timeout
-        task = _start_task(loop, self._handle(msg, definition, self.slots,
-                                              time.perf_counter_ns()))
-        if not task.done():  # an eager task may have answered already
+        if refusal is None:
+            self.admission.running += 1
+        task = _start_task(asyncio.get_running_loop(), self._handle(
+            msg, definition, arrival, deadline, refusal, time.perf_counter_ns()))
+        if refusal is None and not task.done():  # an eager task may have answered already
             self.deadlines.add(task, deadline)
 
-    async def _handle(self, msg: Msg, definition: Endpoint, slots: asyncio.Semaphore,
-                      started_ns: int) -> None:
+    async def _handle(self, msg: Msg, definition: Endpoint, arrival: float, deadline: float,
+                      refusal: p.MeshError | None, started_ns: int) -> None:
         try:
-            error = await self._answer(msg, definition, slots)
+            error = await self._answer(msg, definition, arrival, deadline, refusal)
             self.stats.record(time.perf_counter_ns() - started_ns, error)
+        except GeneratorExit:
+            # asyncio throws a future's exception into a task's top coroutine; for a
+            # GeneratorExit (a sync handler raised it) that first closes `_answer`, whose
+            # except clause answers the caller then: nothing is left to do here.
+            pass
         finally:
             self.in_flight -= 1
-            if self.in_flight == 0:
+            if refusal is None:
+                self.admission.release()
+            if self.in_flight == 0 and not self.admission.waiting:
                 self._idle.set()
 
-    async def _answer(self, msg: Msg, definition: Endpoint,
-                      slots: asyncio.Semaphore) -> p.MeshError | None:
+    async def _answer(self, msg: Msg, definition: Endpoint, arrival: float, deadline: float,
+                      refusal: p.MeshError | None) -> p.MeshError | None:
         """Answer one request; the error it was answered with, if any."""
         headers = msg.headers
         request_id = headers.get(p.HDR_REQUEST_ID) if headers else None
-        request_id = request_id or uuid.uuid4().hex
         streaming = headers is not None and headers.get(p.HDR_STREAM) == "true"
+        if not request_id:
+            request_id = uuid.uuid4().hex
+        elif not is_request_id(request_id):  # it would be spliced into mesh.stream.<id>
+            error = _bad_request_id(request_id)
+            await self._fail(msg, error, uuid.uuid4().hex, False)
+            self.failures.failed(error, error)
+            return error
         task = asyncio.current_task()
+        assert task is not None
         try:
+            if refusal is not None:
+                raise refusal
             if streaming != definition.streaming:
                 raise mismatch_error(definition, streaming)
             payload = decode_input(msg.data, definition)
-            acquired = False
             try:
-                await slots.acquire()  # excess requests wait here, within the deadline
-                acquired = True
                 if streaming:
-                    await self._stream(definition, payload, request_id)
+                    await self._stream(definition, payload, request_id, deadline)
                     return None
-                result = await self._run(definition, payload, request_id)
+                result = await self._run(definition, payload, request_id, deadline)
+            except ThreadOverrun as overrun:
+                self.admission.hold(overrun.thread)
+                if not self.deadlines.done(task):
+                    raise asyncio.CancelledError from None  # not ours: let it through
+                raise run_error(definition, arrival, deadline) from None
             except asyncio.CancelledError:
-                if not self.deadlines.done(task):  # type: ignore[arg-type]
-                    raise  # not ours: let the cancellation through
-                raise deadline_error(definition, acquired) from None
+                if not self.deadlines.done(task):
+                    raise  # a shutdown's (let it through) or the handler's own (answered below)
+                raise run_error(definition, arrival, deadline) from None
             finally:
-                if acquired:
-                    slots.release()
-                self.deadlines.done(task)  # type: ignore[arg-type]
+                self.deadlines.done(task)
             body = encode_output(result, definition)
             if msg.reply:
                 headers = {p.HDR_STATUS: "ok", p.HDR_REQUEST_ID: request_id,
                            p.HDR_SOURCE: self.name}
                 if msg.subject.startswith(p.BROADCAST_SUBJECT_PREFIX):
                     headers[p.HDR_INSTANCE_ID] = self.instance  # which process answered
+                if len(body) > self.nc.max_payload - self.headroom:
+                    raise too_big(body, headers, self.nc.max_payload)
                 await self.nc.publish(msg.reply, body, headers=headers)
             return None
-        except Exception as exc:  # every failure is an answer, never a crash
-            error = as_mesh_error(exc, definition)
-            await self._fail(msg, error, request_id, streaming)
-            self.failures.failed(error, exc)
-            return error
+        except asyncio.CancelledError as exc:
+            if task.cancelling():
+                raise  # the runtime cancelled this request (shutdown): not the handler's doing
+            return await self._failed(msg, exc, definition, request_id, streaming)
+        except BaseException as exc:  # SystemExit from a handler too: every failure is an answer
+            return await self._failed(msg, exc, definition, request_id, streaming)
 
-    def _context(self, definition: AgentDef, request_id: str) -> Context | None:
+    async def _failed(self, msg: Msg, exc: BaseException, definition: Endpoint, request_id: str,
+                      streaming: bool) -> p.MeshError:
+        error = as_mesh_error(exc, definition)
+        await self._fail(msg, error, request_id, streaming)
+        self.failures.failed(error, exc)
+        return error
+
+    def _context(self, definition: AgentDef, request_id: str, deadline: float) -> Context | None:
         if not definition.handler.wants_context:
             return None  # most handlers take only the payload: build nothing for them
         return Context(request_id, self.name, definition.spec.config, self.logger,
-                       time.monotonic() + definition.timeout, self.caller)
+                       deadline, self.caller)
 
-    async def _run(self, definition: Endpoint, payload: Any, request_id: str) -> Any:
+    async def _run(self, definition: Endpoint, payload: Any, request_id: str,
+                   deadline: float) -> Any:
         if isinstance(definition, AgentDef):
             assert definition.handler.invoke is not None
-            return await definition.handler.invoke(payload, self._context(definition, request_id))
+            return await definition.handler.invoke(
+                payload, self._context(definition, request_id, deadline))
         assert isinstance(definition, PipelineDef)
         return await definition.compiled.run(
             payload, call=self.caller, bus=self.caller, request_id=request_id,
             mesh_name=self.mesh_name,
             default_timeout=definition.step_timeout)
 
-    async def _stream(self, definition: Endpoint, payload: Any, request_id: str) -> None:
+    async def _stream(self, definition: Endpoint, payload: Any, request_id: str,
+                      deadline: float) -> None:
         assert isinstance(definition, AgentDef) and definition.handler.stream is not None
         subject = p.stream_subject(request_id)
         seq = 0
-        ctx = self._context(definition, request_id)
+        ctx = self._context(definition, request_id, deadline)
         async for chunk in definition.handler.stream(payload, ctx):
-            await self.nc.publish(subject, encode_output(chunk, definition), headers={
-                p.HDR_STREAM_SEQ: str(seq), p.HDR_STREAM_END: "false",
-                p.HDR_REQUEST_ID: request_id})
+            body = encode_output(chunk, definition)
+            headers = {p.HDR_STREAM_SEQ: str(seq), p.HDR_STREAM_END: "false",
+                       p.HDR_REQUEST_ID: request_id}
+            if len(body) > self.nc.max_payload - self.headroom:
+                raise too_big(body, headers, self.nc.max_payload)
+            await self.nc.publish(subject, body, headers=headers)
             seq += 1
         await self.nc.publish(subject, b"", headers={
             p.HDR_STREAM_SEQ: str(seq), p.HDR_STREAM_END: "true", p.HDR_REQUEST_ID: request_id})
@@ -181,11 +242,12 @@ class Service:
     async def _fail(self, msg: Msg, error: p.MeshError, request_id: str, streaming: bool) -> None:
         error.agent = error.agent or self.name
         error.request_id = request_id
-        body = error.to_json()
         headers = {p.HDR_STATUS: "error", p.HDR_REQUEST_ID: request_id, p.HDR_SOURCE: self.name,
                    **service_error_headers(error)}
         if msg.subject.startswith(p.BROADCAST_SUBJECT_PREFIX):
             headers[p.HDR_INSTANCE_ID] = self.instance
+        # Room for the body: the server's max_payload less these headers (and a stream end).
+        body = error_body(error, self.nc.max_payload - header_size(headers) - 32)
         try:
             if streaming:
                 await self.nc.publish(p.stream_subject(request_id), body,
@@ -194,7 +256,16 @@ class Service:
                 await self.nc.publish(msg.reply, body, headers=headers)
             await self.nc.publish(self.error_subject, body, headers=headers)
         except Exception as exc:  # the connection is down: nothing more to tell the caller
-            log.warning("could not send %s error for %s: %s", error.code, self.name, exc)
+            log.warning("could not send %s error for %s: %s", error.code, self.name,
+                        shown(str(exc)))
+
+
+def _bad_request_id(request_id: str) -> p.MeshError:
+    # Never echoed: the id is the caller's text, and the reason is all they need.
+    return p.MeshError(
+        p.INVALID_INPUT, f"{p.HDR_REQUEST_ID} must be 1 to 128 characters of A-Z, a-z, 0-9, "
+        f"_ and -; this one has {len(request_id)} characters",
+        details={"errors": [{"path": "", "message": f"invalid {p.HDR_REQUEST_ID} header"}]})
 
 
 # Python 3.12+ can start a task eagerly: it runs at once, inside this callback, until its
