@@ -49,7 +49,14 @@ class Heartbeat:
                 "heartbeat": round(time.time(), 3), "interval_s": self.interval}
 
     async def beat(self, agents: list[str] | None = None) -> None:
-        await self.kv.put(self.server.instance_id, json.dumps(self.record(agents)).encode())
+        record = self.record(agents)
+        data = json.dumps(record).encode()
+        limit = self.discovery.max_payload - 1024
+        if len(data) > limit:  # tens of thousands of names: the beat itself matters more
+            keep = max(len(record["agents"]) * limit // len(data) - 1, 0)
+            record["agents"], record["agents_truncated"] = record["agents"][:keep], True
+            data = json.dumps(record).encode()
+        await self.kv.put(self.server.instance_id, data)
 
     async def run(self) -> None:
         """Beat and clean up every interval, until cancelled; NATS trouble only skips a beat."""
@@ -113,6 +120,8 @@ class Heartbeat:
             return set()
         alive = [r for i, r in (await all_records(self.kv)).items()
                  if i not in dead and is_alive(r)]
+        if any(r.get("agents_truncated") for r in alive):
+            return set()  # who serves what is not fully known: keep every card
         orphans = unlisted - {str(n) for r in alive for n in _agents(r)}
         for name in orphans:
             try:
