@@ -122,6 +122,10 @@ def test_status_table_and_an_unknown_name(server: NatsServer, ups: None) -> None
     missing = cli("status", "st.nope", "--nats", server.url)
     assert (missing.returncode, missing.stderr) == (
         1, "error: no agent or pipeline named 'st.nope' is listed or served\n")
+    typo = cli("status", "st.ehco", "--nats", server.url)
+    assert (typo.returncode, typo.stderr) == (
+        1, "error: no agent or pipeline named 'st.ehco' is listed or served; did you mean "
+        "'st.echo'?\n")
 
 
 def test_status_without_jetstream_still_reads_the_instances(tmp_path: Path) -> None:
