@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import time
 from typing import Any
 
 from nats.aio.client import Client
 
 from runtime.core import protocol as p
+from runtime.nats.liveness import is_alive
 
 
 async def _kv_json(nc: Client, bucket: str, key: str) -> Any:
@@ -42,11 +42,7 @@ async def instance_records(nc: Client, ids: list[str]) -> dict[str, dict[str, An
 
 def is_live(record: dict[str, Any], now: float | None = None) -> bool:
     """A heartbeat older than three intervals means the instance is dead."""
-    try:
-        age = (now or time.time()) - float(record["heartbeat"])
-        return age <= 3 * float(record.get("interval_s") or 5)
-    except (KeyError, TypeError, ValueError):
-        return False
+    return is_alive(record, now)
 
 
 def mapping(value: Any) -> dict[str, Any]:
