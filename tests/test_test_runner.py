@@ -237,3 +237,40 @@ def test_nothing_to_run(tmp_path: Path) -> None:
         1, "", "error: no *.test.yaml files under .\n")
     result = cli("test", "missing.test.yaml", cwd=tmp_path)
     assert (result.returncode, result.stderr) == (2, "error: no such file or folder: missing.test.yaml\n")
+
+
+def test_external_agents_can_be_stubbed_and_called(tmp_path: Path) -> None:
+    (tmp_path / "mesh.yaml").write_text(textwrap.dedent("""
+        version: 1
+        external:
+          far.away:
+            output: {type: object, properties: {n: {type: integer}}, required: [n]}
+        pipelines:
+          near.by:
+            steps: [{id: a, call: far.away, with: {x: 1}}]
+            returns: {doubled: "${{ steps.a.n }}"}
+    """))
+    (tmp_path / "t.test.yaml").write_text(textwrap.dedent("""
+        cases:
+          - name: the pipeline, with the external agent stubbed
+            call: near.by
+            stubs: {far.away: {output: {n: 2}}}
+            expect: {output: {doubled: 2}}
+          - name: the stub itself
+            call: far.away
+            stubs: {far.away: {output: {n: 3}}}
+            expect: {output: {n: 3}}
+          - name: not stubbed
+            call: far.away
+    """))
+    result = cli("test", cwd=tmp_path)
+    assert _lines(result.stdout) == [
+        "ERROR t.test.yaml",
+        "      t.test.yaml:12:11: cases[2].call: 'far.away' is served by another process "
+        "(external:): stub it to call it in a test",
+        "0 passed, 1 error",
+    ]
+    (tmp_path / "t.test.yaml").write_text(
+        (tmp_path / "t.test.yaml").read_text().replace("  - name: not stubbed\n    call: far.away\n", ""))
+    result = cli("test", cwd=tmp_path)
+    assert (result.returncode, _lines(result.stdout)[-1]) == (0, "2 passed"), result.stdout

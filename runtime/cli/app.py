@@ -25,7 +25,7 @@ COMMAND_MODULES = (serve_command, file_commands, bus_commands, describe_command,
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    _setup_logging("debug" if args.verbose else args.log_level or "info")
+    _setup_logging(args.log_level or ("debug" if args.verbose else "info"))
     try:
         return int(args.run(args) or 0)
     except MeshFileError as exc:

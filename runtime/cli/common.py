@@ -31,7 +31,7 @@ def global_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
     unset: dict[str, Any] = {} if top else {"default": argparse.SUPPRESS}
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging", **unset)
     parser.add_argument("--log-level", choices=LOG_LEVELS, type=str.lower,
-                        help="debug, info (default), warning or error", **unset)
+                        help="the least level logged (default info; -v means debug)", **unset)
 
 
 _GLOBALS = argparse.ArgumentParser(add_help=False)

@@ -38,7 +38,10 @@ def check_names(test: TestFile, mesh: Mesh) -> list[Issue]:
     known = served | set(mesh.external)
     issues = []
     for i, case in enumerate(test.cases):
-        if case.call not in served:
+        if case.call in mesh.external and case.call not in case.stubs:
+            issues.append(test.doc.issue(("cases", i, "call"), f"'{case.call}' is served by another "
+                                         "process (external:): stub it to call it in a test"))
+        elif case.call not in known:
             issues.append(test.doc.issue(("cases", i, "call"), f"'{case.call}' is not an agent or "
                                          f"pipeline of {test.mesh.name}{suggest(case.call, sorted(served))}"))
         for name in case.stubs:
@@ -153,10 +156,11 @@ async def run_case(nc: Client, server: MeshServer, mesh: Mesh, case: Case) -> li
 async def _call(nc: Client, mesh: Mesh, case: Case) -> tuple[Any, p.MeshError | None]:
     from runtime.nats.client import stream
 
-    endpoint = mesh.endpoints[case.call]
-    timeout = endpoint.timeout + 1  # the agent's own timeout answers first
+    endpoint = mesh.endpoints.get(case.call)  # None: a stubbed external agent
+    # The agent's own timeout answers first; a stub answers at once.
+    timeout = (endpoint.timeout if endpoint else mesh.spec.defaults.timeout) + 1
     try:
-        if endpoint.streaming:
+        if endpoint is not None and endpoint.streaming:
             return [chunk async for chunk in stream(nc, case.call, case.input, timeout)], None
         return await call_agent(nc, case.call, case.input, timeout), None
     except p.MeshError as exc:
