@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -14,6 +15,13 @@ import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+# A text log line's prefix: the UTC time, and the level when it is `info`.
+_LOG_PREFIX = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z (?:info: )?")
+
+
+def message_of(line: str) -> str:
+    """A log line without its timestamp (and without `info: `): what tests compare."""
+    return _LOG_PREFIX.sub("", line, count=1)
 
 
 def free_port() -> int:
@@ -58,7 +66,8 @@ class UpProcess:
         args = [sys.executable, "-m", "runtime", "up", "-f", str(mesh), *extra]
         if nats_url:
             args += ["--nats", nats_url]
-        self.lines: list[str] = []
+        self.lines: list[str] = []  # each line as message_of gives it
+        self.raw_lines: list[str] = []  # each line as written
         self._changed = threading.Condition()
         self.process = subprocess.Popen(
             args, cwd=mesh.parent, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
@@ -70,7 +79,8 @@ class UpProcess:
         assert self.process.stdout is not None
         for line in self.process.stdout:
             with self._changed:
-                self.lines.append(line.rstrip("\n"))
+                self.raw_lines.append(line.rstrip("\n"))
+                self.lines.append(message_of(self.raw_lines[-1]))
                 self._changed.notify_all()
         with self._changed:
             self._changed.notify_all()

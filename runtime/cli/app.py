@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 
 from runtime.cli import (
@@ -14,18 +13,21 @@ from runtime.cli import (
     llm_commands,
     meshtest_command,
     serve_command,
+    status_command,
 )
 from runtime.cli.common import global_options, package_version
 from runtime.core.issues import MeshFileError
+from runtime.core.logs import setup_logging
 
 # Each module adds its own subcommands; a new group of commands is one more entry here.
 COMMAND_MODULES = (serve_command, file_commands, bus_commands, describe_command,
-                   meshtest_command, init_command, llm_commands)
+                   meshtest_command, init_command, llm_commands, status_command)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    _setup_logging(args.log_level or ("debug" if args.verbose else "info"))
+    setup_logging(args.verbose, getattr(args, "log_level", None),
+                  getattr(args, "log_format", "text"))
     try:
         return int(args.run(args) or 0)
     except MeshFileError as exc:
@@ -45,20 +47,6 @@ def _parser() -> argparse.ArgumentParser:
     for module in COMMAND_MODULES:
         module.register(commands)
     return parser
-
-
-def _setup_logging(level: str) -> None:
-    class Plain(logging.Formatter):
-        def format(self, record: logging.LogRecord) -> str:
-            text = super().format(record)
-            return text if record.levelno == logging.INFO else f"{record.levelname.lower()}: {text}"
-
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(Plain("%(message)s"))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level.upper())
-    logging.getLogger("nats").setLevel(logging.CRITICAL)  # we log connection changes ourselves
 
 
 if __name__ == "__main__":

@@ -69,11 +69,15 @@ def _call(args: argparse.Namespace) -> int:
 
 def _ls(args: argparse.Namespace) -> int:
     from runtime.nats import client
+    from runtime.nats.listing import full_catalog
+    from runtime.nats.liveness import mark_offline
 
     async def run() -> int:
         nc = await client.open_client(client_url(args))
         try:
-            entries = await client.catalog(nc)
+            entries = await full_catalog(nc)
+            if entries:
+                await mark_offline(nc.jetstream(timeout=3), entries)
         finally:
             await nc.close()
         if entries is None:
@@ -97,5 +101,6 @@ def _table(entries: list[dict[str, Any]]) -> str:
         str(e.get("version", "")), ",".join(e.get("tags") or []), str(e.get("description", "")),
     ) for e in entries]
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    marks = [""] + [" (offline)" if e.get("offline") else "" for e in entries]
     return "\n".join(("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False))
-                      + "  " + r[4]).rstrip() for r in rows)
+                      + "  " + r[4]).rstrip() + mark for r, mark in zip(rows, marks, strict=True))

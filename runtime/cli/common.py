@@ -15,13 +15,14 @@ from typing import Any
 
 from runtime.core import protocol as p
 from runtime.core.durations import parse_duration
+from runtime.core.logs import LEVELS
 
 Commands = Any  # argparse's _SubParsersAction, which has no public type
 _NUMBER = re.compile(r"^\s*\d+(\.\d+)?\s*$")
 Run = Callable[[argparse.Namespace], int]
 
 
-LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_LEVELS = LEVELS
 
 
 def global_options(parser: argparse.ArgumentParser, *, top: bool) -> None:

@@ -151,6 +151,8 @@ class _Loading:
                     model.check_name(name)
         except (ValidationError, ValueError):
             return None
+        if model.check_endpoint_names([*specs, *rest.pipelines]):
+            return None  # the full check reports the clash
         self.cache.specs = specs
         return rest.model_copy(update={"agents": {name: s for name, (_, s) in specs.items()}})
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from runtime.core.durations import Duration
 from runtime.pipeline.spec import PipelineSpec
@@ -63,6 +63,37 @@ class Defaults(Strict):
     concurrency: int = Field(64, ge=1, description="in-flight requests per agent per process")
 
 
+class HealthSettings(Strict):
+    """How often this process tells the mesh it is alive (`mesh-instances`)."""
+
+    interval: Duration = Field(
+        5.0, description="heartbeat period; an instance silent for 3 periods is dead")
+
+
+SERVICE_NAME_PATTERN = r"^[A-Za-z0-9_-]+$"
+
+_SERVICE_NAME = re.compile(SERVICE_NAME_PATTERN)
+
+
+def check_service_name(name: str) -> str:
+    if not _SERVICE_NAME.match(name):
+        raise ValueError(f"invalid mesh name {name!r}: use letters, digits, '_' and '-' "
+                         "(it is the NATS micro service name), like nlp-demo")
+    return name
+
+
+def check_endpoint_names(names: list[str]) -> str | None:
+    """Served names that clash once dots become underscores (NATS micro endpoint names)."""
+    seen: dict[str, str] = {}
+    for name in sorted(names):
+        key = name.replace(".", "_")
+        if key in seen:
+            return (f"'{seen[key]}' and '{name}' have the same NATS micro endpoint name "
+                    f"'{key}' (dots become underscores): rename one")
+        seen[key] = name
+    return None
+
+
 class AgentSpec(Strict):
     """An agent served by this process: a Python handler with input and output schemas."""
 
@@ -92,12 +123,22 @@ class MeshSpec(Strict):
     model_config = ConfigDict(extra="forbid", frozen=True, title="mesh.yaml")
 
     version: Literal[1]
-    name: str = "mesh"
+    name: Annotated[str, AfterValidator(check_service_name)] = Field(
+        "mesh", json_schema_extra={"pattern": SERVICE_NAME_PATTERN},
+        description="the mesh's name (its NATS micro service name): letters, digits, _ and -")
     nats: NatsSettings = NatsSettings()
+    health: HealthSettings = HealthSettings()
     defaults: Defaults = Defaults()
     agents: dict[Name, AgentSpec] = {}
     pipelines: dict[Name, PipelineSpec] = {}
     external: dict[Name, ExternalAgent] = {}
+
+    @model_validator(mode="after")
+    def _distinct_endpoint_names(self) -> MeshSpec:
+        clash = check_endpoint_names([*self.agents, *self.pipelines])
+        if clash:
+            raise ValueError(clash)
+        return self
 
 
 def mesh_json_schema() -> dict[str, Any]:

@@ -16,11 +16,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 from nats.aio.client import Client
+from nats.js.api import ObjectStoreConfig
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, NotFoundError
 from nats.js.kv import KeyValue
 
 from runtime.core import protocol as p
 from runtime.load.mesh import Endpoint
+from runtime.nats.cluster import create_replicated, replica_choices
+from runtime.serve.catalog_fit import OverflowWarning, fit_catalog
 
 log = logging.getLogger("mesh-runtime")
 _CAS_ATTEMPTS = 50
@@ -62,26 +65,35 @@ def registry_card(endpoint: Endpoint) -> dict[str, Any]:
 class Discovery:
     """The catalog and registry buckets; `open` returns None where JetStream is off."""
 
-    def __init__(self, catalog: KeyValue, registry: KeyValue):
+    def __init__(self, catalog: KeyValue, registry: KeyValue,
+                 instances: KeyValue | None = None):
         self.catalog = catalog
         self.registry = registry
+        self.instances = instances  # mesh-instances: heartbeats (see serve/instances.py)
+        self.max_payload = 1024 * 1024  # the server's, set by `open`
+        self.left_out: list[str] = []  # names the catalog key had no room for
+        self._overflow = OverflowWarning()
         self.instance = uuid.uuid4().hex[:12]  # this process, in the entries it serves
 
     @classmethod
     async def open(cls, nc: Client) -> Discovery | None:
         js = nc.jetstream(timeout=5)
         try:
-            buckets = [await _kv(js, p.CATALOG_BUCKET), await _kv(js, p.REGISTRY_BUCKET),
-                       await _kv(js, p.CONTEXT_BUCKET)]
+            replicas = replica_choices(nc)  # a cluster keeps the catalog when a node dies
+            buckets = [await _kv(js, b, replicas) for b in (
+                p.CATALOG_BUCKET, p.REGISTRY_BUCKET, p.CONTEXT_BUCKET, p.INSTANCES_BUCKET)]
             try:  # OpenAgentMesh clients open this object store on connect
                 await js.object_store(p.ARTIFACTS_BUCKET)
             except (NotFoundError, Exception):
-                await js.create_object_store(bucket=p.ARTIFACTS_BUCKET)
+                await create_replicated(lambda n: js.create_object_store(
+                    bucket=p.ARTIFACTS_BUCKET, config=ObjectStoreConfig(replicas=n)), replicas)
         except Exception as exc:
             log.warning("JetStream is not available (%s): agents are served, but discovery "
                         "(catalog, registry) is off", _short(exc))
             return None
-        return cls(buckets[0], buckets[1])
+        discovery = cls(buckets[0], buckets[1], buckets[3])
+        discovery.max_payload = nc.max_payload
+        return discovery
 
     async def publish(self, endpoints: Iterable[Endpoint]) -> None:
         """Write the cards, then add or replace the entries in the shared catalog at once."""
@@ -103,18 +115,26 @@ class Discovery:
     async def withdraw(self, names: Iterable[str]) -> None:
         """Leave the entries of `names`; an entry no other process serves leaves the catalog."""
         leaving = set(names)
-        if not leaving:
-            return
+        if leaving:
+            await self._drop({self.instance}, leaving)
+
+    async def forget(self, instances: set[str]) -> set[str]:
+        """Take dead `instances` out of every entry; the names that left with them."""
+        return await self._drop(instances, None)
+
+    async def _drop(self, instances: set[str], names: set[str] | None) -> set[str]:
         emptied: set[str] = set()
 
         def remove(current: Entries) -> Entries:
             emptied.clear()  # a compare-and-set retry starts over
             kept = []
             for entry in current:
-                if entry.get("name") not in leaving:
+                serving = set(entry.get(INSTANCES) or ())
+                if (entry.get("name") not in names) if names is not None else not (
+                        serving & instances):
                     kept.append(entry)
                     continue
-                others = set(entry.get(INSTANCES) or ()) - {self.instance}
+                others = serving - instances
                 if others:
                     kept.append({**entry, INSTANCES: sorted(others)})
                 else:
@@ -127,6 +147,7 @@ class Discovery:
                 await self.registry.delete(name)
             except Exception as exc:
                 log.warning("could not remove %s from the registry: %s", name, _short(exc))
+        return set(emptied)
 
     async def entries(self) -> list[dict[str, Any]]:
         try:
@@ -143,12 +164,15 @@ class Discovery:
                 current, revision = _parse(entry.value), entry.revision
             except KeyNotFoundError:
                 current, revision = [], None
-            data = json.dumps(edit(current)).encode()
+            entries = edit(current)
+            data, self.left_out = fit_catalog(entries, self.max_payload)
             try:
                 if revision is None:
                     await self.catalog.create(p.CATALOG_KEY, data)
                 else:
                     await self.catalog.update(p.CATALOG_KEY, data, last=revision)
+                self._overflow.check(self.left_out, len(entries) - len(self.left_out),
+                                     self.max_payload)
                 return
             except (KeyWrongLastSequenceError, Exception) as exc:
                 if attempt == _CAS_ATTEMPTS - 1:
@@ -156,11 +180,13 @@ class Discovery:
                 await asyncio.sleep(random.uniform(0.002, 0.02) * (1 + attempt % 5))
 
 
-async def _kv(js: Any, bucket: str) -> KeyValue:
+async def _kv(js: Any, bucket: str, replicas: list[int]) -> KeyValue:
     try:
         return await js.key_value(bucket)
     except Exception:
-        return await js.create_key_value(bucket=bucket)
+        kv: KeyValue = await create_replicated(
+            lambda n: js.create_key_value(bucket=bucket, replicas=n), replicas)
+        return kv
 
 
 def _parse(value: bytes | None) -> list[dict[str, Any]]:

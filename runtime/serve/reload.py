@@ -133,6 +133,7 @@ class Reloader:
             log.warning("reload rejected: %d problem%s; still serving generation %d",
                         count, "" if count == 1 else "s", self.server.generation)
             self.rejected = True
+            self.server.stats.reloads["rejected"] += 1
             return None
         if not _differs(self.mesh, mesh):
             self.mesh = mesh  # same definitions; the files it refers to may have moved
@@ -148,8 +149,10 @@ class Reloader:
             change = await self.server.apply(mesh)
         except Exception as exc:  # NATS trouble: the next edit tries again
             log.error("reload failed while applying it: %s", exc or type(exc).__name__)
+            self.server.stats.reloads["failed"] += 1
             return None
         self.mesh, self.rejected = mesh, False
+        self.server.stats.reloads["ok"] += 1
         change = dataclasses.replace(change, seconds=time.perf_counter() - started)
         log.info("reloaded: %s", change.describe())
         log.debug("reload of generation %d: load %.1f ms, apply %.1f ms", change.generation,

@@ -19,6 +19,7 @@ from runtime.load.mesh import Mesh
 from runtime.nats.connection import choose_servers, connect, connect_options
 from runtime.nats.embedded import NatsServer, NatsServerError
 from runtime.serve.catalog import Discovery
+from runtime.serve.health import Health, MetricsPortError
 from runtime.serve.server import MeshServer
 
 log = logging.getLogger("mesh-runtime")
@@ -64,7 +65,8 @@ def _port_taken(port: int) -> bool:
     return False
 
 
-async def serve(path: Path, nats_flag: str | None, reload: bool) -> None:
+async def serve(path: Path, nats_flag: str | None, reload: bool,
+                metrics_port: int | None = None, metrics_host: str = "127.0.0.1") -> None:
     """Run `up` until SIGINT or SIGTERM; raises MeshFileError or StartupError."""
     cache = LoadCache()  # kept for reloads: they redo only what an edit changed
     mesh = load_mesh(path, cache=cache)
@@ -85,16 +87,24 @@ async def serve(path: Path, nats_flag: str | None, reload: bool) -> None:
                 f"cannot connect to NATS at {', '.join(urls)}: {reason}. Is that server "
                 "running? The URL comes from --nats, else NATS_URL, else `nats:` in the "
                 "mesh file; leave all three unset to start an embedded server") from None
-        await _serve_on(nc, mesh, reload, cache)
+        await _serve_on(nc, mesh, reload, cache, (metrics_host, metrics_port))
     finally:
         if embedded is not None:
             embedded.stop()
 
 
-async def _serve_on(nc: Client, mesh: Mesh, reload: bool, cache: LoadCache) -> None:
+async def _serve_on(nc: Client, mesh: Mesh, reload: bool, cache: LoadCache,
+                    metrics: tuple[str, int | None] = ("127.0.0.1", None)) -> None:
     discovery = await Discovery.open(nc)
     server = MeshServer(nc, discovery)
+    try:
+        health = await Health.open(nc, server, discovery, mesh, metrics[1], metrics[0])
+    except MetricsPortError as exc:
+        with contextlib.suppress(Exception):
+            await nc.drain()
+        raise StartupError(str(exc)) from None
     change = await server.apply(mesh)
+    await health.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):  # before `ready:`: a signal right after it
@@ -112,6 +122,7 @@ async def _serve_on(nc: Client, mesh: Mesh, reload: bool, cache: LoadCache) -> N
             with contextlib.suppress(asyncio.CancelledError):
                 await watcher
         await server.shutdown()
+        await health.close()
         with contextlib.suppress(Exception):
             await nc.drain()
         log.info("stopped")

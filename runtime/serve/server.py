@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import time
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +22,7 @@ from runtime.nats.caller import call_agent
 from runtime.serve.catalog import Discovery
 from runtime.serve.deadlines import Deadlines
 from runtime.serve.service import Service
+from runtime.serve.stats import ServerStats
 
 log = logging.getLogger("mesh-runtime")
 
@@ -52,8 +54,16 @@ class MeshServer:
         self.services: dict[str, Service] = {}
         self.mesh: Mesh | None = None
         self.generation = 0
+        self.instance_id = uuid.uuid4().hex[:12]  # this process, in catalog, micro and KV
+        self.stats = ServerStats()
+        if discovery is not None:
+            discovery.instance = self.instance_id
         self.deadlines = Deadlines()
         self._leaving: set[asyncio.Future[Any]] = set()  # removed names finishing requests
+
+    @property
+    def mesh_name(self) -> str:
+        return self.mesh.name if self.mesh is not None else "mesh"
 
     async def caller(self, name: str, payload: Any, timeout: float, request_id: str) -> Any:
         return await call_agent(self.nc, name, payload, timeout, request_id)

@@ -29,6 +29,9 @@ from runtime.serve.codec import (
     mismatch_error,
 )
 from runtime.serve.deadlines import Deadlines
+from runtime.serve.failures import FailureLog
+from runtime.serve.micro import service_error_headers
+from runtime.serve.stats import EndpointStats
 
 log = logging.getLogger("mesh-runtime")
 
@@ -48,6 +51,8 @@ class Service:
         self.logger = logging.getLogger(f"mesh-runtime.agent.{self.name}")
         self.subscription: Subscription | None = None
         self.in_flight = 0
+        self.stats = EndpointStats()
+        self.failures = FailureLog(self.logger)
         self._idle = asyncio.Event()
         self._idle.set()
         self.update(definition)
@@ -82,19 +87,24 @@ class Service:
         self.in_flight += 1
         loop = asyncio.get_running_loop()
         deadline = loop.time() + definition.timeout
-        task = _start_task(loop, self._handle(msg, definition, self.slots))
+        task = _start_task(loop, self._handle(msg, definition, self.slots,
+                                              time.perf_counter_ns()))
         if not task.done():  # an eager task may have answered already
             self.deadlines.add(task, deadline)
 
-    async def _handle(self, msg: Msg, definition: Endpoint, slots: asyncio.Semaphore) -> None:
+    async def _handle(self, msg: Msg, definition: Endpoint, slots: asyncio.Semaphore,
+                      started_ns: int) -> None:
         try:
-            await self._answer(msg, definition, slots)
+            error = await self._answer(msg, definition, slots)
+            self.stats.record(time.perf_counter_ns() - started_ns, error)
         finally:
             self.in_flight -= 1
             if self.in_flight == 0:
                 self._idle.set()
 
-    async def _answer(self, msg: Msg, definition: Endpoint, slots: asyncio.Semaphore) -> None:
+    async def _answer(self, msg: Msg, definition: Endpoint,
+                      slots: asyncio.Semaphore) -> p.MeshError | None:
+        """Answer one request; the error it was answered with, if any."""
         headers = msg.headers
         request_id = headers.get(p.HDR_REQUEST_ID) if headers else None
         request_id = request_id or uuid.uuid4().hex
@@ -110,7 +120,7 @@ class Service:
                 acquired = True
                 if streaming:
                     await self._stream(definition, payload, request_id)
-                    return
+                    return None
                 result = await self._run(definition, payload, request_id)
             except asyncio.CancelledError:
                 if not self.deadlines.done(task):  # type: ignore[arg-type]
@@ -124,8 +134,12 @@ class Service:
             if msg.reply:
                 await self.nc.publish(msg.reply, body, headers={
                     p.HDR_STATUS: "ok", p.HDR_REQUEST_ID: request_id, p.HDR_SOURCE: self.name})
+            return None
         except Exception as exc:  # every failure is an answer, never a crash
-            await self._fail(msg, as_mesh_error(exc, definition), request_id, streaming)
+            error = as_mesh_error(exc, definition)
+            await self._fail(msg, error, request_id, streaming)
+            self.failures.failed(error, exc)
+            return error
 
     def _context(self, definition: AgentDef, request_id: str) -> Context | None:
         if not definition.handler.wants_context:
@@ -159,7 +173,8 @@ class Service:
         error.agent = error.agent or self.name
         error.request_id = request_id
         body = error.to_json()
-        headers = {p.HDR_STATUS: "error", p.HDR_REQUEST_ID: request_id, p.HDR_SOURCE: self.name}
+        headers = {p.HDR_STATUS: "error", p.HDR_REQUEST_ID: request_id, p.HDR_SOURCE: self.name,
+                   **service_error_headers(error)}
         try:
             if streaming:
                 await self.nc.publish(p.stream_subject(request_id), body,
@@ -169,8 +184,6 @@ class Service:
             await self.nc.publish(self.error_subject, body, headers=headers)
         except Exception as exc:  # the connection is down: nothing more to tell the caller
             log.warning("could not send %s error for %s: %s", error.code, self.name, exc)
-        if error.code == p.HANDLER_ERROR:
-            self.logger.warning("handler failed (request %s): %s", request_id, error.message)
 
 
 # Python 3.12+ can start a task eagerly: it runs at once, inside this callback, until its

@@ -1,0 +1,155 @@
+"""NATS micro (ADR-32): every `up` answers $SRV.PING, $SRV.INFO and $SRV.STATS.
+
+So `nats micro ls/info/stats` and any micro client see the agents: one service per
+process (name = the mesh's name, id = the instance id), one endpoint per served name.
+Request bodies are ignored; only the subject says what is asked.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+from datetime import UTC, datetime
+from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING, Any, Protocol
+
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+
+from runtime.core import protocol as p
+from runtime.serve.stats import endpoint_data
+
+if TYPE_CHECKING:  # service.py imports this module's error headers
+    from runtime.serve.service import Service
+
+log = logging.getLogger("mesh-runtime")
+PREFIX = "$SRV"
+VERBS = ("PING", "INFO", "STATS")
+# ADR-32 asks for a number in Nats-Service-Error-Code; HTTP's meanings fit our codes.
+SERVICE_ERROR_CODES = {p.INVALID_INPUT: 400, p.INVOCATION_MISMATCH: 400, p.NOT_FOUND: 404,
+                       p.EXPIRED: 408, p.OVERLOADED: 429, p.TIMEOUT: 504}
+_HEADER_MAX = 1024  # the error text in a header is cut here
+
+try:
+    RUNTIME_VERSION = version("mesh-runtime")
+except PackageNotFoundError:  # run from a source tree that was never installed
+    RUNTIME_VERSION = "0.1.0"
+
+
+def service_error_headers(error: p.MeshError) -> dict[str, str]:
+    """Nats-Service-Error and Nats-Service-Error-Code for an error reply."""
+    text = " ".join(error.message.split())[:_HEADER_MAX]  # a header is one line
+    return {p.HDR_SERVICE_ERROR: text or error.code,
+            p.HDR_SERVICE_ERROR_CODE: str(SERVICE_ERROR_CODES.get(error.code, 500))}
+
+
+def endpoint_name(name: str) -> str:
+    """ADR-32 endpoint names are [A-Za-z0-9_-]+: dots become underscores."""
+    return name.replace(".", "_")
+
+
+class Served(Protocol):
+    """What the responder reads of the server: its services, mesh and identity."""
+
+    services: dict[str, Service]
+    instance_id: str
+    generation: int
+
+    @property
+    def mesh_name(self) -> str: ...
+
+
+class MicroResponder:
+    """Answers the $SRV verbs for one `up` process."""
+
+    def __init__(self, nc: Client, server: Served):
+        self.nc = nc
+        self.server = server
+        self.started = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+        self.subscriptions: list[Subscription] = []
+
+    async def start(self) -> None:
+        name, instance = self.server.mesh_name, self.server.instance_id
+        for verb in VERBS:
+            for subject in (f"{PREFIX}.{verb}", f"{PREFIX}.{verb}.{name}",
+                            f"{PREFIX}.{verb}.{name}.{instance}"):
+                self.subscriptions.append(await self.nc.subscribe(
+                    subject, cb=self._answerer(verb)))
+
+    async def stop(self) -> None:
+        for subscription in self.subscriptions:
+            with contextlib.suppress(Exception):  # the connection is closing
+                await subscription.unsubscribe()
+        self.subscriptions.clear()
+
+    def _answerer(self, verb: str) -> Any:
+        build = {"PING": self.ping, "INFO": self.info, "STATS": self.stats}[verb]
+
+        async def answer(msg: Msg) -> None:
+            if not msg.reply or msg.reply.startswith("$"):
+                return  # nobody to answer, or a system subject we never publish to
+            try:
+                await self.nc.publish(msg.reply, self._fit(build()))
+            except Exception as exc:  # the connection is down; the asker will retry
+                log.debug("could not answer $SRV.%s: %s", verb, exc)
+
+        return answer
+
+    def _identity(self, kind: str) -> dict[str, Any]:
+        return {"type": f"io.nats.micro.v1.{kind}_response", "name": self.server.mesh_name,
+                "id": self.server.instance_id, "version": RUNTIME_VERSION,
+                "metadata": {"runtime": "mesh-runtime",
+                             "generation": str(self.server.generation)}}
+
+    def ping(self) -> dict[str, Any]:
+        return self._identity("ping")
+
+    def info(self) -> dict[str, Any]:
+        endpoints = [{
+            "name": endpoint_name(name), "subject": p.agent_subject(name),
+            "queue_group": p.queue_group(name), "metadata": _metadata(service),
+        } for name, service in list(self.server.services.items())]
+        return {**self._identity("info"), "description":
+                f"mesh-runtime serving mesh '{self.server.mesh_name}'", "endpoints": endpoints}
+
+    def stats(self) -> dict[str, Any]:
+        endpoints = []
+        for name, service in list(self.server.services.items()):
+            stats = service.stats
+            endpoints.append({
+                "name": endpoint_name(name), "subject": p.agent_subject(name),
+                "queue_group": p.queue_group(name), "num_requests": stats.requests,
+                "num_errors": stats.errors, "last_error": stats.last_error,
+                "processing_time": stats.total_ns,
+                "average_processing_time": stats.average_ns,
+                "data": endpoint_data(stats, service.in_flight),
+            })
+        return {**self._identity("stats"), "started": self.started, "endpoints": endpoints}
+
+    def _fit(self, response: dict[str, Any]) -> bytes:
+        """The response, within the server's max_payload: a huge mesh leaves out idle
+        endpoints (no requests yet, nothing in flight) first, then cuts the list."""
+        body = json.dumps(response).encode()
+        limit = self.nc.max_payload - 512
+        if len(body) <= limit or "endpoints" not in response:
+            return body
+        busy = [e for e in response["endpoints"]
+                if e.get("num_requests") or (e.get("data") or {}).get("in_flight")]
+        response = {**response, "endpoints": busy, "metadata": {
+            **response["metadata"], "endpoints_left_out": "idle"}}
+        body = json.dumps(response).encode()
+        while len(body) > limit and response["endpoints"]:
+            keep = len(response["endpoints"]) * limit // len(body) - 1
+            response["endpoints"] = response["endpoints"][:max(keep, 0)]
+            response["metadata"]["endpoints_left_out"] = "some"
+            body = json.dumps(response).encode()
+        return body
+
+
+def _metadata(service: Service) -> dict[str, str]:
+    definition = service.definition
+    kind = "agent" if hasattr(definition, "handler") else "pipeline"
+    return {"agent": service.name, "kind": kind,
+            "streaming": "true" if definition.streaming else "false"}

@@ -1,0 +1,102 @@
+"""Per-name request statistics, kept cheap enough to record on every request.
+
+One `record` per answered request: a few integer additions, a ring-buffer write for
+percentiles, a shift for the last 20 outcomes and a bisect for the latency histogram.
+Everything derived (p50, p99, status, Prometheus buckets) is computed when read.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from runtime.core import protocol as p
+
+RESERVOIR = 512  # the latest durations kept for p50/p99
+RECENT = 20  # how many of the last answers decide `error`
+_RECENT_MASK = (1 << RECENT) - 1
+# A name's own failures: what says the agent (not its caller) is broken.
+OWN_FAILURES = frozenset({p.HANDLER_ERROR, p.INVALID_OUTPUT, p.TIMEOUT})
+# Histogram bounds in seconds (Prometheus' defaults, plus finer steps under 5 ms).
+BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+           5.0, 10.0, 30.0)
+OK = "ok"
+
+
+class EndpointStats:
+    """Counters of one served name in this process."""
+
+    __slots__ = (
+        "_next",
+        "_recent",
+        "_ring",
+        "buckets",
+        "codes",
+        "errors",
+        "last_error",
+        "requests",
+        "total_ns",
+    )
+
+    def __init__(self) -> None:
+        self.requests = 0
+        self.errors = 0
+        self.total_ns = 0
+        self.last_error = ""
+        self.codes: Counter[str] = Counter()
+        self._ring: list[int] = []
+        self._next = 0
+        self._recent = 0  # bit i set: the answer i answers ago was an own failure
+        self.buckets = [0] * (len(BUCKETS) + 1)  # the last one is +Inf
+
+    def record(self, duration_ns: int, error: p.MeshError | None) -> None:
+        """Count one answered request (`error` None when it succeeded)."""
+        self.requests += 1
+        self.total_ns += duration_ns
+        if len(self._ring) < RESERVOIR:
+            self._ring.append(duration_ns)
+        else:
+            self._ring[self._next] = duration_ns
+            self._next = (self._next + 1) % RESERVOIR
+        self.buckets[bisect_left(BUCKETS, duration_ns / 1e9)] += 1
+        own = 0
+        if error is None:
+            self.codes[OK] += 1
+        else:
+            self.errors += 1
+            self.codes[error.code] += 1
+            self.last_error = f"{error.code}: {error.message}"[:1024]
+            own = error.code in OWN_FAILURES
+        self._recent = ((self._recent << 1) | own) & _RECENT_MASK
+
+    @property
+    def average_ns(self) -> int:
+        return self.total_ns // self.requests if self.requests else 0
+
+    def percentile_ms(self, fraction: float) -> float:
+        if not self._ring:
+            return 0.0
+        ordered = sorted(self._ring)
+        index = min(len(ordered) - 1, int(fraction * len(ordered)))
+        return round(ordered[index] / 1e6, 3)
+
+    @property
+    def recent_failures(self) -> int:
+        """How many of the last 20 answers were the name's own failures."""
+        return bin(self._recent).count("1")
+
+
+@dataclass
+class ServerStats:
+    """What one `up` process counts beyond its names: reloads by result."""
+
+    reloads: Counter[str] = field(default_factory=Counter)
+
+
+def endpoint_data(stats: EndpointStats, in_flight: int) -> dict[str, Any]:
+    """The `data` of a micro STATS endpoint: what `status` reads beside ADR-32's counters."""
+    return {"in_flight": in_flight, "p50_ms": stats.percentile_ms(0.5),
+            "p99_ms": stats.percentile_ms(0.99), "last_answers": min(stats.requests, RECENT),
+            "last_failures": stats.recent_failures}
