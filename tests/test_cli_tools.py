@@ -122,9 +122,14 @@ def test_unknown_name_at_call_gets_a_did_you_mean(up: UpProcess, nats_url: str) 
 
 
 def test_describe_an_agent(up: UpProcess, nats_url: str) -> None:
+    cli("call", f"{PREFIX}.upper", '{"text": "a"}', "--nats", nats_url)
     result = cli("describe", f"{PREFIX}.upper", "--json", "--nats", nats_url)
     info = json.loads(result.stdout)
-    assert len(info.pop("instances")) == 1
+    [instance] = info.pop("instances")
+    assert (instance["live"], instance["pid"]) == (True, up.process.pid)
+    stats = info.pop("stats")
+    assert (stats["instances"], stats["in_flight"], stats["errors"]) == (1, 0, 0)
+    assert stats["requests"] >= 1
     assert info == {
         "name": f"{PREFIX}.upper", "kind": "agent", "description": "Upper-cases text.",
         "version": "2.0.0", "tags": ["demo"], "streaming": False, "invocable": True,
@@ -132,9 +137,8 @@ def test_describe_an_agent(up: UpProcess, nats_url: str) -> None:
         "input": {"type": "object", "properties": {"text": {"type": "string"}}, "required": ["text"]},
         "output": {"type": "object", "properties": {"text": {"type": "string"}},
                    "required": ["text"]},
-        "status": info["status"],
+        "status": "idle",
     }
-    assert info["status"] in ("listed", "online")
 
 
 def test_describe_shows_pydantic_schemas(up: UpProcess, nats_url: str) -> None:
@@ -217,8 +221,8 @@ async def test_hostile_discovery_data_gets_clear_output(fresh_nats: Any) -> None
     assert described.stdout.splitlines()[:4] == [
         "ok.agent (agent, version )", "  fine\\x1b[31m", "subject:  mesh.agent.ok.agent", "tags:     -"]
     info = json.loads(cli("describe", "bad.card", "--json", "--nats", fresh_nats.url).stdout)
-    assert (info["input"], info["output"], [i["id"] for i in info["instances"]]) == (
-        None, None, ["a b", "..", "$JS"])
+    assert (info["input"], info["output"], info["instances"], info["status"]) == (
+        None, None, [{"id": "a b"}, {"id": ".."}, {"id": "$JS"}], "offline")
     tools = cli("tools", "--format", "anthropic", "--nats", fresh_nats.url)
     assert [t["name"] for t in json.loads(tools.stdout)] == ["bad_card", "ok_agent"]
     assert tools.stderr == (f"warning: '{'x' * 80}' left out: a tool name must match "
