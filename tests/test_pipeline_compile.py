@@ -212,12 +212,14 @@ def test_options_that_do_not_fit_the_step():
         (
             {"id": "a"},
             ("steps", 0),
-            "Value error, a step needs exactly one of 'call' or 'parallel'",
+            "Value error, a step needs exactly one of 'call', 'capability', 'broadcast', 'parallel', "
+            "'get_state' or 'set_state'",
         ),
         (
             {"id": "a", "call": "x", "parallel": {"b": {"call": "y"}}},
             ("steps", 0),
-            "Value error, a step needs exactly one of 'call' or 'parallel'",
+            "Value error, a step needs exactly one of 'call', 'capability', 'broadcast', 'parallel', "
+            "'get_state' or 'set_state'",
         ),
         (
             {"id": "a", "call": "x", "wiht": {}},

@@ -12,6 +12,7 @@ from runtime.cli import (
     init_command,
     llm_commands,
     meshtest_command,
+    orchestration_commands,
     serve_command,
     status_command,
 )
@@ -21,7 +22,8 @@ from runtime.core.logs import setup_logging
 
 # Each module adds its own subcommands; a new group of commands is one more entry here.
 COMMAND_MODULES = (serve_command, file_commands, bus_commands, describe_command,
-                   meshtest_command, init_command, llm_commands, status_command)
+                   meshtest_command, init_command, llm_commands, status_command,
+                   orchestration_commands)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -30,6 +30,8 @@ def register(commands: Commands) -> None:
                       help="how long to wait: 5 (seconds), 250ms, 5s, 2m (default 30s)")
     call.add_argument("--stream", action="store_true",
                       help="stream (found from the catalog when it is on)")
+    call.add_argument("--capability", action="store_true",
+                      help="NAME is a capability: any one agent offering it answers")
     ls = add_command(commands, "ls", _ls, "list the catalog: every agent and pipeline on the mesh")
     nats_option(ls)
     ls.add_argument("--json", action="store_true", help="print the catalog as JSON")
@@ -50,7 +52,12 @@ def _call(args: argparse.Namespace) -> int:
     async def run() -> int:
         nc = await client.open_client(client_url(args))
         try:
-            if args.stream or await client.is_streaming(nc, args.name):
+            if args.capability:
+                reply, source = await client.call_capability(nc, args.name, payload, timeout)
+                shown = "".join(c if c.isprintable() else "?" for c in source)
+                print(f"answered by {shown}", file=sys.stderr)
+                print(json.dumps(reply, indent=2))
+            elif args.stream or await client.is_streaming(nc, args.name):
                 async for chunk in client.stream(nc, args.name, payload, timeout):
                     print(json.dumps(chunk), flush=True)
             else:

@@ -4,34 +4,62 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel
 
-# call(name, payload, timeout_seconds, request_id) -> the agent's output (raises MeshError)
-Caller = Callable[[str, Any, float, str], Awaitable[Any]]
+from runtime.core.bus import Bus, Caller, SharedState
+
+__all__ = ["Bus", "Caller", "Context"]
 
 
 @dataclass(slots=True)  # not frozen: a frozen dataclass is slower to build, per request
 class Context:
-    """Request id, agent name, static `config`, a logger, the deadline, and `call()`."""
+    """Request id, agent name, static `config`, a logger, the deadline, `call()`,
+    `broadcast()` and the shared `state`."""
 
     request_id: str
     agent: str
     config: Mapping[str, Any]
     logger: logging.Logger
     deadline: float  # time.monotonic() value after which the caller has stopped waiting
-    _caller: Caller
+    _caller: Bus
 
     def remaining(self) -> float:
         """Seconds left before the deadline (never below zero)."""
         return max(0.0, self.deadline - time.monotonic())
 
-    async def call(self, name: str, payload: Any = None, *, timeout: float | None = None) -> Any:
-        """Call another agent on the mesh, within this request's deadline, with its id."""
-        budget = self.remaining() if timeout is None else min(timeout, self.remaining())
-        if isinstance(payload, BaseModel):
-            payload = payload.model_dump(mode="json")
-        return await self._caller(name, {} if payload is None else payload, budget, self.request_id)
+    async def call(self, name: str | None = None, payload: Any = None, *,
+                   capability: str | None = None, timeout: float | None = None) -> Any:
+        """Call another agent by name, or any agent offering `capability`, within this
+        request's deadline and with its id."""
+        if (name is None) == (capability is None):
+            raise ValueError("ctx.call needs an agent name or capability=..., not both")
+        budget = self._budget(timeout)
+        if capability is not None:
+            return await self._caller(capability, _plain(payload), budget, self.request_id,
+                                      capability=True)
+        assert name is not None
+        return await self._caller(name, _plain(payload), budget, self.request_id)
+
+    async def broadcast(self, capability: str, payload: Any = None, *,
+                        within: float = 1.0) -> list[dict[str, Any]]:
+        """Ask every agent offering `capability`; their answers (and errors), in arrival order."""
+        return await self._caller.broadcast(capability, _plain(payload),
+                                            self._budget(within), self.request_id)
+
+    @property
+    def state(self) -> SharedState:
+        """The mesh's shared state: `get`, `put`, `delete`, `update(key, fn)`, `keys`."""
+        return self._caller.state
+
+    def _budget(self, timeout: float | None) -> float:
+        return self.remaining() if timeout is None else min(timeout, self.remaining())
+
+
+def _plain(payload: Any) -> Any:
+    if isinstance(payload, BaseModel):
+        return payload.model_dump(mode="json")
+    return {} if payload is None else payload

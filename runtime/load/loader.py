@@ -15,7 +15,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from runtime.core.issues import DocPath, Issue, MeshFileError
-from runtime.load import model
+from runtime.load import capabilities, model
 from runtime.load.explain import explain
 from runtime.load.handlers import Handler, HandlerShapeError, inspect_handler
 from runtime.load.importer import ImportFromStringError, import_from_string
@@ -200,6 +200,7 @@ class _Loading:
             name=name, description=spec.description, version=spec.version,
             tags=tuple(spec.tags), input=input_schema, output=output_schema,
             timeout=timeout, concurrency=concurrency, streaming=handler.streaming,
+            capabilities=tuple(dict.fromkeys(spec.capabilities)),
             fingerprint=fingerprint(spec.model_dump(), _doc(input_schema), _doc(output_schema),
                                     timeout, concurrency),
             spec=spec, handler=handler,
@@ -247,6 +248,10 @@ class _Loading:
     def _pipelines(self, mesh: MeshSpec, agents: dict[str, AgentDef],
                    external: dict[str, ExternalDef]) -> dict[str, PipelineDef]:
         callable_names = set(mesh.agents) | set(mesh.pipelines) | set(mesh.external)
+        offered = capabilities.declared(agents, external)
+        for path, message in capabilities.schema_warnings(offered):
+            self.warnings.append(self.doc.issue(path, message, severity="warning"))
+        counts = {capability: len(found) for capability, found in offered.items()}
         for name, path, message in find_cycles(dict(mesh.pipelines)):
             self.issues.append(self.doc.issue(("pipelines", name, *path), message))
 
@@ -257,7 +262,7 @@ class _Loading:
         result = {}
         for name, spec in mesh.pipelines.items():
             where = ("pipelines", name)
-            compiled, problems = compile_pipeline(name, spec, callable_names)
+            compiled, problems = compile_pipeline(name, spec, callable_names, counts)
             for path, message in problems:
                 self.issues.append(self.doc.issue((*where, *path), message))
             for path, message in check_constants(name, spec, input_schema_of):

@@ -35,9 +35,10 @@ class Endpoint:
     concurrency: int
     streaming: bool
     fingerprint: str
+    capabilities: tuple[str, ...] = ()  # also served on mesh.capability.<c>, mesh.broadcast.<c>
 
     def catalog_entry(self) -> dict[str, Any]:
-        return {
+        entry = {
             "name": self.name,
             "description": self.description,
             "version": self.version,
@@ -45,6 +46,9 @@ class Endpoint:
             "invocable": True,
             "streaming": self.streaming,
         }
+        if self.capabilities:  # OpenAgentMesh ignores keys it does not know
+            entry["capabilities"] = list(self.capabilities)
+        return entry
 
 
 @dataclass(frozen=True)

@@ -102,6 +102,8 @@ class AgentSpec(Strict):
     input: JsonSchema | None = None
     output: JsonSchema | None = None
     tags: list[str] = []
+    capabilities: list[Name] = Field(
+        [], description="what it offers: callable by capability, reached by broadcasts")
     version: str = "0.1.0"
     timeout: Duration | None = None
     concurrency: int | None = Field(None, ge=1)
@@ -115,6 +117,7 @@ class ExternalAgent(Strict):
     input: JsonSchema | None = None
     output: JsonSchema | None = None
     streaming: bool = False
+    capabilities: list[Name] = []
 
 
 class MeshSpec(Strict):

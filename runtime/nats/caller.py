@@ -1,4 +1,8 @@
-"""Calling an agent over NATS request/reply, as pipelines, `ctx.call` and the CLI do."""
+"""Calling an agent over NATS request/reply, as pipelines, `ctx.call` and the CLI do.
+
+Every call carries `X-Mesh-Timeout`, the caller's remaining budget in seconds, so the
+agent knows when nobody waits any more and a deadline holds across hops.
+"""
 
 from __future__ import annotations
 
@@ -11,22 +15,44 @@ from nats.aio.client import Client
 
 from runtime.core import protocol as p
 
+# How much longer than its budget a caller listens: an agent answers `expired` or `timeout`
+# at the deadline it was sent, and that answer says more than the caller's own timeout.
+ANSWER_GRACE = 0.1
+
+
+def budget_header(seconds: float) -> str:
+    """The remaining budget as X-Mesh-Timeout text: decimal seconds, millisecond precision."""
+    return f"{max(seconds, 0.0):.3f}"
+
 
 async def call_agent(nc: Client, name: str, payload: Any, timeout: float,
-                     request_id: str | None = None) -> Any:
-    """Request `name` and return its output; raises MeshError (not_found, timeout, or its own)."""
+                     request_id: str | None = None, *, capability: bool = False) -> Any:
+    """Request `name` (an agent, or with `capability` any agent offering it) and return its
+    output; raises MeshError (not_found, timeout, or the agent's own)."""
+    reply = await request(nc, name, payload, timeout, request_id, capability=capability)
+    return orjson.loads(reply.data) if reply.data else {}
+
+
+async def request(nc: Client, name: str, payload: Any, timeout: float,
+                  request_id: str | None = None, *, capability: bool = False) -> Any:
+    """The successful reply message itself (its headers say who answered)."""
     request_id = request_id or uuid.uuid4().hex
     body = payload if isinstance(payload, bytes) else orjson.dumps(payload)
+    subject = p.capability_subject(name) if capability else p.agent_subject(name)
+    what = f"capability '{name}'" if capability else f"'{name}'"
     try:
-        reply = await nc.request(p.agent_subject(name), body, timeout=max(timeout, 0.001),
-                                 headers={p.HDR_REQUEST_ID: request_id})
+        reply = await nc.request(
+            subject, body, timeout=max(timeout, 0.001) + ANSWER_GRACE,
+            headers={p.HDR_REQUEST_ID: request_id, p.HDR_TIMEOUT: budget_header(timeout)})
     except nats.errors.NoRespondersError:
-        raise p.MeshError(p.NOT_FOUND, f"no agent named '{name}' is serving",
-                          agent=name, request_id=request_id) from None
+        message = (f"no agent offers capability '{name}'" if capability
+                   else f"no agent named '{name}' is serving")
+        raise p.MeshError(p.NOT_FOUND, message, agent=name, request_id=request_id) from None
     except nats.errors.TimeoutError:
-        raise p.MeshError(p.TIMEOUT, f"'{name}' did not answer within {timeout:g}s",
+        raise p.MeshError(p.TIMEOUT, f"{what} did not answer within {timeout:g}s",
                           agent=name, request_id=request_id) from None
     headers = reply.headers or {}
     if headers.get(p.HDR_STATUS) == "error":
-        raise p.MeshError.from_body(reply.data, agent=name, request_id=request_id)
-    return orjson.loads(reply.data) if reply.data else {}
+        raise p.MeshError.from_body(reply.data, agent=headers.get(p.HDR_SOURCE) or name,
+                                    request_id=request_id)
+    return reply

@@ -13,7 +13,7 @@ import nats
 from nats.aio.client import Client
 
 from runtime.core import protocol as p
-from runtime.nats.caller import call_agent
+from runtime.nats.caller import budget_header, call_agent, request
 
 
 class UnreachableError(RuntimeError):
@@ -72,6 +72,14 @@ async def call(nc: Client, name: str, payload: Any, timeout: float) -> Any:
     return await call_agent(nc, name, payload, timeout)
 
 
+async def call_capability(nc: Client, capability: str, payload: Any,
+                          timeout: float) -> tuple[Any, str]:
+    """The reply of one agent offering `capability`, and that agent's name."""
+    reply = await request(nc, capability, payload, timeout, capability=True)
+    source = str((reply.headers or {}).get(p.HDR_SOURCE, "?"))
+    return (json.loads(reply.data) if reply.data else {}), source
+
+
 async def stream(nc: Client, name: str, payload: Any, timeout: float) -> AsyncIterator[Any]:
     """Chunks of a streaming agent, in order; raises MeshError on an error or a gap."""
     request_id = uuid.uuid4().hex
@@ -82,7 +90,8 @@ async def stream(nc: Client, name: str, payload: Any, timeout: float) -> AsyncIt
         # Agents answer on the stream subject and ignore the reply subject; naming it lets
         # the NATS server say at once (status 503) that nobody serves `name`.
         await nc.publish(p.agent_subject(name), json.dumps(payload).encode(), reply=chunks,
-                         headers={p.HDR_REQUEST_ID: request_id, p.HDR_STREAM: "true"})
+                         headers={p.HDR_REQUEST_ID: request_id, p.HDR_STREAM: "true",
+                                  p.HDR_TIMEOUT: budget_header(timeout)})
         expected = 0
         async with asyncio.timeout(timeout):
             while True:

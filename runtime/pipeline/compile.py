@@ -5,10 +5,19 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
+from runtime.core.bus import state_key_problem
 from runtime.core.issues import dotted
+from runtime.pipeline.bus_steps import (
+    DEFAULT_MIN_ANSWERS,
+    DEFAULT_WITHIN,
+    BroadcastNode,
+    GetStateNode,
+    SetStateNode,
+)
 from runtime.pipeline.expressions import (
     Expression,
     Path,
@@ -17,8 +26,15 @@ from runtime.pipeline.expressions import (
     compile_expression,
     compile_template,
 )
-from runtime.pipeline.spec import STEP_ID_PATTERN, PipelineSpec, Retry, Step, walk_steps
-from runtime.pipeline.steps import CallNode, ParallelNode, StepNode
+from runtime.pipeline.spec import (
+    STEP_ID_PATTERN,
+    STEP_KINDS,
+    PipelineSpec,
+    Retry,
+    Step,
+    walk_steps,
+)
+from runtime.pipeline.steps import BusNode, CallNode, ParallelNode, StepNode
 
 _PLAIN_NAME = re.compile(STEP_ID_PATTERN)
 _PLAIN_RULE = "must be letters, digits and _, not starting with a digit"
@@ -41,9 +57,11 @@ class _Where:
 class PipelineCompiler:
     """Compiles one pipeline spec, collecting every problem instead of stopping at the first."""
 
-    def __init__(self, spec: PipelineSpec, callable_names: set[str]):
+    def __init__(self, spec: PipelineSpec, callable_names: set[str],
+                 capabilities: Mapping[str, int] | None = None):
         self.spec = spec
         self.callable_names = callable_names
+        self.capabilities = capabilities or {}  # capability -> how many agents declare it
         self.problems: list[Problem] = []
         self.ids: dict[str, Path] = {}
         self.branch_ids: set[str] = set()
@@ -109,11 +127,16 @@ class PipelineCompiler:
             self._problem((*path, "max_concurrency"), "max_concurrency applies to for_each steps")
         if each_text is not None:
             where = dataclasses.replace(where, in_item=True)
-        body: CallNode | ParallelNode
+        self._misplaced(step, path)
+        body: CallNode | ParallelNode | BusNode
         if step.call is not None:
             body = self._call(step, step.call, path, where)
-        else:
+        elif step.capability is not None:
+            body = self._call(step, step.capability, path, where, capability=True)
+        elif step.parallel is not None:
             body = self._parallel(step, path, where)
+        else:
+            body = self._bus_step(step, path, where)
         fallback = step.on_error.value if step.on_error is not None else None
         return StepNode(
             step.id, when, for_each, step.max_concurrency, body, step.on_error is not None, fallback
@@ -133,23 +156,83 @@ class PipelineCompiler:
             self._check_reads(expr, (*path, key), where)
         return expr
 
-    def _call(self, step: Step, agent: str, path: Path, where: _Where) -> CallNode:
-        if agent not in self.callable_names:
+    def _call(
+        self, step: Step, agent: str, path: Path, where: _Where, capability: bool = False
+    ) -> CallNode:
+        if capability:
+            self._offered(agent, (*path, "capability"))
+        elif agent not in self.callable_names:
             hint = _did_you_mean(agent, self.callable_names)
             self._problem((*path, "call"), f"unknown agent or pipeline '{agent}'{hint}")
-        payload = None
-        if step.with_ is not None:
-            payload, problems = compile_template(step.with_, (*path, "with"))
-            self.problems.extend(problems)
-            for expr_path, expr in payload.expressions:
-                self._check_reads(expr, expr_path, where)
+        payload = self._payload(step, path, where)
         retry = step.retry or _NO_RETRY
         return CallNode(
-            agent, payload, step.timeout, retry.attempts, retry.backoff, retry.max_backoff
+            agent, payload, step.timeout, retry.attempts, retry.backoff, retry.max_backoff,
+            capability,
         )
 
+    def _payload(self, step: Step, path: Path, where: _Where) -> Template | None:
+        if step.with_ is None:
+            return None
+        payload, problems = compile_template(step.with_, (*path, "with"))
+        self.problems.extend(problems)
+        for expr_path, expr in payload.expressions:
+            self._check_reads(expr, expr_path, where)
+        return payload
+
+    def _offered(self, capability: str, path: Path) -> int:
+        """How many agents declare `capability`; a problem when none does."""
+        count = self.capabilities.get(capability, 0)
+        if not count:
+            hint = _did_you_mean(capability, self.capabilities)
+            self._problem(path, f"no agent of this file or of external: declares capability "
+                          f"'{capability}'{hint}")
+        return count
+
+    def _bus_step(self, step: Step, path: Path, where: _Where) -> BusNode:
+        if step.broadcast is not None:
+            count = self._offered(step.broadcast, (*path, "broadcast"))
+            wanted = DEFAULT_MIN_ANSWERS if step.min_answers is None else step.min_answers
+            if count and wanted > count:
+                self._problem((*path, "min_answers"), f"min_answers is {wanted}, but only "
+                              f"{count} agent{'s' if count > 1 else ''} declare"
+                              f"{'' if count > 1 else 's'} capability '{step.broadcast}'")
+            return BroadcastNode(step.broadcast, self._payload(step, path, where),
+                                 step.within or DEFAULT_WITHIN, wanted)
+        if step.set_state is not None:
+            key = self._state_key(step.set_state.key, (*path, "set_state", "key"), where)
+            value = self._template(step.set_state.value, (*path, "set_state", "value"), where)
+            return SetStateNode(key, value)
+        assert step.get_state is not None
+        return GetStateNode(self._state_key(step.get_state, (*path, "get_state"), where))
+
+    def _state_key(self, text: str, path: Path, where: _Where) -> Template:
+        key = self._template(text, path, where)
+        if key.is_constant and (problem := state_key_problem(text)) is not None:
+            self._problem(path, problem)
+        return key
+
+    def _template(self, value: Any, path: Path, where: _Where) -> Template:
+        template, problems = compile_template(value, path)
+        self.problems.extend(problems)
+        for expr_path, expr in template.expressions:
+            self._check_reads(expr, expr_path, where)
+        return template
+
+    def _misplaced(self, step: Step, path: Path) -> None:
+        """Keys given to a kind of step they do not apply to."""
+        kind = next(k for k in STEP_KINDS if getattr(step, k) is not None)
+        allowed = {"call": {"with", "retry"}, "capability": {"with", "retry"},
+                   "broadcast": {"with", "within", "min_answers"}}.get(kind, set())
+        for key, field in (("with", "with_"), ("retry", "retry"), ("within", "within"),
+                           ("min_answers", "min_answers")):
+            if kind != "parallel" and key not in allowed and getattr(step, field) is not None:
+                self._problem((*path, key), f"{key} does not apply to a {kind} step")
+
     def _parallel(self, step: Step, path: Path, where: _Where) -> ParallelNode:
-        for key, present in (("with", step.with_ is not None), ("retry", step.retry is not None)):
+        for key, present in (("with", step.with_ is not None), ("retry", step.retry is not None),
+                             ("within", step.within is not None),
+                             ("min_answers", step.min_answers is not None)):
             if present:
                 self._problem(
                     (*path, key), f"{key} applies to call steps; set it on the branches' steps"

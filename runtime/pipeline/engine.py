@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from typing import Any
 
+from runtime.core.bus import Bus
 from runtime.core.protocol import HANDLER_ERROR, STEP_FAILED, TIMEOUT, MeshError
 from runtime.pipeline.checks import check_constants, find_cycles
 from runtime.pipeline.compile import PipelineCompiler
@@ -51,15 +53,23 @@ class CompiledPipeline:
         payload: Any,
         *,
         call: CallFn,
+        bus: Bus | None = None,
         request_id: str,
         mesh_name: str,
         default_timeout: float,
+        caller_deadline: float | None = None,
     ) -> Any:
-        """The pipeline's result for `payload`; raises MeshError (`step_failed`, `timeout`)."""
+        """The pipeline's result for `payload`; raises MeshError (`step_failed`, `timeout`).
+
+        `caller_deadline` (loop time) is when the request's caller stops waiting: steps are
+        given no more than what is left of it, nor of the pipeline's own `timeout`.
+        """
         loop = asyncio.get_running_loop()
         timeout = self._timeout
         deadline = None if timeout is None else loop.time() + timeout
-        ctx = RunContext(call, request_id, default_timeout, deadline, loop)
+        budget = deadline if caller_deadline is None else min(deadline or caller_deadline,
+                                                               caller_deadline)
+        ctx = RunContext(call, request_id, default_timeout, budget, loop, bus)
         scope = {
             "input": payload,
             "steps": {},
@@ -118,10 +128,14 @@ class CompiledPipeline:
 
 
 def compile_pipeline(
-    name: str, spec: PipelineSpec, callable_names: set[str]
+    name: str, spec: PipelineSpec, callable_names: set[str],
+    capabilities: Mapping[str, int] | None = None,
 ) -> tuple[CompiledPipeline | None, list[Problem]]:
-    """The compiled pipeline, or None and every problem found (paths relative to the pipeline)."""
-    compiler = PipelineCompiler(spec, callable_names)
+    """The compiled pipeline, or None and every problem found (paths relative to the pipeline).
+
+    `capabilities` maps each capability to how many agents (of the file or external) declare it.
+    """
+    compiler = PipelineCompiler(spec, callable_names, capabilities)
     steps, returns = compiler.compile()
     if compiler.problems:
         return None, compiler.problems

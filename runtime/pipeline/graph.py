@@ -82,17 +82,15 @@ class _Drawing:
             self._connect(exits, decision)
             exits, skipped = [(decision, "yes", False)], [(decision, "no", True)]
         lines = [title] if title else []
-        if step.call is not None:
-            lines.append(f"→ {step.call}")
-        else:
-            lines.append("parallel")
+        action = _action(step)
+        lines.append(action or "parallel")
         if step.for_each is not None:
             limit = f" (max {step.max_concurrency})" if step.max_concurrency else ""
             lines.append(f"for each {step.for_each}{limit}")
         notes = _annotations(step)
         if notes:
             lines.append(notes)
-        if step.call is not None:
+        if action is not None:
             brackets = ("[[", "]]") if step.for_each is not None else ("[", "]")
             node = self._node(_shape(*brackets, *lines))
             self._connect(exits, node)
@@ -107,6 +105,21 @@ class _Drawing:
             else:
                 joined.extend(self._step(body, body.id or branch, start))
         return [*joined, *skipped]
+
+
+def _action(step: Step) -> str | None:
+    """What a step does, in a few words; None for a parallel step."""
+    if step.call is not None:
+        return f"→ {step.call}"
+    if step.capability is not None:
+        return f"→ capability {step.capability}"
+    if step.broadcast is not None:
+        return f"broadcast {step.broadcast}"
+    if step.get_state is not None:
+        return f"get_state {step.get_state}"
+    if step.set_state is not None:
+        return f"set_state {step.set_state.key}"
+    return None
 
 
 def _shape(opening: str, closing: str, *lines: str) -> str:

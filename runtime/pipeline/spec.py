@@ -35,8 +35,22 @@ class OnError(BaseModel):
     value: Any = Field(description="The fallback result (any JSON value, null included).")
 
 
+class SetState(BaseModel):
+    """Writes one key of the shared state (the `mesh-context` KV bucket)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    key: str = Field(description="The key; may be a ${{ }} expression.")
+    value: Any = Field(description="Any JSON value; ${{ }} in strings is JMESPath over the scope.")
+
+
+# What a step does: exactly one of these keys.
+STEP_KINDS = ("call", "capability", "broadcast", "parallel", "get_state", "set_state")
+
+
 class Step(BaseModel):
-    """One step: a `call` of an agent or pipeline, or a `parallel` set of branches."""
+    """One step: a `call` of an agent or pipeline, a call by `capability`, a `broadcast`, a
+    `parallel` set of branches, or a read (`get_state`) or write (`set_state`) of shared state."""
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
@@ -46,6 +60,25 @@ class Step(BaseModel):
         description="Names the result as steps.<id>; required on top-level steps.",
     )
     call: str | None = Field(default=None, description="The agent or pipeline to call.")
+    capability: str | None = Field(
+        default=None, description="Call one of the agents offering this capability."
+    )
+    broadcast: str | None = Field(
+        default=None,
+        description="Ask every agent offering this capability; the result is the list of "
+        "answers {agent, instance, status, result | error}.",
+    )
+    within: Duration | None = Field(
+        default=None, description="How long a broadcast gathers answers (default 1s)."
+    )
+    min_answers: int | None = Field(
+        default=None, ge=0,
+        description="A broadcast with fewer successful answers fails (default 1).",
+    )
+    get_state: str | None = Field(
+        default=None, description="Read this key of the shared state (null when missing)."
+    )
+    set_state: SetState | None = None
     with_: dict[str, Any] | None = Field(
         default=None,
         alias="with",
@@ -68,9 +101,10 @@ class Step(BaseModel):
     on_error: OnError | None = None
 
     @model_validator(mode="after")
-    def _call_or_parallel(self) -> Step:
-        if (self.call is None) == (self.parallel is None):
-            raise ValueError("a step needs exactly one of 'call' or 'parallel'")
+    def _one_kind(self) -> Step:
+        if sum(getattr(self, kind) is not None for kind in STEP_KINDS) != 1:
+            *rest, last = (f"'{kind}'" for kind in STEP_KINDS)
+            raise ValueError(f"a step needs exactly one of {', '.join(rest)} or {last}")
         return self
 
 

@@ -7,14 +7,15 @@ dict and its `RunContext`, so one compiled pipeline can run many times at once.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
+from runtime.core.bus import Bus, Caller
 from runtime.core.protocol import HANDLER_ERROR, INVALID_INPUT, STEP_FAILED, TIMEOUT, MeshError
 from runtime.pipeline.expressions import EvaluationError, Expression, Template
 
-CallFn = Callable[[str, Any, float, str], Awaitable[Any]]
+CallFn = Caller
 """`await call(agent_name, payload, timeout_seconds, request_id)`: output, or raises MeshError."""
 
 Scope = dict[str, Any]
@@ -40,6 +41,13 @@ class CallNode:
     attempts: int
     backoff: float
     max_backoff: float
+    capability: bool = False  # `agent` names a capability: any agent offering it answers
+
+
+class BusNode(Protocol):
+    """A step body that reaches the mesh through the run's Bus (broadcast, shared state)."""
+
+    async def run(self, scope: Scope, ctx: RunContext) -> Any: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +66,7 @@ class StepNode:
     when: Expression | None
     for_each: Expression | None
     max_concurrency: int | None
-    body: CallNode | ParallelNode
+    body: CallNode | ParallelNode | BusNode
     has_fallback: bool
     fallback: Any
 
@@ -72,6 +80,7 @@ class RunContext:
     default_timeout: float
     deadline: float | None  # loop time when the pipeline's own timeout expires
     loop: asyncio.AbstractEventLoop
+    bus: Bus | None = None  # broadcasts and shared state; None where only calls are possible
 
 
 async def run_sequence(steps: tuple[StepNode, ...], scope: Scope, ctx: RunContext) -> Any:
@@ -88,11 +97,11 @@ async def run_sequence(steps: tuple[StepNode, ...], scope: Scope, ctx: RunContex
 async def run_step(step: StepNode, scope: Scope, ctx: RunContext) -> Any:
     """One step: `when`, then its body once or for each item; `on_error` replaces a failure."""
     try:
-        if step.when is not None and not _evaluate(step.when.truthy, scope):
+        if step.when is not None and not evaluate(step.when.truthy, scope):
             return None
         if step.for_each is None:
             return await _run_body(step.body, scope, ctx)
-        items = _evaluate(step.for_each.render, scope)
+        items = evaluate(step.for_each.render, scope)
         if not isinstance(items, list):
             raise StepFailure(
                 STEP_FAILED,
@@ -136,9 +145,12 @@ async def _for_each(step: StepNode, items: list[Any], scope: Scope, ctx: RunCont
     return results
 
 
-async def _run_body(body: CallNode | ParallelNode, scope: Scope, ctx: RunContext) -> Any:
+async def _run_body(body: CallNode | ParallelNode | BusNode, scope: Scope,
+                    ctx: RunContext) -> Any:
     if isinstance(body, CallNode):
         return await _call(body, scope, ctx)
+    if not isinstance(body, ParallelNode):
+        return await body.run(scope, ctx)
     if body.timeout is None:
         return await _parallel(body, scope, ctx)
     try:
@@ -166,10 +178,11 @@ async def _parallel(node: ParallelNode, scope: Scope, ctx: RunContext) -> dict[s
 
 async def _call(node: CallNode, scope: Scope, ctx: RunContext) -> Any:
     if node.payload is not None:
-        payload = _evaluate(node.payload.render, scope)
+        payload = evaluate(node.payload.render, scope)
     else:
         payload = scope["item"] if "item" in scope else scope["input"]
     timeout = node.timeout or ctx.default_timeout
+    target = f"capability '{node.agent}'" if node.capability else node.agent
     wait = node.backoff
     code, message = HANDLER_ERROR, ""
     for attempt in range(node.attempts):
@@ -178,9 +191,12 @@ async def _call(node: CallNode, scope: Scope, ctx: RunContext) -> Any:
             wait *= 2
         try:
             async with asyncio.timeout(timeout):
-                return await ctx.call(node.agent, payload, _budget(timeout, ctx), ctx.request_id)
+                if node.capability:
+                    return await ctx.call(node.agent, payload, budget(timeout, ctx),
+                                          ctx.request_id, capability=True)
+                return await ctx.call(node.agent, payload, budget(timeout, ctx), ctx.request_id)
         except TimeoutError:
-            code, message = TIMEOUT, f"{node.agent} did not answer within {seconds_text(timeout)}"
+            code, message = TIMEOUT, f"{target} did not answer within {seconds_text(timeout)}"
         except MeshError as exc:
             code, message = exc.code, exc.message
             if code == INVALID_INPUT:
@@ -190,7 +206,7 @@ async def _call(node: CallNode, scope: Scope, ctx: RunContext) -> Any:
     raise StepFailure(code, message)
 
 
-def _budget(timeout: float, ctx: RunContext) -> float:
+def budget(timeout: float, ctx: RunContext) -> float:
     """The step timeout, cut to what is left of the pipeline's own, so callees know the deadline."""
     if ctx.deadline is None:
         return timeout
@@ -210,7 +226,7 @@ async def _all(coros: list[Coroutine[Any, Any, Any]]) -> list[Any]:
     return [task.result() for task in tasks]
 
 
-def _evaluate(fn: Callable[[Scope], Any], scope: Scope) -> Any:
+def evaluate(fn: Callable[[Scope], Any], scope: Scope) -> Any:
     try:
         return fn(scope)
     except EvaluationError as exc:

@@ -47,6 +47,8 @@ def registry_card(endpoint: Endpoint) -> dict[str, Any]:
         "tags": list(endpoint.tags),
         "registered_at": datetime.now(UTC).isoformat(),
     }
+    if endpoint.capabilities:  # the card's own `capabilities` is A2A's streaming/invocable
+        extension["capabilities"] = list(endpoint.capabilities)
     if endpoint.output is not None:
         if endpoint.streaming:  # a streaming agent's output schema describes each chunk
             extension["chunk_schema"] = endpoint.output.document

@@ -18,7 +18,7 @@ from typing import Any
 from nats.aio.client import Client
 
 from runtime.load.mesh import Endpoint, Mesh
-from runtime.nats.caller import call_agent
+from runtime.nats.bus import NatsBus
 from runtime.serve.catalog import Discovery
 from runtime.serve.deadlines import Deadlines
 from runtime.serve.service import Service
@@ -59,14 +59,12 @@ class MeshServer:
         if discovery is not None:
             discovery.instance = self.instance_id
         self.deadlines = Deadlines()
+        self.bus = NatsBus(nc)  # calls, broadcasts and shared state for handlers and pipelines
         self._leaving: set[asyncio.Future[Any]] = set()  # removed names finishing requests
 
     @property
     def mesh_name(self) -> str:
         return self.mesh.name if self.mesh is not None else "mesh"
-
-    async def caller(self, name: str, payload: Any, timeout: float, request_id: str) -> Any:
-        return await call_agent(self.nc, name, payload, timeout, request_id)
 
     async def apply(self, mesh: Mesh) -> Change:
         """Serve `mesh`, changing only what differs from the mesh served now."""
@@ -78,11 +76,13 @@ class MeshServer:
                    and self.services[n].definition.fingerprint != wanted[n].fingerprint]
         for name in changed:
             self.services[name].update(wanted[name])
-        new_services = [Service(self.nc, wanted[n], self.caller, mesh.name, self.deadlines)
-                        for n in added]
-        await asyncio.gather(*(s.start() for s in new_services))
+        new_services = [Service(self.nc, wanted[n], self.bus, mesh.name, self.deadlines,
+                                self.instance_id) for n in added]
+        await asyncio.gather(*(s.start() for s in new_services),
+                             *(self.services[n].offers.serve(wanted[n].capabilities)
+                               for n in changed))
         self.services.update({s.name: s for s in new_services})
-        if new_services:  # a round trip, so the server has every new subscription on return
+        if new_services or changed:  # a round trip: the server has every new subscription
             try:
                 await self.nc.flush(timeout=5)
             except Exception as exc:
@@ -132,6 +132,7 @@ class MeshServer:
 
 
 async def _stop_taking(service: Service) -> None:
+    await service.offers.stop()
     subscription, service.subscription = service.subscription, None
     if subscription is None:
         return

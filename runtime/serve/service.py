@@ -19,8 +19,9 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
 from runtime.core import protocol as p
-from runtime.core.context import Caller, Context
+from runtime.core.context import Bus, Context
 from runtime.load.mesh import AgentDef, Endpoint, PipelineDef
+from runtime.serve.capabilities import Offers
 from runtime.serve.codec import (
     as_mesh_error,
     deadline_error,
@@ -39,8 +40,8 @@ log = logging.getLogger("mesh-runtime")
 class Service:
     """Serves one agent or pipeline: subscribe, answer, drain."""
 
-    def __init__(self, nc: Client, definition: Endpoint, caller: Caller, mesh_name: str,
-                 deadlines: Deadlines):
+    def __init__(self, nc: Client, definition: Endpoint, caller: Bus, mesh_name: str,
+                 deadlines: Deadlines, instance: str = ""):
         self.nc = nc
         self.deadlines = deadlines
         self.caller = caller
@@ -50,6 +51,8 @@ class Service:
         self.error_subject = p.error_subject(self.name)
         self.logger = logging.getLogger(f"mesh-runtime.agent.{self.name}")
         self.subscription: Subscription | None = None
+        self.offers = Offers(nc, self._on_message)  # capability and broadcast subscriptions
+        self.instance = instance  # this process, named in broadcast answers
         self.in_flight = 0
         self.stats = EndpointStats()
         self.failures = FailureLog(self.logger)
@@ -70,12 +73,14 @@ class Service:
         self.subscription = await self.nc.subscribe(
             self.subject, queue=p.queue_group(self.name), cb=self._on_message,
             pending_msgs_limit=-1, pending_bytes_limit=-1)
+        await self.offers.serve(self.definition.capabilities)
 
     async def stop(self) -> None:
         """Stop taking requests, then let those in flight finish (each within its timeout)."""
         if self.subscription is not None:
             await self.subscription.unsubscribe()
             self.subscription = None
+        await self.offers.stop()
         await self._idle.wait()
 
     async def _on_message(self, msg: Msg) -> None:
@@ -132,8 +137,11 @@ class Service:
                 self.deadlines.done(task)  # type: ignore[arg-type]
             body = encode_output(result, definition)
             if msg.reply:
-                await self.nc.publish(msg.reply, body, headers={
-                    p.HDR_STATUS: "ok", p.HDR_REQUEST_ID: request_id, p.HDR_SOURCE: self.name})
+                headers = {p.HDR_STATUS: "ok", p.HDR_REQUEST_ID: request_id,
+                           p.HDR_SOURCE: self.name}
+                if msg.subject.startswith(p.BROADCAST_SUBJECT_PREFIX):
+                    headers[p.HDR_INSTANCE_ID] = self.instance  # which process answered
+                await self.nc.publish(msg.reply, body, headers=headers)
             return None
         except Exception as exc:  # every failure is an answer, never a crash
             error = as_mesh_error(exc, definition)
@@ -153,7 +161,8 @@ class Service:
             return await definition.handler.invoke(payload, self._context(definition, request_id))
         assert isinstance(definition, PipelineDef)
         return await definition.compiled.run(
-            payload, call=self.caller, request_id=request_id, mesh_name=self.mesh_name,
+            payload, call=self.caller, bus=self.caller, request_id=request_id,
+            mesh_name=self.mesh_name,
             default_timeout=definition.step_timeout)
 
     async def _stream(self, definition: Endpoint, payload: Any, request_id: str) -> None:
@@ -175,6 +184,8 @@ class Service:
         body = error.to_json()
         headers = {p.HDR_STATUS: "error", p.HDR_REQUEST_ID: request_id, p.HDR_SOURCE: self.name,
                    **service_error_headers(error)}
+        if msg.subject.startswith(p.BROADCAST_SUBJECT_PREFIX):
+            headers[p.HDR_INSTANCE_ID] = self.instance
         try:
             if streaming:
                 await self.nc.publish(p.stream_subject(request_id), body,

@@ -1,0 +1,114 @@
+"""The shared state: the `mesh-context` KV bucket OpenAgentMesh clients open, values as JSON.
+
+`update` is a compare-and-set loop: read the value and its revision, compute the new
+value, write it only if nobody wrote in between, else read again. So many concurrent
+updates of one key lose nothing, across processes too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import random
+from typing import Any
+
+import orjson
+from nats.aio.client import Client
+from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, NoKeysError
+from nats.js.kv import KeyValue
+
+from runtime.core import protocol as p
+from runtime.core.bus import Updater, state_key_problem
+
+UPDATE_ATTEMPTS = 200  # conflicts under heavy contention; each retry waits a little longer
+
+
+class KvState:
+    """`get`, `put`, `delete`, `update(key, fn)` and `keys` over one NATS connection."""
+
+    def __init__(self, nc: Client):
+        self.nc = nc
+        self._bucket: KeyValue | None = None
+        self._opening = asyncio.Lock()
+
+    async def get(self, key: str) -> Any:
+        """The value, or None when the key is missing."""
+        kv = await self._kv(key)
+        try:
+            entry = await kv.get(key)
+        except KeyNotFoundError:  # deleted keys included
+            return None
+        return decode(entry.value)
+
+    async def put(self, key: str, value: Any) -> None:
+        kv = await self._kv(key)
+        await kv.put(key, orjson.dumps(value))
+
+    async def delete(self, key: str) -> None:
+        kv = await self._kv(key)
+        await kv.delete(key)
+
+    async def update(self, key: str, fn: Updater) -> Any:
+        """Set `key` to `fn(current value or None)` atomically; returns the value written."""
+        kv = await self._kv(key)
+        for attempt in range(UPDATE_ATTEMPTS):
+            try:
+                entry = await kv.get(key)
+                current, revision = decode(entry.value), entry.revision
+            except KeyNotFoundError:
+                current, revision = None, None
+            new = fn(current)
+            if inspect.isawaitable(new):
+                new = await new
+            data = orjson.dumps(new)
+            try:
+                if revision is None:
+                    await kv.create(key, data)  # also re-creates a deleted key
+                else:
+                    await kv.update(key, data, last=revision)
+                return new
+            except KeyWrongLastSequenceError:
+                await asyncio.sleep(random.uniform(0, 0.001) * min(attempt + 1, 20))
+        raise p.MeshError(p.HANDLER_ERROR, f"state key '{key}' kept changing: gave up after "
+                          f"{UPDATE_ATTEMPTS} tries")
+
+    async def keys(self) -> list[str]:
+        kv = await self._kv(None)
+        try:
+            return sorted(await kv.keys())
+        except NoKeysError:
+            return []
+
+    async def _kv(self, key: str | None) -> KeyValue:
+        if key is not None and (problem := state_key_problem(key)) is not None:
+            raise p.MeshError(p.INVALID_INPUT, problem)
+        if self._bucket is not None:
+            return self._bucket
+        async with self._opening:
+            if self._bucket is None:
+                self._bucket = await open_bucket(self.nc)
+        return self._bucket
+
+
+async def open_bucket(nc: Client) -> KeyValue:
+    js = nc.jetstream(timeout=5)
+    try:
+        return await js.key_value(p.CONTEXT_BUCKET)
+    except Exception:
+        pass
+    try:
+        return await js.create_key_value(bucket=p.CONTEXT_BUCKET)
+    except Exception as exc:
+        raise p.MeshError(p.NOT_FOUND, f"the shared state (KV bucket {p.CONTEXT_BUCKET}) is not "
+                          f"available: {exc or type(exc).__name__}; it needs JetStream on the "
+                          "NATS server") from None
+
+
+def decode(value: bytes | None) -> Any:
+    """A stored value: JSON, or the text itself when another client stored plain text."""
+    if not value:
+        return None
+    try:
+        return orjson.loads(value)
+    except orjson.JSONDecodeError:
+        return value.decode(errors="replace")
