@@ -236,3 +236,15 @@ async def test_a_catalog_that_is_not_json_reads_as_empty(fresh_nats: Any) -> Non
     described = cli("describe", "a.b", "--nats", fresh_nats.url)
     assert (described.returncode, described.stderr) == (
         1, "error: no agent or pipeline named 'a.b' in the catalog\n")
+
+
+def test_unknown_capability_at_call_suggests_a_capability(tmp_path: Path, nats_url: str) -> None:
+    path, _ = write_mesh(tmp_path, f"""
+        version: 1
+        agents:
+          {PREFIX}.sum: {{handler: "{{mod}}:f", capabilities: [{PREFIX}.summarize]}}
+    """, "def f(payload):\n    return payload\n")
+    with UpProcess(path, nats_url, "--no-reload"):
+        result = cli("call", "--capability", f"{PREFIX}.sumarize", "--nats", nats_url)
+    assert result.returncode == 1
+    assert json.loads(result.stderr)["message"].endswith(f"; did you mean '{PREFIX}.summarize'?")

@@ -94,15 +94,19 @@ def read_payload(argument: str | None) -> str:
     return argument or ""
 
 
-async def did_you_mean(nc: Any, name: str) -> str:
-    """`; did you mean 'x'?` from the catalog's names close to `name`, else ''."""
+async def did_you_mean(nc: Any, name: str, *, capability: bool = False) -> str:
+    """`; did you mean 'x'?` from the catalog's names (or capabilities) close to `name`."""
     from runtime.nats.client import catalog
 
     try:
-        names = [str(e.get("name")) for e in await catalog(nc) or []]
+        entries = await catalog(nc) or []
     except Exception:  # a hint is a nicety: never let it hide the error itself
         return ""
-    return suggest(name, names)
+    if not capability:
+        return suggest(name, [str(e["name"]) for e in entries])
+    offered = {str(c) for e in entries if isinstance(e.get("capabilities"), list)
+               for c in e["capabilities"]}
+    return suggest(name, sorted(offered))
 
 
 def suggest(name: str, names: list[str]) -> str:

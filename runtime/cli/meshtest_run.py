@@ -8,14 +8,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
 from nats.aio.client import Client
-from nats.aio.msg import Msg
-from nats.aio.subscription import Subscription
 
 from runtime.cli.common import suggest
 from runtime.cli.meshtest_check import differences
-from runtime.cli.meshtest_file import Answer, Case, Stubbed, TestFile
+from runtime.cli.meshtest_file import Case, Stubbed, TestFile
+from runtime.cli.meshtest_stubs import Stub, capabilities_of
 from runtime.core import protocol as p
 from runtime.core.issues import Issue
 from runtime.load.mesh import Mesh
@@ -73,43 +71,6 @@ def _stub_output_issues(test: TestFile, mesh: Mesh, where: tuple[int, str],
     return issues
 
 
-class Stub:
-    """Answers calls to one name with the case's answers: one for every call, or a list in order."""
-
-    def __init__(self, nc: Client, name: str, stubbed: Stubbed):
-        self.nc = nc
-        self.name = name
-        self.stubbed = stubbed
-        self.calls = 0
-
-    def next_answer(self) -> Answer | None:
-        self.calls += 1
-        answers = self.stubbed.answers
-        if self.stubbed.repeat:
-            return answers[0]
-        return answers[self.calls - 1] if self.calls <= len(answers) else None
-
-    async def respond(self, msg: Msg) -> None:
-        if not msg.reply:
-            return
-        request_id = (msg.headers or {}).get(p.HDR_REQUEST_ID, "")
-        headers = {p.HDR_REQUEST_ID: request_id, p.HDR_SOURCE: self.name}
-        answer = self.next_answer()
-        if answer is not None and answer.error is None:
-            await self.nc.publish(msg.reply, orjson.dumps(answer.output),
-                                  headers={**headers, p.HDR_STATUS: "ok"})
-            return
-        if answer is None:
-            error = p.MeshError(p.HANDLER_ERROR, f"stub '{self.name}' ran out of answers "
-                                f"({len(self.stubbed.answers)} given, this is call {self.calls})",
-                                agent=self.name, request_id=request_id)
-        else:
-            assert answer.error is not None
-            error = p.MeshError(answer.error.code, answer.error.message, agent=self.name,
-                                request_id=request_id, details=answer.error.details)
-        await self.nc.publish(msg.reply, error.to_json(), headers={**headers, p.HDR_STATUS: "error"})
-
-
 async def run_mesh(nc: Client, server: MeshServer, mesh: Mesh, tests: list[TestFile],
                    outcome: Outcome, report: Report) -> None:
     """Serve `mesh` and run every case of `tests` against it."""
@@ -136,18 +97,17 @@ async def run_mesh(nc: Client, server: MeshServer, mesh: Mesh, tests: list[TestF
 
 async def run_case(nc: Client, server: MeshServer, mesh: Mesh, case: Case) -> list[str]:
     """Run one case (its stubs replacing their agents meanwhile); its differences."""
-    stubs = [Stub(nc, name, answers) for name, answers in case.stubs.items()]
-    subscriptions: list[Subscription] = []
+    stubs = [Stub(nc, name, answers, capabilities_of(mesh, name))
+             for name, answers in case.stubs.items()]
     if stubs:
         await server.apply(_without(mesh, set(case.stubs)))
         for stub in stubs:
-            subscriptions.append(await nc.subscribe(p.agent_subject(stub.name),
-                                                    queue=p.queue_group(stub.name), cb=stub.respond))
+            await stub.start()
     try:
         output, error = await _call(nc, mesh, case)
     finally:
-        for subscription in subscriptions:
-            await subscription.unsubscribe()
+        for stub in stubs:
+            await stub.stop()
         if stubs:
             await server.apply(mesh)
     return differences(case, output, error)

@@ -1,0 +1,82 @@
+"""A stub: stands in for one agent during a test case, answering as the agent would."""
+
+from __future__ import annotations
+
+import orjson
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+
+from runtime.cli.meshtest_file import Answer, Stubbed
+from runtime.core import protocol as p
+from runtime.load.mesh import Mesh
+
+STUB_INSTANCE = "test-stub"  # the instance id a stub's broadcast answers carry
+
+
+def capabilities_of(mesh: Mesh, name: str) -> tuple[str, ...]:
+    """What the agent offers (this file's or an external one): its stub offers the same."""
+    if name in mesh.agents:
+        return tuple(mesh.agents[name].capabilities)
+    external = mesh.external.get(name)
+    return tuple(external.spec.capabilities) if external else ()
+
+
+class Stub:
+    """Answers one name's calls (and calls and broadcasts to its capabilities) with the
+    case's answers: one for every call, or a list in order, shared by all of them."""
+
+    def __init__(self, nc: Client, name: str, stubbed: Stubbed, capabilities: tuple[str, ...] = ()):
+        self.nc = nc
+        self.name = name
+        self.stubbed = stubbed
+        self.capabilities = capabilities
+        self.calls = 0
+        self.subscriptions: list[Subscription] = []
+
+    async def start(self) -> None:
+        routes: list[tuple[str, str | None]] = [(p.agent_subject(self.name), p.queue_group(self.name))]
+        for capability in self.capabilities:
+            routes.append((p.capability_subject(capability), p.capability_queue_group(capability)))
+            routes.append((p.broadcast_subject(capability), None))
+        for subject, queue in routes:
+            self.subscriptions.append(await self.nc.subscribe(subject, queue=queue or "",
+                                                              cb=self.respond))
+
+    async def stop(self) -> None:
+        for subscription in self.subscriptions:
+            await subscription.unsubscribe()
+        self.subscriptions.clear()
+
+    def next_answer(self) -> Answer | None:
+        self.calls += 1
+        answers = self.stubbed.answers
+        if self.stubbed.repeat:
+            return answers[0]
+        return answers[self.calls - 1] if self.calls <= len(answers) else None
+
+    async def respond(self, msg: Msg) -> None:
+        if not msg.reply:
+            return
+        request_id = (msg.headers or {}).get(p.HDR_REQUEST_ID, "")
+        headers = {p.HDR_REQUEST_ID: request_id, p.HDR_SOURCE: self.name,
+                   p.HDR_INSTANCE_ID: STUB_INSTANCE}
+        answer = self.next_answer()
+        body, status = self._body(answer, request_id)
+        await self.nc.publish(msg.reply, body, headers={**headers, p.HDR_STATUS: status})
+
+    def _body(self, answer: Answer | None, request_id: str) -> tuple[bytes, str]:
+        if answer is not None and answer.error is None:
+            return orjson.dumps(answer.output), "ok"
+        if answer is None:
+            error = p.MeshError(p.HANDLER_ERROR, f"stub '{self.name}' ran out of answers "
+                                f"({len(self.stubbed.answers)} given, this is call {self.calls})",
+                                agent=self.name, request_id=request_id)
+        else:
+            assert answer.error is not None
+            error = p.MeshError(answer.error.code, answer.error.message, agent=self.name,
+                                request_id=request_id, details=answer.error.details)
+        return error.to_json(), "error"
+
+
+
