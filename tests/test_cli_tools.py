@@ -248,3 +248,17 @@ def test_unknown_capability_at_call_suggests_a_capability(tmp_path: Path, nats_u
         result = cli("call", "--capability", f"{PREFIX}.sumarize", "--nats", nats_url)
     assert result.returncode == 1
     assert json.loads(result.stderr)["message"].endswith(f"; did you mean '{PREFIX}.summarize'?")
+
+
+def test_broadcast_takes_plain_seconds_and_a_piped_payload(tmp_path: Path, nats_url: str) -> None:
+    path, _ = write_mesh(tmp_path, f"""
+        version: 1
+        agents:
+          {PREFIX}.echo: {{handler: "{{mod}}:f", capabilities: [{PREFIX}.echoing]}}
+    """, "def f(payload):\n    return payload\n")
+    with UpProcess(path, nats_url, "--no-reload"):
+        result = cli("broadcast", f"{PREFIX}.echoing", "--within", "0.5", "--nats", nats_url,
+                     input='{"x": 1}')
+    assert result.returncode == 0, result.stderr
+    [answer] = json.loads(result.stdout)
+    assert (answer["agent"], answer["status"], answer["result"]) == (f"{PREFIX}.echo", "ok", {"x": 1})
