@@ -274,3 +274,38 @@ def test_external_agents_can_be_stubbed_and_called(tmp_path: Path) -> None:
         (tmp_path / "t.test.yaml").read_text().replace("  - name: not stubbed\n    call: far.away\n", ""))
     result = cli("test", cwd=tmp_path)
     assert (result.returncode, _lines(result.stdout)[-1]) == (0, "2 passed"), result.stdout
+
+
+def test_a_streaming_agent_can_be_stubbed(tmp_path: Path) -> None:
+    write_mesh(tmp_path, """
+        version: 1
+        agents:
+          s.words:
+            handler: "{mod}:words"
+            output: {type: object, properties: {w: {type: string}}, required: [w]}
+    """, """
+        async def words(payload):
+            yield {"w": "real"}
+    """)
+    (tmp_path / "t.test.yaml").write_text(textwrap.dedent("""
+        cases:
+          - call: s.words
+            stubs: {s.words: {output: [{w: a}, {w: b}]}}
+            expect: {output: [{w: a}, {w: b}]}
+          - call: s.words
+            stubs: {s.words: {error: {code: handler_error, message: no words}}}
+            expect: {error: {code: handler_error, message: no words}}
+          - call: s.words
+            stubs: {s.words: {output: [{w: 1}]}}
+    """))
+    result = cli("test", cwd=tmp_path)
+    assert _lines(result.stdout) == [
+        "ERROR t.test.yaml",
+        "      t.test.yaml:10:31: cases[2].stubs.s.words.output: not an output 's.words' could give: "
+        '/w: 1 is not of type "string"',
+        "0 passed, 1 error",
+    ]
+    (tmp_path / "t.test.yaml").write_text(
+        (tmp_path / "t.test.yaml").read_text().replace("[{w: 1}]", "[{w: c}]"))
+    result = cli("test", cwd=tmp_path)
+    assert (result.returncode, _lines(result.stdout)[-1]) == (0, "3 passed"), result.stdout

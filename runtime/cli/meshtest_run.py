@@ -16,7 +16,7 @@ from runtime.cli.meshtest_file import Case, Stubbed, TestFile
 from runtime.cli.meshtest_stubs import Stub, capabilities_of
 from runtime.core import protocol as p
 from runtime.core.issues import Issue
-from runtime.load.mesh import Mesh
+from runtime.load.mesh import ExternalDef, Mesh
 from runtime.nats.caller import call_agent
 from runtime.serve.server import MeshServer
 
@@ -56,13 +56,16 @@ def _stub_output_issues(test: TestFile, mesh: Mesh, where: tuple[int, str],
                         stubbed: Stubbed) -> list[Issue]:
     """A stub's output must be one the real agent could give: else the test proves nothing."""
     index, name = where
-    target = mesh.endpoints.get(name) or mesh.external.get(name)
-    schema = target.output if target is not None else None
+    target = mesh.endpoints.get(name) or mesh.external[name]
+    schema = target.output
+    streaming = target.spec.streaming if isinstance(target, ExternalDef) else target.streaming
     issues = []
     for n, answer in enumerate(stubbed.answers):
         if answer.error is not None or schema is None:
             continue
-        errors = schema.errors(answer.output)
+        # A streaming agent's schema is each chunk's; its stub's output lists the chunks.
+        items = answer.output if streaming and isinstance(answer.output, list) else [answer.output]
+        errors = [e for item in items for e in schema.errors(item)]
         if errors:
             path = ("cases", index, "stubs", name, *(() if stubbed.repeat else (n,)), "output")
             first = errors[0]

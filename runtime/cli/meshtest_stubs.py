@@ -62,8 +62,26 @@ class Stub:
         headers = {p.HDR_REQUEST_ID: request_id, p.HDR_SOURCE: self.name,
                    p.HDR_INSTANCE_ID: STUB_INSTANCE}
         answer = self.next_answer()
+        if (msg.headers or {}).get(p.HDR_STREAM) == "true" and request_id:
+            await self._stream(answer, request_id, headers)
+            return
         body, status = self._body(answer, request_id)
         await self.nc.publish(msg.reply, body, headers={**headers, p.HDR_STATUS: status})
+
+    async def _stream(self, answer: Answer | None, request_id: str, headers: dict[str, str]) -> None:
+        """A streaming caller gets the output's items as chunks (a list), or one error."""
+        subject = p.stream_subject(request_id)
+        if answer is None or answer.error is not None:
+            body, _ = self._body(answer, request_id)
+            await self.nc.publish(subject, body, headers={
+                **headers, p.HDR_STATUS: "error", p.HDR_STREAM_END: "true"})
+            return
+        chunks = answer.output if isinstance(answer.output, list) else [answer.output]
+        for seq, chunk in enumerate(chunks):
+            await self.nc.publish(subject, orjson.dumps(chunk), headers={
+                **headers, p.HDR_STREAM_SEQ: str(seq), p.HDR_STREAM_END: "false"})
+        await self.nc.publish(subject, b"", headers={
+            **headers, p.HDR_STREAM_SEQ: str(len(chunks)), p.HDR_STREAM_END: "true"})
 
     def _body(self, answer: Answer | None, request_id: str) -> tuple[bytes, str]:
         if answer is not None and answer.error is None:
