@@ -232,6 +232,9 @@ def test_meshes_in_two_folders_each_import_their_own_handlers(tmp_path: Path) ->
 
 
 def test_nothing_to_run(tmp_path: Path) -> None:
+    for hidden in (".venv/lib", "node_modules/pkg"):  # never searched
+        (tmp_path / hidden).mkdir(parents=True)
+        (tmp_path / hidden / "x.test.yaml").write_text("cases: [{call: x}]\n")
     result = cli("test", cwd=tmp_path)
     assert (result.returncode, result.stdout, result.stderr) == (
         1, "", "error: no *.test.yaml files under .\n")
