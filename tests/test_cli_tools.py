@@ -128,8 +128,8 @@ def test_describe_an_agent(up: UpProcess, nats_url: str) -> None:
     [instance] = info.pop("instances")
     assert (instance["live"], instance["pid"]) == (True, up.process.pid)
     stats = info.pop("stats")
-    assert (stats["instances"], stats["in_flight"], stats["errors"]) == (1, 0, 0)
-    assert stats["requests"] >= 1
+    assert (stats["instances"], stats["in_flight"]) == (1, 0)
+    assert stats["requests"] >= 1  # other tests call it too (and some of them fail on purpose)
     assert info == {
         "name": f"{PREFIX}.upper", "kind": "agent", "description": "Upper-cases text.",
         "version": "2.0.0", "tags": ["demo"], "streaming": False, "invocable": True,
