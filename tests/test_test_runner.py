@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import textwrap
+import time
 from pathlib import Path
 
 from tests.helpers import ROOT, cli, write_mesh
@@ -313,3 +314,23 @@ def test_a_streaming_agent_can_be_stubbed(tmp_path: Path) -> None:
         (tmp_path / "t.test.yaml").read_text().replace("[{w: 1}]", "[{w: c}]"))
     result = cli("test", cwd=tmp_path)
     assert (result.returncode, _lines(result.stdout)[-1]) == (0, "3 passed"), result.stdout
+
+
+def test_a_stuck_sync_handler_does_not_hold_the_run(tmp_path: Path) -> None:
+    write_mesh(tmp_path, """
+        version: 1
+        agents:
+          h.stuck: {handler: "{mod}:stuck", timeout: 300ms}
+    """, """
+        import time
+
+        def stuck(payload):
+            time.sleep(60)
+    """)
+    (tmp_path / "t.test.yaml").write_text("cases: [{call: h.stuck, expect: {error: {code: timeout}}}]\n")
+    started = time.monotonic()
+    result = cli("test", cwd=tmp_path)
+    assert time.monotonic() - started < 30  # not the handler's 60 s
+    assert (result.returncode, _lines(result.stdout)[-1]) == (0, "1 passed"), result.stdout
+    assert result.stderr.endswith(
+        "note: 1 sync handler call(s) still running past their timeout; not waiting for them\n")
