@@ -334,3 +334,21 @@ def test_a_stuck_sync_handler_does_not_hold_the_run(tmp_path: Path) -> None:
     assert (result.returncode, _lines(result.stdout)[-1]) == (0, "1 passed"), result.stdout
     assert result.stderr.endswith(
         "note: 1 sync handler call(s) still running past their timeout; not waiting for them\n")
+
+
+def test_a_stub_refuses_what_the_real_agent_would(tmp_path: Path) -> None:
+    folder = _folder(tmp_path, """
+        cases:
+          - name: the pipeline sends t.echo a payload its schema refuses
+            call: t.twice
+            input: {text: x}
+            stubs:
+              t.echo: {output: {text: never, n: 0}}
+            expect:
+              error: {code: step_failed}
+              assert: ["error.details.code == 'invalid_input'"]
+    """)
+    (folder / "mesh.yaml").write_text((folder / "mesh.yaml").read_text().replace(
+        'n: 1}', 'n: "${{ input.count }}"}'))  # null at run time: t.echo wants an integer
+    result = cli("test", cwd=folder)
+    assert (result.returncode, _lines(result.stdout)[-1]) == (0, "1 passed"), result.stdout

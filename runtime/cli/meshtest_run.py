@@ -13,7 +13,7 @@ from nats.aio.client import Client
 from runtime.cli.common import suggest
 from runtime.cli.meshtest_check import differences
 from runtime.cli.meshtest_file import Case, Stubbed, TestFile
-from runtime.cli.meshtest_stubs import Stub, capabilities_of
+from runtime.cli.meshtest_stubs import stub_for
 from runtime.core import protocol as p
 from runtime.core.issues import Issue
 from runtime.load.mesh import ExternalDef, Mesh
@@ -100,8 +100,7 @@ async def run_mesh(nc: Client, server: MeshServer, mesh: Mesh, tests: list[TestF
 
 async def run_case(nc: Client, server: MeshServer, mesh: Mesh, case: Case) -> list[str]:
     """Run one case (its stubs replacing their agents meanwhile); its differences."""
-    stubs = [Stub(nc, name, answers, capabilities_of(mesh, name))
-             for name, answers in case.stubs.items()]
+    stubs = [stub_for(nc, mesh, name, answers) for name, answers in case.stubs.items()]
     if stubs:
         await server.apply(_without(mesh, set(case.stubs)))
         for stub in stubs:

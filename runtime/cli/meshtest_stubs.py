@@ -10,27 +10,22 @@ from nats.aio.subscription import Subscription
 from runtime.cli.meshtest_file import Answer, Stubbed
 from runtime.core import protocol as p
 from runtime.load.mesh import Mesh
+from runtime.load.schemas import PayloadSchema
 
 STUB_INSTANCE = "test-stub"  # the instance id a stub's broadcast answers carry
-
-
-def capabilities_of(mesh: Mesh, name: str) -> tuple[str, ...]:
-    """What the agent offers (this file's or an external one): its stub offers the same."""
-    if name in mesh.agents:
-        return tuple(mesh.agents[name].capabilities)
-    external = mesh.external.get(name)
-    return tuple(external.spec.capabilities) if external else ()
 
 
 class Stub:
     """Answers one name's calls (and calls and broadcasts to its capabilities) with the
     case's answers: one for every call, or a list in order, shared by all of them."""
 
-    def __init__(self, nc: Client, name: str, stubbed: Stubbed, capabilities: tuple[str, ...] = ()):
+    def __init__(self, nc: Client, name: str, stubbed: Stubbed, capabilities: tuple[str, ...] = (),
+                 input_schema: PayloadSchema | None = None):
         self.nc = nc
         self.name = name
         self.stubbed = stubbed
         self.capabilities = capabilities
+        self.input_schema = input_schema
         self.calls = 0
         self.subscriptions: list[Subscription] = []
 
@@ -61,6 +56,11 @@ class Stub:
         request_id = (msg.headers or {}).get(p.HDR_REQUEST_ID, "")
         headers = {p.HDR_REQUEST_ID: request_id, p.HDR_SOURCE: self.name,
                    p.HDR_INSTANCE_ID: STUB_INSTANCE}
+        refused = self._refuse(msg.data, request_id)
+        if refused is not None:  # as the real agent would: its input schema still holds
+            await self.nc.publish(msg.reply, refused.to_json(), headers={
+                **headers, p.HDR_STATUS: "error"})
+            return
         answer = self.next_answer()
         if (msg.headers or {}).get(p.HDR_STREAM) == "true" and request_id:
             await self._stream(answer, request_id, headers)
@@ -83,6 +83,21 @@ class Stub:
         await self.nc.publish(subject, b"", headers={
             **headers, p.HDR_STREAM_SEQ: str(len(chunks)), p.HDR_STREAM_END: "true"})
 
+    def _refuse(self, data: bytes, request_id: str) -> p.MeshError | None:
+        """invalid_input for a payload the stubbed agent would refuse (no answer is used)."""
+        try:
+            payload = orjson.loads(data) if data else {}
+        except orjson.JSONDecodeError as exc:
+            errors = [{"path": "", "message": f"not JSON: {exc}"}]
+        else:
+            if self.input_schema is None or self.input_schema.validator.is_valid(payload):
+                return None
+            errors = self.input_schema.errors(payload)
+        first = errors[0]
+        return p.MeshError(p.INVALID_INPUT, f"input does not match the schema: "
+                           f"{first['path'] or '/'}: {first['message']} (stub '{self.name}')",
+                           agent=self.name, request_id=request_id, details={"errors": errors})
+
     def _body(self, answer: Answer | None, request_id: str) -> tuple[bytes, str]:
         if answer is not None and answer.error is None:
             return orjson.dumps(answer.output), "ok"
@@ -97,4 +112,10 @@ class Stub:
         return error.to_json(), "error"
 
 
-
+def stub_for(nc: Client, mesh: Mesh, name: str, stubbed: Stubbed) -> Stub:
+    """A stub with what the agent (this file's or an external one) offers and accepts."""
+    if name in mesh.endpoints:
+        endpoint = mesh.endpoints[name]
+        return Stub(nc, name, stubbed, endpoint.capabilities, endpoint.input)
+    external = mesh.external[name]
+    return Stub(nc, name, stubbed, tuple(external.spec.capabilities), external.input)
