@@ -238,12 +238,18 @@ async def test_a_catalog_that_is_not_json_reads_as_empty(fresh_nats: Any) -> Non
         1, "error: no agent or pipeline named 'a.b' in the catalog\n")
 
 
-def test_unknown_capability_at_call_suggests_a_capability(tmp_path: Path, nats_url: str) -> None:
-    path, _ = write_mesh(tmp_path, f"""
+def _echo_offering(folder: Path, agent: str, capability: str) -> Path:
+    """A mesh of one echo agent offering `capability`."""
+    path, _ = write_mesh(folder, f"""
         version: 1
         agents:
-          {PREFIX}.sum: {{handler: "{{mod}}:f", capabilities: [{PREFIX}.summarize]}}
+          {agent}: {{handler: "{{mod}}:f", capabilities: [{capability}]}}
     """, "def f(payload):\n    return payload\n")
+    return path
+
+
+def test_unknown_capability_at_call_suggests_a_capability(tmp_path: Path, nats_url: str) -> None:
+    path = _echo_offering(tmp_path, f"{PREFIX}.sum", f"{PREFIX}.summarize")
     with UpProcess(path, nats_url, "--no-reload"):
         result = cli("call", "--capability", f"{PREFIX}.sumarize", "--nats", nats_url)
     assert result.returncode == 1
@@ -251,11 +257,7 @@ def test_unknown_capability_at_call_suggests_a_capability(tmp_path: Path, nats_u
 
 
 def test_broadcast_takes_plain_seconds_and_a_piped_payload(tmp_path: Path, nats_url: str) -> None:
-    path, _ = write_mesh(tmp_path, f"""
-        version: 1
-        agents:
-          {PREFIX}.echo: {{handler: "{{mod}}:f", capabilities: [{PREFIX}.echoing]}}
-    """, "def f(payload):\n    return payload\n")
+    path = _echo_offering(tmp_path, f"{PREFIX}.echo", f"{PREFIX}.echoing")
     with UpProcess(path, nats_url, "--no-reload"):
         result = cli("broadcast", f"{PREFIX}.echoing", "--within", "0.5", "--nats", nats_url,
                      input='{"x": 1}')

@@ -54,6 +54,16 @@ def _lines(stdout: str) -> list[str]:
             for line in stdout.splitlines()]
 
 
+def _fails_then_passes(folder: Path, error: str, edit: tuple[str, str], passed: int) -> None:
+    """t.test.yaml has the one `error`; once `edit` fixes it, its `passed` cases pass."""
+    result = cli("test", cwd=folder)
+    assert _lines(result.stdout) == ["ERROR t.test.yaml", f"      {error}", "0 passed, 1 error"]
+    path = folder / "t.test.yaml"
+    path.write_text(path.read_text().replace(*edit))
+    result = cli("test", cwd=folder)
+    assert (result.returncode, _lines(result.stdout)[-1]) == (0, f"{passed} passed"), result.stdout
+
+
 def test_every_example_and_the_demo_pass() -> None:
     shipped = {p.parent for p in (ROOT / "examples").glob("*/*.test.yaml")}
     assert shipped == {p.parent for p in (ROOT / "examples").glob("*/mesh.yaml")}
@@ -268,17 +278,10 @@ def test_external_agents_can_be_stubbed_and_called(tmp_path: Path) -> None:
           - name: not stubbed
             call: far.away
     """))
-    result = cli("test", cwd=tmp_path)
-    assert _lines(result.stdout) == [
-        "ERROR t.test.yaml",
-        "      t.test.yaml:12:11: cases[2].call: 'far.away' is served by another process "
+    _fails_then_passes(
+        tmp_path, "t.test.yaml:12:11: cases[2].call: 'far.away' is served by another process "
         "(external:): stub it to call it in a test",
-        "0 passed, 1 error",
-    ]
-    (tmp_path / "t.test.yaml").write_text(
-        (tmp_path / "t.test.yaml").read_text().replace("  - name: not stubbed\n    call: far.away\n", ""))
-    result = cli("test", cwd=tmp_path)
-    assert (result.returncode, _lines(result.stdout)[-1]) == (0, "2 passed"), result.stdout
+        ("  - name: not stubbed\n    call: far.away\n", ""), passed=2)
 
 
 def test_a_streaming_agent_can_be_stubbed(tmp_path: Path) -> None:
@@ -303,17 +306,9 @@ def test_a_streaming_agent_can_be_stubbed(tmp_path: Path) -> None:
           - call: s.words
             stubs: {s.words: {output: [{w: 1}]}}
     """))
-    result = cli("test", cwd=tmp_path)
-    assert _lines(result.stdout) == [
-        "ERROR t.test.yaml",
-        "      t.test.yaml:10:31: cases[2].stubs.s.words.output: not an output 's.words' could give: "
-        '/w: 1 is not of type "string"',
-        "0 passed, 1 error",
-    ]
-    (tmp_path / "t.test.yaml").write_text(
-        (tmp_path / "t.test.yaml").read_text().replace("[{w: 1}]", "[{w: c}]"))
-    result = cli("test", cwd=tmp_path)
-    assert (result.returncode, _lines(result.stdout)[-1]) == (0, "3 passed"), result.stdout
+    _fails_then_passes(
+        tmp_path, "t.test.yaml:10:31: cases[2].stubs.s.words.output: not an output 's.words' "
+        'could give: /w: 1 is not of type "string"', ("[{w: 1}]", "[{w: c}]"), passed=3)
 
 
 def test_a_stuck_sync_handler_does_not_hold_the_run(tmp_path: Path) -> None:
