@@ -35,6 +35,7 @@ from _harness import (
     Child,
     Children,
     child_env,
+    descendants,
     format_table,
     machine_line,
     raw_peer,
@@ -124,14 +125,23 @@ def mesh_child(name: str, root: Path, url: str, wrap: list[str]) -> Child:
 
 
 def cpu_ns(pid: int | None) -> int:
-    """CPU time of every thread of `pid` in ns (Linux schedstat: finer than clock ticks)."""
+    """CPU time of `pid`, its children and all their threads, in ns (Linux schedstat: finer
+    than the clock ticks of /proc/PID/stat). `up` is a supervisor and its worker."""
     total = 0
-    for stat in Path(f"/proc/{pid}/task").glob("*/schedstat"):
-        try:
-            total += int(stat.read_text().split()[0])
-        except (OSError, IndexError, ValueError):
-            continue  # a thread that ended meanwhile
+    for process in [pid, *descendants(pid)] if pid is not None else []:
+        for stat in Path(f"/proc/{process}/task").glob("*/schedstat"):
+            try:
+                total += int(stat.read_text().split()[0])
+            except (OSError, IndexError, ValueError):
+                continue  # a thread that ended meanwhile
     return total
+
+
+def serving_pid(child: Child) -> int:
+    """The process that answers: `up`'s worker (its newest descendant), else the child."""
+    assert child.pid is not None
+    found = descendants(child.pid)
+    return max(found) if found else child.pid
 
 
 def spread(values: list[float]) -> str:
@@ -183,7 +193,7 @@ async def pyspy_profile(served: list[Served], args: argparse.Namespace, out: Pat
         for s in served:
             raw_file = out / f"{s.child.name}.txt"
             record = subprocess.Popen(
-                [spy, "record", "-p", str(s.child.pid), "-f", "raw", "-r", "500", "-o",
+                [spy, "record", "-p", str(serving_pid(s.child)), "-f", "raw", "-r", "500", "-o",
                  str(raw_file), "-d", str(int(args.seconds)), "--nonblocking"],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             sent = 0
@@ -232,12 +242,13 @@ async def callgrind_counts(served: list[Served], args: argparse.Namespace, out: 
     clients = await connected(served, 500, timeout=600)
     try:
         for s in served:
-            pid = str(s.child.pid)
+            worker = serving_pid(s.child)
+            pid = str(worker)
             subprocess.run([control, "-i", "on", pid], check=True, stdout=subprocess.DEVNULL)
             failed = await send(clients[s.url], s.subject, args.requests)
             subprocess.run([control, "-d", pid], check=True, stdout=subprocess.DEVNULL)
             subprocess.run([control, "-i", "off", pid], check=True, stdout=subprocess.DEVNULL)
-            per_request[s.name] = instructions(out, s.child.pid) / args.requests
+            per_request[s.name] = instructions(out, worker) / args.requests
             print(f"{s.name}: {per_request[s.name]:,.0f} instructions/req, {failed} failed",
                   file=sys.stderr)
     finally:
@@ -271,7 +282,7 @@ def main() -> int:
             nats_servers.append(start_nats())
         wrap: list[str] = []
         if args.callgrind:
-            wrap = ["valgrind", "--tool=callgrind", "--instr-atstart=no",
+            wrap = ["valgrind", "--tool=callgrind", "--instr-atstart=no", "--trace-children=yes",
                     f"--callgrind-out-file={out}/callgrind.out.%p"]
         with Children() as kids:
             served = servers([n.url for n in nats_servers], wrap, args.compare)
