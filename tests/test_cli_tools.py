@@ -126,7 +126,7 @@ def test_describe_an_agent(up: UpProcess, nats_url: str) -> None:
     result = cli("describe", f"{PREFIX}.upper", "--json", "--nats", nats_url)
     info = json.loads(result.stdout)
     [instance] = info.pop("instances")
-    assert (instance["live"], instance["pid"]) == (True, up.process.pid)
+    assert instance["live"] and instance["pid"] in up.worker_pids()  # a worker of that up
     stats = info.pop("stats")
     assert (stats["instances"], stats["in_flight"]) == (1, 0)
     assert stats["requests"] >= 1  # other tests call it too (and some of them fail on purpose)
