@@ -62,7 +62,7 @@ class UpProcess:
     """A real `mesh-runtime up` process; waits on its log lines, never on a sleep."""
 
     def __init__(self, mesh: Path, nats_url: str | None, *extra: str,
-                 env: dict[str, str] | None = None):
+                 env: dict[str, str] | None = None, new_session: bool = False):
         args = [sys.executable, "-m", "runtime", "up", "-f", str(mesh), *extra]
         if nats_url:
             args += ["--nats", nats_url]
@@ -72,7 +72,8 @@ class UpProcess:
         self.process = subprocess.Popen(
             args, cwd=mesh.parent, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT, text=True,
-            env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})})
+            env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
+            start_new_session=new_session)  # its own process group, as a terminal's job
         threading.Thread(target=self._read, daemon=True).start()
 
     def _read(self) -> None:

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import os
+import re
 import sys
 
 from runtime.cli.common import Commands, add_command, file_option
+from runtime.core.durations import parse_duration
 from runtime.core.logs import log_options
+
+_PLAIN_SECONDS = re.compile(r"^\d+(\.\d+)?$")
 
 
 def register(commands: Commands) -> None:
@@ -14,6 +19,9 @@ def register(commands: Commands) -> None:
     file_option(up)
     up.add_argument("--nats", help="NATS URL (beats NATS_URL and the file); 'embedded' to start one")
     up.add_argument("--no-reload", action="store_true", help="do not watch the file for changes")
+    up.add_argument("--grace", type=_grace, default=30.0, metavar="DURATION",
+                    help="on SIGINT or SIGTERM, how long requests in flight may take to finish "
+                    "(like 5s, or a number of seconds; default 30s)")
     up.add_argument("--metrics-port", type=int, metavar="PORT",
                     help="serve Prometheus metrics on http://HOST:PORT/metrics")
     up.add_argument("--metrics-host", default="127.0.0.1",
@@ -21,13 +29,40 @@ def register(commands: Commands) -> None:
     log_options(up)
 
 
+def _grace(text: str) -> float:
+    value = text.strip()
+    if _PLAIN_SECONDS.match(value):
+        return float(value)  # 0 is allowed: do not wait at all
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _up(args: argparse.Namespace) -> int:
     from runtime.serve.runner import StartupError, run_fast, serve
 
+    async def main() -> None:
+        left = await serve(args.file, args.nats, reload=not args.no_reload,
+                           metrics_port=args.metrics_port, metrics_host=args.metrics_host,
+                           grace=args.grace)
+        _exit_now_if_unfinished(left)
+
     try:
-        run_fast(serve(args.file, args.nats, reload=not args.no_reload,
-                       metrics_port=args.metrics_port, metrics_host=args.metrics_host))
+        run_fast(main())
     except StartupError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0
+
+
+def _exit_now_if_unfinished(left: int) -> None:
+    """A sync handler that never returns would hold the interpreter's exit forever (it joins
+    its threads), and a handler that ignores cancellation would hold the event loop's: past
+    the grace period, `up` leaves without them."""
+    from runtime.load.handlers import threads_busy
+
+    if left or threads_busy():
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)

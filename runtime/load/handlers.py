@@ -4,23 +4,53 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import threading
 import typing
 from collections.abc import AsyncIterator, Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from functools import partial
 from typing import Any
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from runtime.core.context import Context
 
-# Sync handlers run here, never on the event loop. Sized for the default per-agent
-# concurrency so a blocking handler does not starve at the executor's small default.
-THREAD_POOL = ThreadPoolExecutor(max_workers=64, thread_name_prefix="mesh-handler")
+# Sync handlers run here, never on the event loop. Threads start only when needed; each
+# agent uses at most its `concurrency` of them (a thread that overruns its deadline keeps
+# its agent's slot until it returns), so a stuck handler starves only its own agent.
+THREAD_LIMIT = 1024
+THREAD_POOL = ThreadPoolExecutor(max_workers=THREAD_LIMIT, thread_name_prefix="mesh-handler")
 
 Invoke = Callable[[Any, Context | None], Awaitable[Any]]
 Stream = Callable[[Any, Context | None], AsyncIterator[Any]]
+
+
+class ThreadOverrun(Exception):
+    """A sync handler's call was cancelled while its thread runs on; `thread` says when it
+    ends (a thread cannot be stopped from outside)."""
+
+    def __init__(self, thread: Future[Any]):
+        super().__init__("the handler's thread is still running")
+        self.thread = thread
+
+
+_busy = [0]  # sync handler calls running in a thread now (a stuck one included)
+_busy_lock = threading.Lock()
+
+
+def threads_busy() -> int:
+    """How many sync handler calls are running in a thread now (a stuck one included)."""
+    return _busy[0]
+
+
+def _in_thread(call: Callable[[Any, Context | None], Any], arg: Any, ctx: Context | None) -> Any:
+    with _busy_lock:
+        _busy[0] += 1
+    try:
+        return call(arg, ctx)
+    finally:
+        with _busy_lock:
+            _busy[0] -= 1
 
 
 class HandlerShapeError(ValueError):
@@ -104,8 +134,13 @@ def _invoker(call: Callable[[Any, Context | None], Any], adapt_in: Callable[[Any
 
     async def invoke_sync(payload: Any, ctx: Context | None) -> Any:
         arg = adapt_in(payload) if adapt_in else payload
-        loop = asyncio.get_running_loop()
-        return dump(await loop.run_in_executor(THREAD_POOL, partial(call, arg, ctx)))
+        thread = THREAD_POOL.submit(_in_thread, call, arg, ctx)
+        try:
+            return dump(await asyncio.wrap_future(thread))
+        except asyncio.CancelledError:
+            if thread.cancel() or thread.done():  # it never started, or has just ended
+                raise
+            raise ThreadOverrun(thread) from None
     return invoke_sync
 
 

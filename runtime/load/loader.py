@@ -181,10 +181,11 @@ class _Loading:
         self._note_handler_file(spec.handler)
         timeout = spec.timeout or defaults.timeout
         concurrency = spec.concurrency or defaults.concurrency
+        limits = (timeout, concurrency, defaults.queue_for(spec.queue, concurrency))
         before = self.cache.agents.get(name) if self.cache is not None else None
         # `spec is`, not `==`: the very spec of an unchanged piece (and 1 == 1.0 == True)
         if (before is not None and before.spec is spec and before.handler is handler
-                and (before.timeout, before.concurrency) == (timeout, concurrency)
+                and (before.timeout, before.concurrency, before.queue) == limits
                 and name in self.cache.self_contained):  # type: ignore[union-attr]
             self.self_contained.add(name)
             return before  # nothing it depends on changed: not even its schemas are redone
@@ -194,15 +195,14 @@ class _Loading:
         output_schema = self._schema(spec.output, (*where, "output"), handler.output_schema)
         if (before is not None and before.spec is spec and before.handler is handler
                 and before.input is input_schema and before.output is output_schema
-                and (before.timeout, before.concurrency) == (timeout, concurrency)):
+                and (before.timeout, before.concurrency, before.queue) == limits):
             return before
         return AgentDef(
             name=name, description=spec.description, version=spec.version,
             tags=tuple(spec.tags), input=input_schema, output=output_schema,
-            timeout=timeout, concurrency=concurrency, streaming=handler.streaming,
+            timeout=timeout, concurrency=concurrency, queue=limits[2], streaming=handler.streaming,
             capabilities=tuple(dict.fromkeys(spec.capabilities)),
-            fingerprint=fingerprint(spec.model_dump(), _doc(input_schema), _doc(output_schema),
-                                    timeout, concurrency),
+            fingerprint=fingerprint(spec.model_dump(), _doc(input_schema), _doc(output_schema), *limits),
             spec=spec, handler=handler,
         )
 
@@ -276,10 +276,10 @@ class _Loading:
                 name=name, description=spec.description, version=spec.version,
                 tags=tuple(dict.fromkeys(["pipeline", *spec.tags])), input=input_schema,
                 output=output_schema, timeout=timeout, concurrency=mesh.defaults.concurrency,
-                streaming=False, step_timeout=mesh.defaults.timeout,
+                queue=mesh.defaults.queue_for(), streaming=False, step_timeout=mesh.defaults.timeout,
                 fingerprint=fingerprint(spec.model_dump(by_alias=True), _doc(input_schema),
                                         _doc(output_schema), timeout, mesh.defaults.timeout,
-                                        mesh.defaults.concurrency),
+                                        mesh.defaults.concurrency, mesh.defaults.queue_for()),
                 spec=spec, compiled=compiled,
             )
         return result

@@ -36,6 +36,11 @@ class Endpoint:
     streaming: bool
     fingerprint: str
     capabilities: tuple[str, ...] = ()  # also served on mesh.capability.<c>, mesh.broadcast.<c>
+    queue: int | None = None  # requests that may wait for a slot; None: 4 x concurrency
+
+    @property
+    def queue_limit(self) -> int:
+        return 4 * self.concurrency if self.queue is None else self.queue
 
     def catalog_entry(self) -> dict[str, Any]:
         entry = {

@@ -12,6 +12,8 @@ from runtime.pipeline.spec import PipelineSpec
 
 NAME_PATTERN = r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$"
 _NAME = re.compile(NAME_PATTERN)
+QUEUE_HELP = ("requests that may wait for a slot past `concurrency`, per agent per process "
+              "(default 4 x concurrency); beyond that the answer is `overloaded` at once")
 
 
 def check_name(name: str) -> str:
@@ -61,6 +63,13 @@ class NatsSettings(Strict):
 class Defaults(Strict):
     timeout: Duration = 30.0
     concurrency: int = Field(64, ge=1, description="in-flight requests per agent per process")
+    queue: int | None = Field(None, ge=0, description=QUEUE_HELP)
+
+    def queue_for(self, own: int | None = None, concurrency: int | None = None) -> int:
+        """An agent's queue: its own, else the default, else 4 x its concurrency."""
+        if own is not None:
+            return own
+        return self.queue if self.queue is not None else 4 * (concurrency or self.concurrency)
 
 
 class HealthSettings(Strict):
@@ -107,6 +116,7 @@ class AgentSpec(Strict):
     version: str = "0.1.0"
     timeout: Duration | None = None
     concurrency: int | None = Field(None, ge=1)
+    queue: int | None = Field(None, ge=0, description=QUEUE_HELP)
     config: dict[str, Any] = {}
 
 

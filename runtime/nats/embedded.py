@@ -60,9 +60,11 @@ class NatsServer:
                 self.store_dir = self._own_store.name
             args += ["-js", "-sd", self.store_dir]
         args += self.extra_args
+        # Its own session: Ctrl-C in a terminal signals the whole foreground process group,
+        # and the server must outlive `up`'s draining (`up` stops it last).
         self.process = subprocess.Popen(
-            args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-        )
+            args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            start_new_session=True)
         ready = threading.Event()
         port: list[int] = []
         reader = threading.Thread(target=self._read_log, args=(ready, port), daemon=True)

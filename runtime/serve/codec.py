@@ -49,14 +49,6 @@ def _summary(what: str, errors: list[dict[str, str]]) -> str:
     return f"{what} does not match the schema: {first['path'] or '/'}: {first['message']}{more}"
 
 
-def deadline_error(definition: Endpoint, acquired: bool) -> p.MeshError:
-    if acquired:
-        return p.MeshError(p.TIMEOUT, f"'{definition.name}' did not finish within "
-                           f"{definition.timeout:g}s")
-    return p.MeshError(p.OVERLOADED, f"'{definition.name}' stayed at its concurrency limit "
-                       f"({definition.concurrency}) for {definition.timeout:g}s")
-
-
 def mismatch_error(definition: Endpoint, streaming: bool) -> p.MeshError:
     if definition.streaming:
         message = f"'{definition.name}' is streaming-only: use stream() instead of call()"

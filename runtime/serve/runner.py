@@ -66,8 +66,10 @@ def _port_taken(port: int) -> bool:
 
 
 async def serve(path: Path, nats_flag: str | None, reload: bool,
-                metrics_port: int | None = None, metrics_host: str = "127.0.0.1") -> None:
-    """Run `up` until SIGINT or SIGTERM; raises MeshFileError or StartupError."""
+                metrics_port: int | None = None, metrics_host: str = "127.0.0.1",
+                grace: float = 30.0) -> int:
+    """Run `up` until SIGINT or SIGTERM, then give requests in flight `grace` seconds;
+    returns how many were left unanswered. Raises MeshFileError or StartupError."""
     cache = LoadCache()  # kept for reloads: they redo only what an edit changed
     mesh = load_mesh(path, cache=cache)
     for warning in mesh.warnings:
@@ -87,14 +89,15 @@ async def serve(path: Path, nats_flag: str | None, reload: bool,
                 f"cannot connect to NATS at {', '.join(urls)}: {reason}. Is that server "
                 "running? The URL comes from --nats, else NATS_URL, else `nats:` in the "
                 "mesh file; leave all three unset to start an embedded server") from None
-        await _serve_on(nc, mesh, reload, cache, (metrics_host, metrics_port))
+        return await _serve_on(nc, mesh, reload, cache, (metrics_host, metrics_port), grace)
     finally:
         if embedded is not None:
             embedded.stop()
 
 
 async def _serve_on(nc: Client, mesh: Mesh, reload: bool, cache: LoadCache,
-                    metrics: tuple[str, int | None] = ("127.0.0.1", None)) -> None:
+                    metrics: tuple[str, int | None] = ("127.0.0.1", None),
+                    grace: float = 30.0) -> int:
     discovery = await Discovery.open(nc)
     server = MeshServer(nc, discovery)
     try:
@@ -116,16 +119,19 @@ async def _serve_on(nc: Client, mesh: Mesh, reload: bool, cache: LoadCache,
     try:
         await stop.wait()
     finally:
-        log.info("stopping: finishing requests in flight")
+        log.info("stopping: finishing requests in flight (at most %gs)", grace)
         if watcher is not None:
             watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await watcher
-        await server.shutdown()
+        left = await server.shutdown(grace)
+        if left:
+            log.warning("grace period (%gs) over: %d request(s) left unanswered", grace, left)
         await health.close()
         with contextlib.suppress(Exception):
             await nc.drain()
         log.info("stopped")
+    return left
 
 
 async def _watch(server: MeshServer, mesh: Mesh, cache: LoadCache) -> None:

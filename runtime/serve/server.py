@@ -123,12 +123,15 @@ class MeshServer:
         self._leaving.add(task)
         task.add_done_callback(self._leaving.discard)
 
-    async def shutdown(self) -> None:
-        """Stop every service, finish requests in flight, leave the catalog."""
-        await self._remove(list(self.services))
-        await self.deadlines.close()
+    async def shutdown(self, grace: float = 30.0) -> int:
+        """Stop every service, leave the catalog, and give requests in flight `grace`
+        seconds to finish; returns how many were still unanswered then."""
+        services = list(self.services.values())
+        await self._remove(list(self.services), wait=False)
         if self._leaving:
-            await asyncio.wait(list(self._leaving))
+            await asyncio.wait(list(self._leaving), timeout=grace)
+        await self.deadlines.close()
+        return sum(s.in_flight + s.admission.waiting for s in services)
 
 
 async def _stop_taking(service: Service) -> None:

@@ -20,15 +20,18 @@ from nats.aio.subscription import Subscription
 
 from runtime.core import protocol as p
 from runtime.core.context import Bus, Context
+from runtime.load.handlers import ThreadOverrun
 from runtime.load.mesh import AgentDef, Endpoint, PipelineDef
-from runtime.serve.capabilities import Offers
-from runtime.serve.codec import (
-    as_mesh_error,
-    deadline_error,
-    decode_input,
-    encode_output,
-    mismatch_error,
+from runtime.serve.admission import (
+    PENDING_BYTES,
+    PENDING_MSGS,
+    Admission,
+    caller_deadline,
+    queue_full_error,
+    run_error,
 )
+from runtime.serve.capabilities import Offers
+from runtime.serve.codec import as_mesh_error, decode_input, encode_output, mismatch_error
 from runtime.serve.deadlines import Deadlines
 from runtime.serve.failures import FailureLog
 from runtime.serve.micro import service_error_headers
@@ -53,26 +56,24 @@ class Service:
         self.subscription: Subscription | None = None
         self.offers = Offers(nc, self._on_message)  # capability and broadcast subscriptions
         self.instance = instance  # this process, named in broadcast answers
-        self.in_flight = 0
+        self.in_flight = 0  # request tasks (running, or answering a refusal)
         self.stats = EndpointStats()
         self.failures = FailureLog(self.logger)
+        self.admission = Admission(self.name, deadlines, self._start, lambda: self.definition.concurrency,
+                                   self.logger)
         self._idle = asyncio.Event()
         self._idle.set()
         self.update(definition)
 
     def update(self, definition: Endpoint) -> None:
-        """Use `definition` for the next request; requests in flight keep theirs."""
-        previous = getattr(self, "definition", None)
+        """Use `definition` for the next request; requests in flight keep theirs. Its
+        limits apply at once: old and new requests count against the same slots."""
         self.definition = definition
-        # A new limit gets new slots (in-flight requests release the old ones); the same
-        # limit keeps its slots, so old and new requests never add up past it.
-        if previous is None or previous.concurrency != definition.concurrency:
-            self.slots = asyncio.Semaphore(definition.concurrency)
 
     async def start(self) -> None:
         self.subscription = await self.nc.subscribe(
             self.subject, queue=p.queue_group(self.name), cb=self._on_message,
-            pending_msgs_limit=-1, pending_bytes_limit=-1)
+            pending_msgs_limit=PENDING_MSGS, pending_bytes_limit=PENDING_BYTES)
         await self.offers.serve(self.definition.capabilities)
 
     async def stop(self) -> None:
@@ -85,30 +86,54 @@ class Service:
 
     async def _on_message(self, msg: Msg) -> None:
         # nats-py awaits this callback message by message: hand each request to its own
-        # task at once, so one slow handler never holds up the next request.
+        # task at once (or to the line), so one slow handler never holds up the next.
         definition = self.definition
+        arrival = time.monotonic()
+        deadline = arrival + definition.timeout
+        refusal = None
+        headers = msg.headers
+        if headers is not None:
+            budget = headers.get(p.HDR_TIMEOUT)
+            if budget is not None:
+                deadline, refusal = caller_deadline(budget, definition, arrival, deadline)
+        if refusal is None and self.admission.running >= definition.concurrency:
+            if self.admission.park(msg, definition, arrival, deadline):
+                self._idle.clear()  # its slots may all be held by stuck threads, with no task
+                return
+            refusal = queue_full_error(definition)
+        if refusal is not None:  # answered here, with no task: a flood costs as little as can be
+            started_ns = time.perf_counter_ns()
+            error = await self._answer(msg, definition, arrival, deadline, refusal)
+            self.stats.record(time.perf_counter_ns() - started_ns, error)
+            return
+        self._start(msg, definition, arrival, deadline, None)
+
+    def _start(self, msg: Msg, definition: Endpoint, arrival: float, deadline: float,
+               refusal: p.MeshError | None) -> None:
         if self.in_flight == 0:
             self._idle.clear()
         self.in_flight += 1
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + definition.timeout
-        task = _start_task(loop, self._handle(msg, definition, self.slots,
-                                              time.perf_counter_ns()))
-        if not task.done():  # an eager task may have answered already
+        if refusal is None:
+            self.admission.running += 1
+        task = _start_task(asyncio.get_running_loop(), self._handle(
+            msg, definition, arrival, deadline, refusal, time.perf_counter_ns()))
+        if refusal is None and not task.done():  # an eager task may have answered already
             self.deadlines.add(task, deadline)
 
-    async def _handle(self, msg: Msg, definition: Endpoint, slots: asyncio.Semaphore,
-                      started_ns: int) -> None:
+    async def _handle(self, msg: Msg, definition: Endpoint, arrival: float, deadline: float,
+                      refusal: p.MeshError | None, started_ns: int) -> None:
         try:
-            error = await self._answer(msg, definition, slots)
+            error = await self._answer(msg, definition, arrival, deadline, refusal)
             self.stats.record(time.perf_counter_ns() - started_ns, error)
         finally:
             self.in_flight -= 1
-            if self.in_flight == 0:
+            if refusal is None:
+                self.admission.release()
+            if self.in_flight == 0 and not self.admission.waiting:
                 self._idle.set()
 
-    async def _answer(self, msg: Msg, definition: Endpoint,
-                      slots: asyncio.Semaphore) -> p.MeshError | None:
+    async def _answer(self, msg: Msg, definition: Endpoint, arrival: float, deadline: float,
+                      refusal: p.MeshError | None) -> p.MeshError | None:
         """Answer one request; the error it was answered with, if any."""
         headers = msg.headers
         request_id = headers.get(p.HDR_REQUEST_ID) if headers else None
@@ -116,24 +141,26 @@ class Service:
         streaming = headers is not None and headers.get(p.HDR_STREAM) == "true"
         task = asyncio.current_task()
         try:
+            if refusal is not None:
+                raise refusal
             if streaming != definition.streaming:
                 raise mismatch_error(definition, streaming)
             payload = decode_input(msg.data, definition)
-            acquired = False
             try:
-                await slots.acquire()  # excess requests wait here, within the deadline
-                acquired = True
                 if streaming:
-                    await self._stream(definition, payload, request_id)
+                    await self._stream(definition, payload, request_id, deadline)
                     return None
-                result = await self._run(definition, payload, request_id)
+                result = await self._run(definition, payload, request_id, deadline)
+            except ThreadOverrun as overrun:
+                self.admission.hold(overrun.thread)
+                if not self.deadlines.done(task):  # type: ignore[arg-type]
+                    raise asyncio.CancelledError from None  # not ours: let it through
+                raise run_error(definition, arrival, deadline) from None
             except asyncio.CancelledError:
                 if not self.deadlines.done(task):  # type: ignore[arg-type]
                     raise  # not ours: let the cancellation through
-                raise deadline_error(definition, acquired) from None
+                raise run_error(definition, arrival, deadline) from None
             finally:
-                if acquired:
-                    slots.release()
                 self.deadlines.done(task)  # type: ignore[arg-type]
             body = encode_output(result, definition)
             if msg.reply:
@@ -149,27 +176,30 @@ class Service:
             self.failures.failed(error, exc)
             return error
 
-    def _context(self, definition: AgentDef, request_id: str) -> Context | None:
+    def _context(self, definition: AgentDef, request_id: str, deadline: float) -> Context | None:
         if not definition.handler.wants_context:
             return None  # most handlers take only the payload: build nothing for them
         return Context(request_id, self.name, definition.spec.config, self.logger,
-                       time.monotonic() + definition.timeout, self.caller)
+                       deadline, self.caller)
 
-    async def _run(self, definition: Endpoint, payload: Any, request_id: str) -> Any:
+    async def _run(self, definition: Endpoint, payload: Any, request_id: str,
+                   deadline: float) -> Any:
         if isinstance(definition, AgentDef):
             assert definition.handler.invoke is not None
-            return await definition.handler.invoke(payload, self._context(definition, request_id))
+            return await definition.handler.invoke(
+                payload, self._context(definition, request_id, deadline))
         assert isinstance(definition, PipelineDef)
         return await definition.compiled.run(
             payload, call=self.caller, bus=self.caller, request_id=request_id,
             mesh_name=self.mesh_name,
             default_timeout=definition.step_timeout)
 
-    async def _stream(self, definition: Endpoint, payload: Any, request_id: str) -> None:
+    async def _stream(self, definition: Endpoint, payload: Any, request_id: str,
+                      deadline: float) -> None:
         assert isinstance(definition, AgentDef) and definition.handler.stream is not None
         subject = p.stream_subject(request_id)
         seq = 0
-        ctx = self._context(definition, request_id)
+        ctx = self._context(definition, request_id, deadline)
         async for chunk in definition.handler.stream(payload, ctx):
             await self.nc.publish(subject, encode_output(chunk, definition), headers={
                 p.HDR_STREAM_SEQ: str(seq), p.HDR_STREAM_END: "false",
