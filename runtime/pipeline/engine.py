@@ -57,18 +57,20 @@ class CompiledPipeline:
         request_id: str,
         mesh_name: str,
         default_timeout: float,
-        caller_deadline: float | None = None,
+        caller_left: float | None = None,
     ) -> Any:
         """The pipeline's result for `payload`; raises MeshError (`step_failed`, `timeout`).
 
-        `caller_deadline` (loop time) is when the request's caller stops waiting: steps are
-        given no more than what is left of it, nor of the pipeline's own `timeout`.
+        `caller_left` is how many seconds the request's caller still waits: steps are given
+        no more than what is left of it, nor of the pipeline's own `timeout`.
         """
         loop = asyncio.get_running_loop()
         timeout = self._timeout
         deadline = None if timeout is None else loop.time() + timeout
-        budget = deadline if caller_deadline is None else min(deadline or caller_deadline,
-                                                               caller_deadline)
+        budget = deadline
+        if caller_left is not None:
+            caller_deadline = loop.time() + caller_left
+            budget = caller_deadline if deadline is None else min(deadline, caller_deadline)
         ctx = RunContext(call, request_id, default_timeout, budget, loop, bus)
         scope = {
             "input": payload,

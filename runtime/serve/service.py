@@ -191,8 +191,8 @@ class Service:
         assert isinstance(definition, PipelineDef)
         return await definition.compiled.run(
             payload, call=self.caller, bus=self.caller, request_id=request_id,
-            mesh_name=self.mesh_name,
-            default_timeout=definition.step_timeout)
+            mesh_name=self.mesh_name, default_timeout=definition.step_timeout,
+            caller_left=deadline - time.monotonic())
 
     async def _stream(self, definition: Endpoint, payload: Any, request_id: str,
                       deadline: float) -> None:
