@@ -23,7 +23,7 @@ import time
 from typing import Any
 
 import nats
-from _client import Latency, System, call, is_error, loop_name, payload, percentile, run
+from _client import Latency, System, call, is_error, loop_name, percentile, run
 from _harness import (
     BENCH_DIR,
     Children,
@@ -172,7 +172,6 @@ def report(systems: list[System], args: argparse.Namespace) -> str:
 
 def main() -> int:
     args = parse_args()
-    assert payload(0)  # the same request body as every other benchmark
     systems = [
         System("raw call (bench.raw)", "mesh.agent.bench.raw"),
         System("call by name (bench.echo)", "mesh.agent.bench.echo"),
