@@ -138,8 +138,8 @@ async def run_case(nc: Client, server: MeshServer, mesh: Mesh, case: Case) -> li
     if stubs:
         await server.apply(_without(mesh, set(case.stubs)))
         for stub in stubs:
-            subscriptions.append(await nc.subscribe(p.agent_subject(stub.name),
-                                                    queue=p.queue_group(stub.name), cb=stub.respond))
+            for subject, queue in _subjects(mesh, stub.name):
+                subscriptions.append(await nc.subscribe(subject, queue=queue, cb=stub.respond))
     try:
         output, error = await _call(nc, mesh, case)
     finally:
@@ -148,6 +148,16 @@ async def run_case(nc: Client, server: MeshServer, mesh: Mesh, case: Case) -> li
         if stubs:
             await server.apply(mesh)
     return differences(case, output, error)
+
+
+def _subjects(mesh: Mesh, name: str) -> list[tuple[str, str]]:
+    """Where a stub listens: the agent's subject, and those of each capability it offers."""
+    found = [(p.agent_subject(name), p.queue_group(name))]
+    agent = mesh.agents.get(name)
+    for capability in agent.capabilities if agent is not None else ():
+        found += [(p.capability_subject(capability), p.capability_queue_group(capability)),
+                  (p.broadcast_subject(capability), "")]
+    return found
 
 
 async def _call(nc: Client, mesh: Mesh, case: Case) -> tuple[Any, p.MeshError | None]:
