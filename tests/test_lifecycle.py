@@ -143,7 +143,8 @@ def test_a_broken_file_stops_up_with_positions_and_no_traceback(tmp_path: Path) 
     result = cli("up", "-f", str(path), "--nats", "nats://127.0.0.1:1")
     assert result.returncode == 1
     assert result.stderr.splitlines() == [
-        f"{path}:4:14: agents.a.handler: module 'nowhere' not found"]
+        f"{path}:4:14: agents.a.handler: module 'nowhere' not found (looked in "
+        f"{tmp_path.resolve()}, the mesh file's folder, then on Python's path)"]
 
 
 def test_schema_command_matches_the_committed_schema() -> None:

@@ -193,12 +193,13 @@ def test_expression_syntax_errors_have_their_paths():
 
 def test_options_that_do_not_fit_the_step():
     steps = [
-        call("a", max_concurrency=2),
+        call("a", max_concurrency=2, max_items=5),
         {"id": "b", "parallel": {}, "with": {"x": 1}, "retry": {"attempts": 2}},
         {"id": "c", "parallel": {"x": []}},
     ]
     assert problems(steps) == [
         (("steps", 0, "max_concurrency"), "max_concurrency applies to for_each steps"),
+        (("steps", 0, "max_items"), "max_items applies to for_each steps"),
         (("steps", 1, "with"), "with applies to call steps; set it on the branches' steps"),
         (("steps", 1, "retry"), "retry applies to call steps; set it on the branches' steps"),
         (("steps", 1, "parallel"), "parallel needs at least one branch"),

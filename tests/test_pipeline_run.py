@@ -298,8 +298,24 @@ async def test_the_default_timeout_applies_without_a_step_timeout():
     compiled = pipeline([{"id": "s", "call": "slow"}])
     with pytest.raises(MeshError) as caught:
         await run(compiled, agents, default_timeout=0.05)
-    assert agents.calls[0]["timeout"] == 0.05
-    assert caught.value.details["code"] == "timeout"
+    # The default bounds the whole run too, so the step gets what is left of it.
+    assert 0.04 < agents.calls[0]["timeout"] <= 0.05
+    assert caught.value.code == "timeout"
+
+
+async def test_a_pipeline_without_a_timeout_is_bounded_by_the_default():
+    agents = Agents(slow=sleeper(10))
+    # Each step falls back after 30 ms: three of them would take 90 ms without the bound.
+    compiled = pipeline([
+        {"id": "a", "call": "slow", "timeout": "30ms", "on_error": {"value": None}},
+        {"id": "b", "call": "slow", "timeout": "30ms", "on_error": {"value": None}},
+        {"id": "c", "call": "slow", "timeout": "30ms", "on_error": {"value": None}},
+    ])
+    with pytest.raises(MeshError) as caught:
+        await run(compiled, agents, default_timeout=0.05)
+    assert (caught.value.code, caught.value.message) == (
+        "timeout", "pipeline 'p' did not finish within 50ms")
+    assert len(agents.calls) == 2
 
 
 async def test_the_pipeline_timeout_bounds_the_whole_run():

@@ -213,7 +213,7 @@ MESH = """
         steps:
           - id: strict
             call: pnt.strict
-            with: {token: "${{ input.token }}", n: not a number}
+            with: {token: "${{ input.token }}", n: "${{ input.n }}"}  # a constant is checked at load
             retry: {attempts: 4, backoff: 10ms}
 
       pnt.step_timeout:
@@ -479,7 +479,8 @@ async def test_input_the_schema_rejects_is_sent_once(mesh: Served) -> None:
         await nc.flush()
         request_id = f"strict-{token()}"
         with pytest.raises(MeshError) as caught:
-            await call_agent(nc, "pnt.schema_refused", {"token": token()}, 5, request_id)
+            await call_agent(nc, "pnt.schema_refused", {"token": token(), "n": "not a number"}, 5,
+                             request_id)
         await nc.flush()
     finally:
         await nc.close()

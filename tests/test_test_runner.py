@@ -215,7 +215,8 @@ def test_a_missing_mesh_and_a_broken_mesh(tmp_path: Path) -> None:
     result = cli("test", cwd=folder)
     assert result.returncode == 1
     assert _lines(result.stdout)[:2] == [
-        "ERROR t.test.yaml", "      mesh.yaml:3:21: agents.t.echo.handler: module 'nowhere' not found"]
+        "ERROR t.test.yaml", "      mesh.yaml:3:21: agents.t.echo.handler: module 'nowhere' not "
+        f"found (looked in {folder.resolve()}, the mesh file's folder, then on Python's path)"]
 
 
 def test_meshes_in_two_folders_each_import_their_own_handlers(tmp_path: Path) -> None:

@@ -97,7 +97,8 @@ def test_agent_name_must_be_a_subject_token(tmp_path: Path, capsys: pytest.Captu
 
 @pytest.mark.parametrize(("handler", "message"), [
     ("no_colon", "handler must be 'module:attribute' (like 'handlers:summarize'), got 'no_colon'"),
-    ("missing_module_xyz:f", "module 'missing_module_xyz' not found"),
+    ("missing_module_xyz:f", "module 'missing_module_xyz' not found (looked in {folder}, the "
+                             "mesh file's folder, then on Python's path)"),
     ("{mod}:nope", "module '{mod}' has no attribute 'nope'"),
     ("{mod}:NOT_CALLABLE", "'{mod}:NOT_CALLABLE' is not callable (it is a int)"),
 ])
@@ -107,7 +108,8 @@ def test_handler_problems(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                               HANDLERS)
     code, lines = validate(path, capsys)
     assert code == 1
-    assert lines == [f"mesh.yaml:4:14: agents.a.handler: {message.replace('{mod}', module)}"]
+    message = message.replace("{mod}", module).replace("{folder}", str(tmp_path.resolve()))
+    assert lines == [f"mesh.yaml:4:14: agents.a.handler: {message}"]
 
 
 def test_handler_module_that_raises_on_import(tmp_path: Path,

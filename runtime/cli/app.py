@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.run(args) or 0)
     except MeshFileError as exc:
-        for issue in exc.issues:
+        for issue in sorted([*exc.issues, *exc.warnings]):
             print(issue, file=sys.stderr)
         return 1
     except KeyboardInterrupt:

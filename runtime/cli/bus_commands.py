@@ -18,6 +18,8 @@ from runtime.cli.common import (
     run_client,
 )
 from runtime.core import protocol as p
+from runtime.core.text import escape
+from runtime.load.model import check_name
 
 
 def register(commands: Commands) -> None:
@@ -40,6 +42,11 @@ def register(commands: Commands) -> None:
 def _call(args: argparse.Namespace) -> int:
     from runtime.nats import client
 
+    try:
+        check_name(args.name)  # it becomes a subject: a space or a wildcard would misroute
+    except ValueError as exc:
+        print(f"error: {escape(str(exc))}", file=sys.stderr)
+        return 2
     text = read_payload(args.payload)
     try:
         payload = json.loads(text) if text.strip() else {}

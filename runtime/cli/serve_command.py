@@ -40,7 +40,7 @@ def _grace(text: str) -> float:
 
 
 def _up(args: argparse.Namespace) -> int:
-    from runtime.serve.runner import StartupError, run_fast, serve
+    from runtime.serve.runner import ConnectionLost, StartupError, run_fast, serve
 
     async def main() -> None:
         left = await serve(args.file, args.nats, reload=not args.no_reload,
@@ -53,6 +53,9 @@ def _up(args: argparse.Namespace) -> int:
     except StartupError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except ConnectionLost as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 3
     return 0
 
 

@@ -36,6 +36,7 @@ class Issue:
 class MeshFileError(ValueError):
     """A mesh file that cannot be applied; carries every problem found, not just the first."""
 
-    def __init__(self, issues: Iterable[Issue]):
+    def __init__(self, issues: Iterable[Issue], warnings: Iterable[Issue] = ()):
         self.issues = sorted(issues)
+        self.warnings = sorted(warnings)  # found too; `validate` shows them beside the errors
         super().__init__("\n".join(str(i) for i in self.issues))

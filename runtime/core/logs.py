@@ -13,6 +13,8 @@ import logging
 import sys
 from datetime import UTC, datetime
 
+from runtime.core.text import escape
+
 AGENT_LOGGER = "mesh-runtime.agent."
 LEVELS = ("debug", "info", "warning", "error")
 
@@ -37,7 +39,9 @@ class TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         agent = _agent(record)
         where = f"[{agent}] " if agent else ""
-        text = f"{_timestamp(record)} {record.levelname.lower()}: {where}{record.getMessage()}"
+        # Escaped: a value from the wire or a handler's message can never start a new line.
+        message = escape(record.getMessage())
+        text = f"{_timestamp(record)} {record.levelname.lower()}: {where}{message}"
         if record.exc_info:
             text += "\n" + self.formatException(record.exc_info)
         return text

@@ -10,6 +10,14 @@ class ImportFromStringError(ValueError):
     """The import string is malformed, or its module or attribute cannot be found."""
 
 
+class ModuleNotFound(ImportFromStringError):
+    """The module itself is not found (not one it imports): `module` is its name."""
+
+    def __init__(self, module: str):
+        super().__init__(f"module '{module}' not found")
+        self.module = module
+
+
 def import_from_string(spec: str) -> Any:
     """Import `module:attr` (attr may be dotted); raises ImportFromStringError."""
     module_name, _, attrs = spec.partition(":")
@@ -21,7 +29,7 @@ def import_from_string(spec: str) -> Any:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
         if exc.name and module_name.startswith(exc.name) and module_name[len(exc.name):][:1] in ("", "."):
-            raise ImportFromStringError(f"module '{module_name}' not found") from None
+            raise ModuleNotFound(module_name) from None
         raise ImportFromStringError(
             f"module '{module_name}' failed to import: No module named '{exc.name}'"
         ) from None

@@ -17,14 +17,16 @@ from pydantic import ValidationError
 from runtime.core.issues import DocPath, Issue, MeshFileError
 from runtime.load import capabilities, model
 from runtime.load.explain import explain
+from runtime.load.fitcheck import fit_issues
 from runtime.load.handlers import Handler, HandlerShapeError, inspect_handler
-from runtime.load.importer import ImportFromStringError, import_from_string
+from runtime.load.hints import handler_file_hint, module_hint
+from runtime.load.importer import ImportFromStringError, ModuleNotFound, import_from_string
 from runtime.load.mesh import AgentDef, ExternalDef, Mesh, PipelineDef, fingerprint
 from runtime.load.model import AgentSpec, Defaults, ExternalAgent, MeshSpec
 from runtime.load.schemas import PayloadSchema, SchemaCache, SchemaResolver, compile_schema
 from runtime.load.sourcecache import SourceCache
 from runtime.load.yamlsource import SourceDoc, load_source
-from runtime.pipeline.engine import check_constants, compile_pipeline, find_cycles
+from runtime.pipeline.engine import compile_pipeline, find_cycles
 from runtime.pipeline.spec import PipelineSpec
 
 
@@ -101,8 +103,9 @@ class _Loading:
         external = {name: self._external(name, s) for name, s in spec.external.items()}
         pipelines = self._pipelines(spec, agents, external)
         self.issues.extend(self.schemas.issues)
+        self.warnings.extend(self.schemas.warnings)
         if self.issues:
-            raise MeshFileError(self.issues)
+            raise MeshFileError(self.issues, self.warnings)
         if self.cache is not None:
             self.cache.agents, self.cache.self_contained = dict(agents), self.self_contained
         return Mesh(
@@ -176,7 +179,9 @@ class _Loading:
         try:
             handler = self._handler(spec.handler)
         except (ImportFromStringError, HandlerShapeError) as exc:
-            self.issues.append(self.doc.issue((*where, "handler"), str(exc)))
+            hint = module_hint(exc.module, self.folder) if isinstance(exc, ModuleNotFound) else ""
+            message = handler_file_hint(spec.handler) or f"{exc}{hint}"
+            self.issues.append(self.doc.issue((*where, "handler"), message))
             return None
         self._note_handler_file(spec.handler)
         timeout = spec.timeout or defaults.timeout
@@ -255,20 +260,15 @@ class _Loading:
         for name, path, message in find_cycles(dict(mesh.pipelines)):
             self.issues.append(self.doc.issue(("pipelines", name, *path), message))
 
-        def input_schema_of(agent: str) -> dict[str, Any] | None:
-            found = agents.get(agent) or external.get(agent)
-            return found.input.document if found and found.input else None
-
-        result = {}
+        result, own = {}, {}
         for name, spec in mesh.pipelines.items():
             where = ("pipelines", name)
             compiled, problems = compile_pipeline(name, spec, callable_names, counts)
             for path, message in problems:
                 self.issues.append(self.doc.issue((*where, *path), message))
-            for path, message in check_constants(name, spec, input_schema_of):
-                self.warnings.append(self.doc.issue((*where, *path), message, severity="warning"))
             input_schema = self._schema(spec.input, (*where, "input"))
             output_schema = self._schema(spec.output, (*where, "output"))
+            own[name] = (input_schema, output_schema)
             if compiled is None:
                 continue
             timeout = spec.timeout or mesh.defaults.timeout
@@ -282,6 +282,9 @@ class _Loading:
                                         mesh.defaults.concurrency, mesh.defaults.queue_for()),
                 spec=spec, compiled=compiled,
             )
+        errors, warnings = fit_issues(self.doc, dict(mesh.pipelines), agents, external, own)
+        self.issues += errors
+        self.warnings += warnings
         return result
 
 

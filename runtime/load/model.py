@@ -18,7 +18,7 @@ QUEUE_HELP = ("requests that may wait for a slot past `concurrency`, per agent p
 
 def check_name(name: str) -> str:
     """A dotted name whose segments are [A-Za-z0-9_-]+: it becomes a NATS subject tail."""
-    if not _NAME.match(name):
+    if not _NAME.fullmatch(name):  # match() would let a trailing newline through ($)
         bad = [c for c in (" ", "*", ">", "\t") if c in name]
         hint = f" (it contains {' and '.join(repr(c) for c in bad)})" if bad else ""
         raise ValueError(

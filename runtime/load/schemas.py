@@ -6,10 +6,9 @@ at load time); the slower, precise error listing runs only for a request that fa
 
 from __future__ import annotations
 
-import copy
 import json
 from collections import OrderedDict
-from collections.abc import Callable, Hashable
+from collections.abc import Hashable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,10 +17,13 @@ import jsonschema
 import jsonschema_rs
 
 from runtime.core.issues import DocPath, Issue
+from runtime.load.offline import refuse_retrieval, remote_problems
+from runtime.load.schemadefaults import DefaultsFiller, compile_defaults
+from runtime.load.schemalint import lint_schema
+from runtime.load.yamlguard import read_source_text
 from runtime.load.yamlsource import SourceDoc, load_source, parse_source
 
 _TYPES = ("array", "boolean", "integer", "null", "number", "object", "string")
-DefaultsFiller = Callable[[Any], None]
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,7 @@ class SchemaResolver:
     base_dir: Path
     files: dict[Path, SourceDoc] = field(default_factory=dict)
     issues: list[Issue] = field(default_factory=list)
+    warnings: list[Issue] = field(default_factory=list)
     cache: SchemaCache | None = None
     _bundled: dict[Path, Any] = field(default_factory=dict)
 
@@ -91,7 +94,7 @@ class SchemaResolver:
         if self.cache is not None and (known := self.cache.get(key)) is not None:
             return known
         try:
-            validator = jsonschema_rs.validator_for(bundled)
+            validator = jsonschema_rs.validator_for(bundled, retriever=refuse_retrieval)
         except (jsonschema_rs.ValidationError, jsonschema_rs.ReferencingError, ValueError) as exc:
             first_line = str(exc).strip().splitlines()[0]
             self.issues.append(doc.issue(where, f"invalid JSON Schema: {first_line}"))
@@ -102,8 +105,14 @@ class SchemaResolver:
     def _bundle(self, node: Any, doc: SourceDoc, where: DocPath, folder: Path,
                 inner: DocPath, seen: tuple[Path, ...]) -> Any:
         """Check `node` against its meta-schema, then inline the files its `$ref`s name."""
-        if not inner:
-            self._check_meta(node, doc, where)
+        if not inner:  # a document's root: refuse what would be fetched, then check it
+            remote = list(remote_problems(node))
+            for path, message in remote:
+                self.issues.append(doc.issue((*where, *path), message))
+            if remote:
+                return None
+            if self._check_meta(node, doc, where):
+                self._lint(node, doc, where)
         if isinstance(node, list):
             return [self._bundle(v, doc, (*where, i), folder, (*inner, i), seen)
                     for i, v in enumerate(node)]
@@ -156,8 +165,8 @@ class SchemaResolver:
         if self.cache is None:
             return load_source(target, display=display)
         try:
-            text = target.read_text(encoding="utf-8")
-        except OSError:
+            text = read_source_text(target)
+        except (OSError, ValueError):
             return load_source(target, display=display)  # reports the problem its usual way
         key = ("file", display, text)
         if (known := self.cache.get(key)) is not None:
@@ -165,9 +174,23 @@ class SchemaResolver:
         source = parse_source(text, SourceDoc(display))
         return self.cache.put(key, source) if not source.issues else source
 
-    def _check_meta(self, schema: Any, doc: SourceDoc, where: DocPath) -> None:
+    def _lint(self, schema: Any, doc: SourceDoc, where: DocPath) -> None:
+        if self.cache is None:
+            findings = lint_schema(schema)
+        else:
+            key = ("lint", _text(schema))
+            findings = self.cache.get(key)
+            if findings is None:
+                findings = self.cache.put(key, lint_schema(schema))
+        for found in findings:
+            issue = doc.issue((*where, *found.path), found.message, key=found.on_key,
+                              severity=found.severity)
+            (self.warnings if found.severity == "warning" else self.issues).append(issue)
+
+    def _check_meta(self, schema: Any, doc: SourceDoc, where: DocPath) -> bool:
+        """Whether `schema` is a valid JSON Schema; reports where it is not."""
         if not isinstance(schema, dict):
-            return
+            return False
         if self.cache is None:
             problems = _meta_problems(schema)
         else:
@@ -177,6 +200,7 @@ class SchemaResolver:
                 problems = self.cache.put(key, _meta_problems(schema))
         for path, message in problems:
             self.issues.append(doc.issue((*where, *path), f"invalid JSON Schema: {message}"))
+        return not problems
 
     @property
     def used_files(self) -> list[Path]:
@@ -233,45 +257,5 @@ def _display(target: Path, base_dir: Path) -> str:
 
 def compile_schema(document: dict[str, Any]) -> PayloadSchema:
     """Compile a schema that needs no file resolution (one derived from a pydantic model)."""
-    return PayloadSchema(document, jsonschema_rs.validator_for(document), compile_defaults(document))
-
-
-def compile_defaults(schema: Any) -> DefaultsFiller | None:
-    """A function that fills `default`s of object properties in place; None if none exist."""
-    if not isinstance(schema, dict):
-        return None
-    ref = schema.get("$ref")
-    if isinstance(ref, str) and ref.endswith("#") and isinstance(schema.get("$defs"), dict):
-        # A whole file kept as an embedded resource (see SchemaResolver._include).
-        for embedded in schema["$defs"].values():
-            if isinstance(embedded, dict) and embedded.get("$id") == ref[:-1]:
-                return compile_defaults(embedded)
-    if isinstance(schema.get("allOf"), list):
-        parts = [f for part in schema["allOf"] if (f := compile_defaults(part)) is not None]
-        own = compile_defaults({k: v for k, v in schema.items() if k != "allOf"})
-        parts += [own] if own else []
-        if parts:
-            def fill_all(instance: Any) -> None:
-                for part in parts:
-                    part(instance)
-            return fill_all
-    props = schema.get("properties")
-    if not isinstance(props, dict):
-        return None
-    defaults = {k: v["default"] for k, v in props.items() if isinstance(v, dict) and "default" in v}
-    nested = {k: f for k, v in props.items() if (f := compile_defaults(v)) is not None}
-    if not defaults and not nested:
-        return None
-    mutable = {k for k, v in defaults.items() if isinstance(v, dict | list)}
-
-    def fill(instance: Any) -> None:
-        if not isinstance(instance, dict):
-            return
-        for key, value in defaults.items():
-            if key not in instance:
-                instance[key] = copy.deepcopy(value) if key in mutable else value
-        for key, inner in nested.items():
-            if key in instance:
-                inner(instance[key])
-
-    return fill
+    validator = jsonschema_rs.validator_for(document, retriever=refuse_retrieval)
+    return PayloadSchema(document, validator, compile_defaults(document))

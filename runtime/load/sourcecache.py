@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from runtime.core.issues import DocPath
+from runtime.load.yamlguard import read_source_text
 from runtime.load.yamlsource import Mark, SourceDoc, load_source, parse_source
 
 _TOP_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*:(\s|$)")
@@ -93,8 +94,8 @@ class SourceCache:
              environ: dict[str, str] | None = None) -> SourceDoc:
         """Like `load_source`, re-using the pieces of the file that did not change."""
         try:
-            text = path.read_text(encoding="utf-8")
-        except OSError:
+            text = read_source_text(path)
+        except (OSError, ValueError):
             return load_source(path, display=display, environ=environ)
         doc = self._assemble(text, display, environ)
         return doc if doc is not None else parse_source(text, SourceDoc(display), environ)

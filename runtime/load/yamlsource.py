@@ -17,6 +17,8 @@ from typing import Any
 import yaml
 
 from runtime.core.issues import DocPath, Issue, dotted
+from runtime.load.hints import yaml_hint
+from runtime.load.yamlguard import MAX_DEPTH, FileTooLarge, read_source_text, structure_problem
 
 # ${VAR} or ${VAR:-default}; `${{ expr }}` (pipeline expressions) is left alone.
 _ENV_VAR = re.compile(r"\$\{(?!\{)([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -65,9 +67,16 @@ class _Builder:
         self.doc = doc
         self.environ = environ
         self.constructor = yaml.SafeLoader("")  # constructs scalars, resolves implicit tags
+        self.too_deep = False
 
     def build(self, node: yaml.Node, path: DocPath) -> Any:
         self.doc.values[path] = _mark(node)
+        if len(path) > MAX_DEPTH:  # deeper is refused before building when it could crash
+            if not self.too_deep:
+                self.too_deep = True
+                self.doc.issues.append(Issue(self.doc.file, *_mark(node), "",
+                                             f"nested more than {MAX_DEPTH} levels deep"))
+            return None
         if isinstance(node, yaml.MappingNode):
             return self._mapping(node, path)
         if isinstance(node, yaml.SequenceNode):
@@ -129,13 +138,20 @@ def load_source(path: Path, *, display: str | None = None,
     """Parse a YAML or JSON file; syntax errors and duplicate keys land in `.issues`."""
     doc = SourceDoc(display or str(path))
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_source_text(path)
     except FileNotFoundError:
         doc.issues.append(Issue(doc.file, 1, 1, "", "no such file (run where your mesh.yaml "
                                 "is, or name it with -f path/to/mesh.yaml)"))
         return doc
+    except FileTooLarge as exc:
+        doc.issues.append(Issue(doc.file, 1, 1, "", str(exc)))
+        return doc
     except OSError as exc:
         doc.issues.append(Issue(doc.file, 1, 1, "", f"cannot read file: {exc.strerror or exc}"))
+        return doc
+    except UnicodeDecodeError as exc:
+        doc.issues.append(Issue(doc.file, 1, 1, "", f"not UTF-8 text (byte {exc.start}: "
+                                f"{exc.object[exc.start:exc.start + 1]!r})"))
         return doc
     return parse_source(text, doc, environ)
 
@@ -156,13 +172,20 @@ def _compose(text: str) -> yaml.Node | None:
 
 def parse_source(text: str, doc: SourceDoc, environ: dict[str, str] | None = None) -> SourceDoc:
     """Parse `text` into `doc` (see load_source)."""
+    refused = structure_problem(text)
+    if refused is not None:
+        line, column, message = refused
+        doc.issues.append(Issue(doc.file, line, column, "", message))
+        return doc
     try:
         node = _compose(text)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
         problem = exc.problem or exc.context or "invalid YAML"
-        doc.issues.append(Issue(doc.file, line, column, "", f"YAML syntax error: {problem}"))
+        lines = text.splitlines()
+        hint = yaml_hint(problem, exc.context or "", lines[line - 1] if line <= len(lines) else "")
+        doc.issues.append(Issue(doc.file, line, column, "", f"YAML syntax error: {problem}{hint}"))
         return doc
     except yaml.YAMLError as exc:
         doc.issues.append(Issue(doc.file, 1, 1, "", f"YAML syntax error: {exc}"))
@@ -170,5 +193,7 @@ def parse_source(text: str, doc: SourceDoc, environ: dict[str, str] | None = Non
     if node is None:
         doc.data = None
         return doc
-    doc.data = _Builder(doc, dict(os.environ) if environ is None else environ).build(node, ())
+    builder = _Builder(doc, dict(os.environ) if environ is None else environ)
+    data = builder.build(node, ())
+    doc.data = None if builder.too_deep else data  # like a syntax error: nothing to check
     return doc

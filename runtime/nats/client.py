@@ -13,7 +13,9 @@ import nats
 from nats.aio.client import Client
 
 from runtime.core import protocol as p
+from runtime.core.text import mask_urls
 from runtime.nats.caller import budget_header, call_agent, request
+from runtime.nats.connection import AUTH_REFUSED, is_auth_error
 
 
 class UnreachableError(RuntimeError):
@@ -33,9 +35,13 @@ async def open_client(url: str, timeout: float = 5) -> Client:
                                       max_reconnect_attempts=1, error_cb=quiet,
                                       name="mesh-runtime client")
     except Exception as exc:
+        if is_auth_error(exc):  # it is running; the credentials are wrong
+            raise UnreachableError(f"cannot connect to NATS at {mask_urls(url)}: "
+                                   f"{AUTH_REFUSED}") from None
         raise UnreachableError(
-            f"cannot reach NATS at {url} ({exc or type(exc).__name__}): is `mesh-runtime up` "
-            "running? Point at another server with --nats or NATS_URL") from None
+            f"cannot reach NATS at {mask_urls(url)} ({mask_urls(str(exc)) or type(exc).__name__}):"
+            " is `mesh-runtime up` running? Point at another server with --nats or NATS_URL"
+        ) from None
 
 
 async def catalog(nc: Client) -> list[dict[str, Any]] | None:

@@ -10,6 +10,7 @@ from typing import Any
 
 from jsonschema import Draft202012Validator, validators
 from jsonschema.exceptions import best_match
+from referencing import Registry
 
 from runtime.pipeline.expressions import Path, Problem, compile_template
 from runtime.pipeline.spec import PipelineSpec, walk_steps
@@ -133,7 +134,9 @@ def check_constants(
 def _check_with(
     agent: str, given: dict[str, Any], schema: dict[str, Any], path: Path
 ) -> Iterator[Problem]:
-    validator = validators.validator_for(schema, default=Draft202012Validator)(schema)
+    # An empty registry: jsonschema's default one fetches remote `$ref`s over the network.
+    cls = validators.validator_for(schema, default=Draft202012Validator)
+    validator = cls(schema, registry=Registry())
     properties = schema.get("properties")
     properties = properties if isinstance(properties, dict) else {}
     patterns = schema.get("patternProperties")

@@ -19,6 +19,7 @@ from runtime.pipeline.expressions import (
     compile_template,
 )
 from runtime.pipeline.spec import (
+    MAX_ITEMS,
     STEP_ID_PATTERN,
     PipelineSpec,
     Retry,
@@ -114,8 +115,9 @@ class PipelineCompiler(BusStepCompiling):
         each_text = "" if step.for_each is None and "for_each" in given else step.for_each
         when = self._bare(when_text, "when", "input.lang != 'en'", path, where)
         for_each = self._bare(each_text, "for_each", "input.sections", path, where)
-        if step.max_concurrency is not None and each_text is None:
-            self._problem((*path, "max_concurrency"), "max_concurrency applies to for_each steps")
+        for key in ("max_concurrency", "max_items"):
+            if getattr(step, key) is not None and each_text is None:
+                self._problem((*path, key), f"{key} applies to for_each steps")
         if each_text is not None:
             where = dataclasses.replace(where, in_item=True)
         self._misplaced(step, path)
@@ -130,7 +132,8 @@ class PipelineCompiler(BusStepCompiling):
             body = self._bus_step(step, path, where)
         fallback = step.on_error.value if step.on_error is not None else None
         return StepNode(
-            step.id, when, for_each, step.max_concurrency, body, step.on_error is not None, fallback
+            step.id, when, for_each, step.max_concurrency, step.max_items or MAX_ITEMS, body,
+            step.on_error is not None, fallback,
         )
 
     def _bare(

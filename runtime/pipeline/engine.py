@@ -65,20 +65,18 @@ class CompiledPipeline:
         no more than what is left of it, nor of the pipeline's own `timeout`.
         """
         loop = asyncio.get_running_loop()
-        timeout = self._timeout
-        deadline = None if timeout is None else loop.time() + timeout
-        budget = deadline
-        if caller_left is not None:
-            caller_deadline = loop.time() + caller_left
-            budget = caller_deadline if deadline is None else min(deadline, caller_deadline)
+        # Always bounded: without a timeout of its own, the pipeline has the default one,
+        # as an agent does; each step gets no more than what is left of it, nor of what
+        # the request's caller still waits.
+        timeout = self._timeout or default_timeout
+        deadline = loop.time() + timeout
+        budget = deadline if caller_left is None else min(deadline, loop.time() + caller_left)
         ctx = RunContext(call, request_id, default_timeout, budget, loop, bus)
         scope = {
             "input": payload,
             "steps": {},
             "mesh": {"name": mesh_name, "request_id": request_id},
         }
-        if timeout is None or deadline is None:
-            return await self._run(scope, ctx)
         try:
             async with asyncio.timeout_at(deadline):
                 return await self._run(scope, ctx)

@@ -22,7 +22,13 @@ from jmespath import exceptions as jp_errors
 from jmespath.parser import ParsedResult
 from jmespath.visitor import TreeInterpreter
 
-from runtime.pipeline.expressions_ast import chain_reader, check_functions, field_chain, root_references
+from runtime.pipeline.expressions_ast import (
+    chain_reader,
+    check_functions,
+    field_chain,
+    root_chains,
+    root_references,
+)
 
 Path = tuple[str | int, ...]
 Problem = tuple[Path, str]
@@ -64,6 +70,10 @@ class Expression:
         """JMESPath truthiness: false, null, '', [] and {} are false; 0 is true."""
         value = self.render(scope)
         return not (value is None or value is False or value in ("", [], {}))
+
+    def chains(self) -> set[tuple[str, ...]]:
+        """The field chains the expression reads from the scope root (see root_chains)."""
+        return root_chains(cast("dict[str, Any]", self._ast))
 
     def roots(self) -> set[tuple[str, str | None]]:
         """Names the expression reads from the scope root, as (name, first field or None)."""

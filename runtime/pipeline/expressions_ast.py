@@ -64,6 +64,42 @@ def _walk_root(node: Node, found: set[tuple[str, str | None]]) -> None:
                 return  # later children read a derived value, no longer the scope
 
 
+def root_chains(ast: Node) -> set[tuple[str, ...]]:
+    """The leading field chain of each read from the scope root: `steps.a.b[0].c` gives
+    ("steps", "a", "b"); only the fields up to the first index or projection."""
+    found: set[tuple[str, ...]] = set()
+    _walk_chains(ast, found)
+    return found
+
+
+def _walk_chains(node: Node, found: set[tuple[str, ...]]) -> None:
+    kind = node["type"]
+    children: list[Node] = node.get("children", [])
+    if kind == "field":
+        found.add((node["value"],))
+    elif kind in _SAME_VALUE:
+        for child in children:
+            _walk_chains(child, found)
+    elif kind in _PROJECTIONS:
+        _walk_chains(children[0], found)
+    elif kind in _CHAINS:
+        for i, child in enumerate(children):
+            if child["type"] == "field":
+                chain = [str(child["value"])]
+                for following in children[i + 1:]:
+                    lead = _leading_field(following)
+                    if lead is None:
+                        break
+                    chain.append(lead)
+                    if following["type"] != "field":
+                        break
+                found.add(tuple(chain))
+                return
+            _walk_chains(child, found)
+            if child["type"] not in _KEEPS_VALUE:
+                return
+
+
 def _leading_field(node: Node | None) -> str | None:
     """The field a chain continues with: `a` in `steps.a[0].b` or in `steps.a[*]`."""
     while node is not None:

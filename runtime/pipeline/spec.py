@@ -13,6 +13,7 @@ from runtime.core.durations import Duration
 # Plain identifiers, so an expression can write `steps.<id>` without quoting. Checked by
 # compile_pipeline (with a friendlier message than pydantic's); here it only feeds the schema.
 STEP_ID_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+MAX_ITEMS = 1000  # for_each's default bound: one request may not fan out without limit
 
 
 class Retry(BaseModel):
@@ -94,6 +95,10 @@ class Step(BaseModel):
     max_concurrency: int | None = Field(
         default=None, ge=1, description="At most this many for_each items at once."
     )
+    max_items: int | None = Field(
+        default=None, ge=1,
+        description=f"The most items for_each takes (default {MAX_ITEMS}); more is invalid_input.",
+    )
     retry: Retry | None = None
     timeout: Duration | None = Field(
         default=None, description="How long one call may take (defaults.timeout if unset)."
@@ -122,7 +127,9 @@ class PipelineSpec(BaseModel):
     returns: Any = Field(
         default=None, description="Builds the result; without it, the last step's result."
     )
-    timeout: Duration | None = Field(default=None, description="Bounds the whole run.")
+    timeout: Duration | None = Field(
+        default=None, description="Bounds the whole run (defaults.timeout if unset)."
+    )
 
 
 StepPath = tuple[str | int, ...]

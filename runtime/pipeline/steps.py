@@ -66,6 +66,7 @@ class StepNode:
     when: Expression | None
     for_each: Expression | None
     max_concurrency: int | None
+    max_items: int  # more items than this is the caller's invalid_input, before any call
     body: CallNode | ParallelNode | BusNode
     has_fallback: bool
     fallback: Any
@@ -107,11 +108,26 @@ async def run_step(step: StepNode, scope: Scope, ctx: RunContext) -> Any:
                 STEP_FAILED,
                 f"for_each expression {step.for_each.text!r} gave {_json_type(items)}, not a list",
             )
+        if len(items) > step.max_items:
+            raise _too_many(step, len(items), ctx.request_id)
         return await _for_each(step, items, scope, ctx)
     except StepFailure:
         if step.has_fallback:
             return step.fallback
         raise
+
+
+def _too_many(step: StepNode, count: int, request_id: str) -> MeshError:
+    # Not a StepFailure: on_error must not turn a request this big into a result.
+    assert step.for_each is not None
+    name = f"step '{step.id}'" if step.id else "a for_each step"
+    return MeshError(
+        INVALID_INPUT,
+        f"{name}: for_each {step.for_each.text} gave {count:,} items; it takes at most "
+        f"{step.max_items:,} (its max_items)",
+        request_id=request_id,
+        details={"step": step.id, "items": count, "max_items": step.max_items},
+    )
 
 
 async def _for_each(step: StepNode, items: list[Any], scope: Scope, ctx: RunContext) -> list[Any]:

@@ -78,7 +78,7 @@ class Discovery:
         self.instance = uuid.uuid4().hex[:12]  # this process, in the entries it serves
 
     @classmethod
-    async def open(cls, nc: Client) -> Discovery | None:
+    async def open(cls, nc: Client, quiet: bool = False) -> Discovery | None:
         js = nc.jetstream(timeout=5)
         try:
             replicas = replica_choices(nc)  # a cluster keeps the catalog when a node dies
@@ -90,8 +90,9 @@ class Discovery:
                 await create_replicated(lambda n: js.create_object_store(
                     bucket=p.ARTIFACTS_BUCKET, config=ObjectStoreConfig(replicas=n)), replicas)
         except Exception as exc:
-            log.warning("JetStream is not available (%s): agents are served, but discovery "
-                        "(catalog, registry) is off", _short(exc))
+            if not quiet:
+                log.warning("JetStream is not available (%s): agents are served, but "
+                            "discovery (catalog, registry) is off", _short(exc))
             return None
         discovery = cls(buckets[0], buckets[1], buckets[3])
         discovery.max_payload = nc.max_payload

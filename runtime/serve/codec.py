@@ -5,11 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
-
 from runtime.core import protocol as p
 from runtime.load.handlers import InputModelError
 from runtime.load.mesh import Endpoint
+from runtime.serve import exact_json
 
 
 def decode_input(data: bytes, definition: Endpoint) -> Any:
@@ -17,9 +16,9 @@ def decode_input(data: bytes, definition: Endpoint) -> Any:
         payload: Any = {}  # OpenAgentMesh sends an empty body for a call without payload
     else:
         try:
-            payload = orjson.loads(data)
-        except orjson.JSONDecodeError as exc:
-            raise p.MeshError(p.INVALID_INPUT, f"request body is not JSON: {exc}",
+            payload = exact_json.loads(data)
+        except exact_json.PayloadError as exc:
+            raise p.MeshError(p.INVALID_INPUT, f"request body is {exc}",
                               details={"errors": [{"path": "", "message": str(exc)}]}) from None
     schema = definition.input
     if schema is not None:
@@ -38,7 +37,7 @@ def encode_output(result: Any, definition: Endpoint) -> bytes:
         errors = schema.errors(result)
         raise p.MeshError(p.INVALID_OUTPUT, _summary("output", errors), details={"errors": errors})
     try:
-        return orjson.dumps(result, option=orjson.OPT_NON_STR_KEYS)
+        return exact_json.dumps(result)
     except TypeError as exc:
         raise p.MeshError(p.INVALID_OUTPUT, f"output is not JSON-serializable: {exc}") from None
 

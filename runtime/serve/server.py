@@ -110,7 +110,7 @@ class MeshServer:
         # Stop new requests first; draining (not a bare unsubscribe) still answers those
         # NATS had already delivered to us.
         await asyncio.gather(*(_stop_taking(s) for s in leaving))
-        if self.discovery is not None:
+        if self.discovery is not None and not self.nc.is_closed:  # closed: nothing to reach
             try:
                 await self.discovery.withdraw(names)
             except Exception as exc:

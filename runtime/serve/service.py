@@ -20,6 +20,7 @@ from nats.aio.subscription import Subscription
 
 from runtime.core import protocol as p
 from runtime.core.context import Bus, Context
+from runtime.core.text import is_request_id, shown
 from runtime.load.handlers import ThreadOverrun
 from runtime.load.mesh import AgentDef, Endpoint, PipelineDef
 from runtime.serve.admission import (
@@ -35,6 +36,7 @@ from runtime.serve.codec import as_mesh_error, decode_input, encode_output, mism
 from runtime.serve.deadlines import Deadlines
 from runtime.serve.failures import FailureLog
 from runtime.serve.micro import service_error_headers
+from runtime.serve.replies import DROPPED, error_body, header_size, headroom, too_big
 from runtime.serve.stats import EndpointStats
 
 log = logging.getLogger("mesh-runtime")
@@ -53,6 +55,7 @@ class Service:
         self.subject = p.agent_subject(self.name)
         self.error_subject = p.error_subject(self.name)
         self.logger = logging.getLogger(f"mesh-runtime.agent.{self.name}")
+        self.headroom = headroom(self.name)  # header bytes: body + this must fit max_payload
         self.subscription: Subscription | None = None
         self.offers = Offers(nc, self._on_message)  # capability and broadcast subscriptions
         self.instance = instance  # this process, named in broadcast answers
@@ -87,6 +90,9 @@ class Service:
     async def _on_message(self, msg: Msg) -> None:
         # nats-py awaits this callback message by message: hand each request to its own
         # task at once (or to the line), so one slow handler never holds up the next.
+        if msg.reply[:1] == "$":  # JetStream API, KV, $SYS: never publish there for a caller
+            DROPPED.note(self.name, msg.reply)
+            return
         definition = self.definition
         arrival = time.monotonic()
         deadline = arrival + definition.timeout
@@ -125,6 +131,11 @@ class Service:
         try:
             error = await self._answer(msg, definition, arrival, deadline, refusal)
             self.stats.record(time.perf_counter_ns() - started_ns, error)
+        except GeneratorExit:
+            # asyncio throws a future's exception into a task's top coroutine; for a
+            # GeneratorExit (a sync handler raised it) that first closes `_answer`, whose
+            # except clause answers the caller then: nothing is left to do here.
+            pass
         finally:
             self.in_flight -= 1
             if refusal is None:
@@ -137,9 +148,16 @@ class Service:
         """Answer one request; the error it was answered with, if any."""
         headers = msg.headers
         request_id = headers.get(p.HDR_REQUEST_ID) if headers else None
-        request_id = request_id or uuid.uuid4().hex
         streaming = headers is not None and headers.get(p.HDR_STREAM) == "true"
+        if not request_id:
+            request_id = uuid.uuid4().hex
+        elif not is_request_id(request_id):  # it would be spliced into mesh.stream.<id>
+            error = _bad_request_id(request_id)
+            await self._fail(msg, error, uuid.uuid4().hex, False)
+            self.failures.failed(error, error)
+            return error
         task = asyncio.current_task()
+        assert task is not None
         try:
             if refusal is not None:
                 raise refusal
@@ -153,28 +171,38 @@ class Service:
                 result = await self._run(definition, payload, request_id, deadline)
             except ThreadOverrun as overrun:
                 self.admission.hold(overrun.thread)
-                if not self.deadlines.done(task):  # type: ignore[arg-type]
+                if not self.deadlines.done(task):
                     raise asyncio.CancelledError from None  # not ours: let it through
                 raise run_error(definition, arrival, deadline) from None
             except asyncio.CancelledError:
-                if not self.deadlines.done(task):  # type: ignore[arg-type]
-                    raise  # not ours: let the cancellation through
+                if not self.deadlines.done(task):
+                    raise  # a shutdown's (let it through) or the handler's own (answered below)
                 raise run_error(definition, arrival, deadline) from None
             finally:
-                self.deadlines.done(task)  # type: ignore[arg-type]
+                self.deadlines.done(task)
             body = encode_output(result, definition)
             if msg.reply:
                 headers = {p.HDR_STATUS: "ok", p.HDR_REQUEST_ID: request_id,
                            p.HDR_SOURCE: self.name}
                 if msg.subject.startswith(p.BROADCAST_SUBJECT_PREFIX):
                     headers[p.HDR_INSTANCE_ID] = self.instance  # which process answered
+                if len(body) > self.nc.max_payload - self.headroom:
+                    raise too_big(body, headers, self.nc.max_payload)
                 await self.nc.publish(msg.reply, body, headers=headers)
             return None
-        except Exception as exc:  # every failure is an answer, never a crash
-            error = as_mesh_error(exc, definition)
-            await self._fail(msg, error, request_id, streaming)
-            self.failures.failed(error, exc)
-            return error
+        except asyncio.CancelledError as exc:
+            if task.cancelling():
+                raise  # the runtime cancelled this request (shutdown): not the handler's doing
+            return await self._failed(msg, exc, definition, request_id, streaming)
+        except BaseException as exc:  # SystemExit from a handler too: every failure is an answer
+            return await self._failed(msg, exc, definition, request_id, streaming)
+
+    async def _failed(self, msg: Msg, exc: BaseException, definition: Endpoint, request_id: str,
+                      streaming: bool) -> p.MeshError:
+        error = as_mesh_error(exc, definition)
+        await self._fail(msg, error, request_id, streaming)
+        self.failures.failed(error, exc)
+        return error
 
     def _context(self, definition: AgentDef, request_id: str, deadline: float) -> Context | None:
         if not definition.handler.wants_context:
@@ -201,9 +229,12 @@ class Service:
         seq = 0
         ctx = self._context(definition, request_id, deadline)
         async for chunk in definition.handler.stream(payload, ctx):
-            await self.nc.publish(subject, encode_output(chunk, definition), headers={
-                p.HDR_STREAM_SEQ: str(seq), p.HDR_STREAM_END: "false",
-                p.HDR_REQUEST_ID: request_id})
+            body = encode_output(chunk, definition)
+            headers = {p.HDR_STREAM_SEQ: str(seq), p.HDR_STREAM_END: "false",
+                       p.HDR_REQUEST_ID: request_id}
+            if len(body) > self.nc.max_payload - self.headroom:
+                raise too_big(body, headers, self.nc.max_payload)
+            await self.nc.publish(subject, body, headers=headers)
             seq += 1
         await self.nc.publish(subject, b"", headers={
             p.HDR_STREAM_SEQ: str(seq), p.HDR_STREAM_END: "true", p.HDR_REQUEST_ID: request_id})
@@ -211,11 +242,12 @@ class Service:
     async def _fail(self, msg: Msg, error: p.MeshError, request_id: str, streaming: bool) -> None:
         error.agent = error.agent or self.name
         error.request_id = request_id
-        body = error.to_json()
         headers = {p.HDR_STATUS: "error", p.HDR_REQUEST_ID: request_id, p.HDR_SOURCE: self.name,
                    **service_error_headers(error)}
         if msg.subject.startswith(p.BROADCAST_SUBJECT_PREFIX):
             headers[p.HDR_INSTANCE_ID] = self.instance
+        # Room for the body: the server's max_payload less these headers (and a stream end).
+        body = error_body(error, self.nc.max_payload - header_size(headers) - 32)
         try:
             if streaming:
                 await self.nc.publish(p.stream_subject(request_id), body,
@@ -224,7 +256,16 @@ class Service:
                 await self.nc.publish(msg.reply, body, headers=headers)
             await self.nc.publish(self.error_subject, body, headers=headers)
         except Exception as exc:  # the connection is down: nothing more to tell the caller
-            log.warning("could not send %s error for %s: %s", error.code, self.name, exc)
+            log.warning("could not send %s error for %s: %s", error.code, self.name,
+                        shown(str(exc)))
+
+
+def _bad_request_id(request_id: str) -> p.MeshError:
+    # Never echoed: the id is the caller's text, and the reason is all they need.
+    return p.MeshError(
+        p.INVALID_INPUT, f"{p.HDR_REQUEST_ID} must be 1 to 128 characters of A-Z, a-z, 0-9, "
+        f"_ and -; this one has {len(request_id)} characters",
+        details={"errors": [{"path": "", "message": f"invalid {p.HDR_REQUEST_ID} header"}]})
 
 
 # Python 3.12+ can start a task eagerly: it runs at once, inside this callback, until its

@@ -1,0 +1,63 @@
+"""Payload schemas are read from local files only: loading never touches the network.
+
+Both validators would otherwise fetch what a schema names: jsonschema-rs retrieves a
+`$ref` to `http://...` while compiling and a `$schema` it does not know while checking
+the meta-schema (a hung URL held a load for 31 s), and Python's jsonschema retrieves
+remote `$ref`s too. So a `$ref` with a URI scheme and an unknown `$schema` are errors
+found before either validator runs, and jsonschema-rs gets a retriever that refuses.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Any
+
+from referencing.jsonschema import UnknownDialect, specification_with
+
+from runtime.core.issues import DocPath
+
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:")  # `http:`, `file:`, `urn:`...
+_REF_KEYS = ("$ref", "$dynamicRef", "$recursiveRef")
+_SPELL_OUT = "https://json-schema.org/draft/2020-12/schema"
+
+
+def remote_problems(schema: Any, path: DocPath = ()) -> Iterator[tuple[DocPath, str]]:
+    """(path, message) for every reference in `schema` that could only be fetched."""
+    if isinstance(schema, list):
+        for index, item in enumerate(schema):
+            yield from remote_problems(item, (*path, index))
+        return
+    if not isinstance(schema, dict):
+        return
+    for key in _REF_KEYS:
+        ref = schema.get(key)
+        if isinstance(ref, str) and _SCHEME.match(ref):
+            yield (*path, key), (
+                f"{key} '{ref}' is a URI, and schemas are never fetched: only files (like "
+                "schemas/ticket.json, relative to the file that refers to them) and '#...' "
+                "references are read; save the schema as a file and refer to that")
+    dialect = schema.get("$schema")
+    if isinstance(dialect, str) and not known_dialect(dialect):
+        yield (*path, "$schema"), (
+            f"unknown $schema '{dialect}': name a JSON Schema draft (like {_SPELL_OUT}); "
+            "meta-schemas are never fetched")
+    for key, value in schema.items():
+        if key not in ("enum", "const", "default", "examples"):  # data, not schemas
+            yield from remote_problems(value, (*path, key))
+
+
+def known_dialect(uri: str) -> bool:
+    """Whether `uri` names a JSON Schema draft both validators know without fetching."""
+    if "draft-03" in uri:
+        return False  # Python's jsonschema knows it; jsonschema-rs does not
+    try:
+        specification_with(uri)
+    except UnknownDialect:
+        return False
+    return True
+
+
+def refuse_retrieval(uri: str) -> Any:
+    """jsonschema-rs's retriever: nothing outside the compiled document is ever fetched."""
+    raise ValueError(f"'{uri}' is not fetched: schemas are read from local files only")

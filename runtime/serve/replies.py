@@ -1,0 +1,111 @@
+"""What a service sends, made so that the NATS server never refuses it.
+
+The server answers a message bigger than its `max_payload` (headers included) with
+`-ERR`, and nats-py then closes the connection for good. So every reply, chunk and
+error is measured first: the common case costs one length comparison against a
+headroom worked out once per service; only a body near the limit is measured exactly.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import Any
+
+from runtime.core import protocol as p
+from runtime.core.text import REQUEST_ID_MAX, cut, shown
+
+log = logging.getLogger("mesh-runtime")
+
+MESSAGE_LIMIT = 1000  # characters of an error message
+ENTRY_LIMIT = 200  # characters of each path or message in details
+ERRORS_LIMIT = 20  # validation errors listed in details.errors
+DROP_LOG_SECONDS = 10.0  # at most one log line this often about dropped requests
+
+
+def header_size(headers: dict[str, str]) -> int:
+    """Bytes of a header block as nats-py writes it: `NATS/1.0\\r\\n`, `k: v\\r\\n`..., `\\r\\n`."""
+    return 12 + sum(len(k.encode()) + len(v.encode()) + 4 for k, v in headers.items())
+
+
+def headroom(name: str) -> int:
+    """The most header bytes any message of the service `name` carries."""
+    return header_size({
+        p.HDR_STATUS: "error", p.HDR_REQUEST_ID: "x" * REQUEST_ID_MAX, p.HDR_SOURCE: name,
+        p.HDR_STREAM_SEQ: "9" * 20, p.HDR_STREAM_END: "false", p.HDR_INSTANCE_ID: "x" * 64,
+    })
+
+
+def too_big(body: bytes, headers: dict[str, str], max_payload: int) -> p.MeshError:
+    """The `invalid_output` error for a result the server would refuse."""
+    size = len(body) + header_size(headers)
+    return p.MeshError(
+        p.INVALID_OUTPUT, f"the output is {size} bytes with headers, over the NATS server's "
+        f"max_payload of {max_payload} bytes", details={"size": size, "max_payload": max_payload})
+
+
+def error_body(error: p.MeshError, room: int) -> bytes:
+    """`error` as JSON of at most `room` bytes: long messages cut, at most 20 errors listed."""
+    data = error.to_dict()
+    data["message"] = cut(error.message, MESSAGE_LIMIT)
+    data["details"] = _capped_details(error.details)
+    body = json.dumps(data).encode()
+    if len(body) <= room:
+        return body
+    # A server with a tiny max_payload: keep the code and as much message as fits.
+    data["details"] = {}
+    data["message"] = ""
+    bare = len(json.dumps(data).encode())
+    data["message"] = cut(error.message, max(0, (room - bare) // 8 - 40))
+    body = json.dumps(data).encode()
+    if len(body) > room:
+        data["message"] = ""
+        body = json.dumps(data).encode()
+    return body
+
+
+def _capped_details(details: dict[str, Any]) -> dict[str, Any]:
+    capped: dict[str, Any] = {}
+    for key, value in details.items():
+        if key == "errors" and isinstance(value, list):
+            capped[key] = [_capped(e) for e in value[:ERRORS_LIMIT]]
+            if len(value) > ERRORS_LIMIT:
+                capped["error_count"] = len(value)
+        else:
+            capped[key] = _capped(value)
+    return capped
+
+
+def _capped(value: Any) -> Any:
+    if isinstance(value, str):
+        return cut(value, ENTRY_LIMIT)
+    if isinstance(value, dict):
+        return {str(k): _capped(v) for k, v in list(value.items())[:ERRORS_LIMIT]}
+    if isinstance(value, list):
+        return [_capped(v) for v in value[:ERRORS_LIMIT]]
+    return value
+
+
+class DroppedRequests:
+    """Requests refused without an answer (a reply subject starting with `$`), counted and
+    logged at most once per DROP_LOG_SECONDS, so a flood cannot flood the log too."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._logged_at = -DROP_LOG_SECONDS
+        self._logged_count = 0
+
+    def note(self, agent: str, reply: str) -> None:
+        self.count += 1
+        now = time.monotonic()
+        if now - self._logged_at < DROP_LOG_SECONDS:
+            return
+        since = self.count - self._logged_count
+        self._logged_at, self._logged_count = now, self.count
+        log.warning("dropped %d request(s) whose reply subject starts with '$' (a JetStream, KV "
+                    "or system subject, never answered); latest: %s, reply %s; %d in all",
+                    since, shown(agent), shown(reply, 100), self.count)
+
+
+DROPPED = DroppedRequests()  # one count per process, whichever service saw the request
