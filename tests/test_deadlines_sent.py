@@ -22,6 +22,7 @@ HANDLERS = '''
     import asyncio
 
     RUNS = {"slow": 0}
+    RELEASE = asyncio.Event()
 
     async def relay(payload, ctx):
         return await ctx.call("{p}.probe", {})
@@ -31,8 +32,14 @@ HANDLERS = '''
 
     async def slow(payload):
         RUNS["slow"] += 1
-        await asyncio.sleep(payload.get("seconds", 2))
+        if payload.get("hold"):  # holds the agent's only slot until released
+            RELEASE.clear()
+            await asyncio.wait_for(RELEASE.wait(), 8)
         return {"runs": RUNS["slow"]}
+
+    async def release(payload):
+        RELEASE.set()
+        return {}
 '''
 
 MESH = f'''
@@ -42,6 +49,7 @@ MESH = f'''
       {P}.relay: {{handler: "{{mod}}:relay", timeout: 2s}}
       {P}.remaining: {{handler: "{{mod}}:remaining", timeout: 10s}}
       {P}.slow: {{handler: "{{mod}}:slow", timeout: 10s, concurrency: 1}}
+      {P}.release: {{handler: "{{mod}}:release"}}
     external:
       {P}.probe: {{}}
     pipelines:
@@ -125,15 +133,18 @@ async def test_a_pipeline_passes_its_callers_budget_to_each_step(nc: Client) -> 
 
 async def test_cli_timeout_on_a_full_queue_is_expired_and_the_handler_never_runs(
         nc: Client, nats_url: str) -> None:
-    busy = asyncio.create_task(call_agent(nc, f"{P}.slow", {"seconds": 2}, 10))
+    busy = asyncio.create_task(call_agent(nc, f"{P}.slow", {"hold": True}, 10))
     await asyncio.sleep(0)  # the task publishes its request ...
     await nc.flush()  # ... and the server has it before the CLI's
-    done = await asyncio.to_thread(cli, "call", f"{P}.slow", '{"seconds": 0}', "--timeout",
-                                   "500ms", "--nats", nats_url)
+    try:
+        done = await asyncio.to_thread(cli, "call", f"{P}.slow", "{}", "--timeout", "500ms",
+                                       "--nats", nats_url)
+    finally:
+        await call_agent(nc, f"{P}.release", {}, 10)
     assert (await busy) == {"runs": 1}
     assert done.returncode == 1
     assert '"code": "expired"' in done.stderr
-    after = await call_agent(nc, f"{P}.slow", {"seconds": 0}, 10)
+    after = await call_agent(nc, f"{P}.slow", {}, 10)
     assert after == {"runs": 2}  # the expired request never ran
 
 
