@@ -224,11 +224,10 @@ class Service:
             return await definition.handler.invoke(
                 payload, self._context(definition, request_id, deadline))
         assert isinstance(definition, PipelineDef)
-        loop = asyncio.get_running_loop()  # steps get no more than the request has left
-        return await definition.compiled.run(
+        return await definition.compiled.run(  # steps get no more than the request has left
             payload, call=self.caller, bus=self.caller, request_id=request_id,
             mesh_name=self.mesh_name, default_timeout=definition.step_timeout,
-            caller_deadline=loop.time() + (deadline - time.monotonic()))
+            caller_left=deadline - time.monotonic())
 
     async def _stream(self, definition: Endpoint, payload: Any, request_id: str,
                       deadline: float) -> None:
