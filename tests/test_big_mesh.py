@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -93,3 +94,38 @@ def test_five_thousand_agents_serve_and_are_all_listed(fresh_nats: NatsServer,
         assert len(rows) == 5000
         assert {r["status"] for r in rows} == {"idle"}
         assert {r["instances"] for r in rows} == {1}
+
+
+async def registry_keys(url: str) -> set[str]:
+    nc = await nats.connect(url)
+    try:
+        kv = await nc.jetstream().key_value("mesh-registry")
+        try:
+            return set(await kv.keys())
+        except Exception:  # nats-py raises when no key is left
+            return set()
+    finally:
+        await nc.close()
+
+
+def test_a_killed_up_leaves_no_card_behind_for_names_the_catalog_had_no_room_for(
+        small_payload_nats: NatsServer, tmp_path: Path) -> None:
+    url = small_payload_nats.url
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    first = big_mesh(tmp_path / "a", 150)
+    first.write_text(first.read_text().replace("name: big", "name: big\nhealth: {interval: 200ms}"))
+    dying = UpProcess(first, url, "--no-reload")
+    dying.wait_for("ready:")
+    assert len(asyncio.run(registry_keys(url))) == 150
+    dying.process.send_signal(signal.SIGKILL)
+    dying.process.wait(10)
+    second = tmp_path / "b" / "mesh.yaml"
+    (tmp_path / "b" / "handlers.py").write_text(HANDLERS)
+    second.write_text("version: 1\nname: other\nhealth: {interval: 200ms}\nagents:\n"
+                      "  other.one: {handler: 'handlers:echo'}\n")
+    with UpProcess(second, url, "--no-reload") as up:
+        line = up.wait_for("removed 1 dead instance", timeout=10)
+        assert "offline now: big.agent0000, big.agent0001" in line
+        assert asyncio.run(registry_keys(url)) == {"other.one"}
+        assert asyncio.run(catalog_names(url)) == ["other.one"]

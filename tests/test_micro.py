@@ -15,7 +15,7 @@ import pytest
 
 from runtime.core.protocol import MeshError
 from runtime.nats.caller import call_agent
-from tests.helpers import UpProcess, write_mesh
+from tests.helpers import UpProcess, cli, write_mesh
 
 SCHEMAS = Path(__file__).parent / "micro_schemas"
 
@@ -170,3 +170,43 @@ def test_error_replies_carry_the_micro_error_headers(
     headers = asyncio.run(ask())
     assert headers["Nats-Service-Error-Code"] == code
     assert headers["Nats-Service-Error"] == text
+
+
+def test_a_reply_subject_on_a_system_prefix_is_never_answered(
+        served: tuple[UpProcess, str], nats_url: str) -> None:
+    _, unique = served
+
+    async def run() -> list[bytes]:
+        nc = await nats.connect(nats_url)
+        hijacked: list[bytes] = []
+
+        async def seen(msg: Any) -> None:
+            hijacked.append(msg.data)
+
+        try:
+            await nc.subscribe("$JS.API.STREAM.DELETE.victim", cb=seen)
+            await nc.publish(f"$SRV.PING.micro-{unique}", b"", reply="$JS.API.STREAM.DELETE.victim")
+            # the same subscription answers in order: once this answer is in, that one was not
+            await nc.request(f"$SRV.PING.micro-{unique}", b"", timeout=5)
+            await nc.flush()
+            return hijacked
+        finally:
+            await nc.close()
+
+    assert asyncio.run(run()) == []
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("version: 1\nname: my mesh\n",
+     "mesh.yaml:2:7: name: invalid mesh name 'my mesh': use letters, digits, '_' and '-' (it "
+     "is the NATS micro service name), like nlp-demo\n"),
+    ("version: 1\nagents:\n  a.b: {handler: 'h:f'}\n  a_b: {handler: 'h:f'}\n",
+     "mesh.yaml:4:3: agents.a_b: 'a.b' and 'a_b' have the same NATS micro endpoint name 'a_b' "
+     "(dots become underscores): rename one\n"),
+])
+def test_names_that_cannot_be_micro_names_are_load_errors(tmp_path: Path, text: str,
+                                                          expected: str) -> None:
+    (tmp_path / "h.py").write_text("def f(payload):\n    return payload\n")
+    (tmp_path / "mesh.yaml").write_text(text)
+    result = cli("validate", cwd=tmp_path)
+    assert (result.returncode, result.stderr) == (1, expected)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -121,6 +122,10 @@ def test_status_table_and_an_unknown_name(server: NatsServer, ups: None) -> None
     missing = cli("status", "st.nope", "--nats", server.url)
     assert (missing.returncode, missing.stderr) == (
         1, "error: no agent or pipeline named 'st.nope' is listed or served\n")
+    typo = cli("status", "st.ehco", "--nats", server.url)
+    assert (typo.returncode, typo.stderr) == (
+        1, "error: no agent or pipeline named 'st.ehco' is listed or served; did you mean "
+        "'st.echo'?\n")
 
 
 def test_status_without_jetstream_still_reads_the_instances(tmp_path: Path) -> None:
@@ -129,3 +134,35 @@ def test_status_without_jetstream_still_reads_the_instances(tmp_path: Path) -> N
         with UpProcess(path, bare.url, "--no-reload"):
             names = [(r["name"], r["status"], r["instances"]) for r in status(bare.url)]
     assert names == [("st.boom", "idle", 1), ("st.echo", "idle", 1), ("st.slow", "idle", 1)]
+
+
+def test_hostile_stats_answers_do_not_break_status(server: NatsServer, ups: None) -> None:
+    garbage = [b"not json", b"[1, 2]", json.dumps({"endpoints": "x"}).encode(),
+               json.dumps({"id": "f", "metadata": "mesh-runtime", "endpoints": []}).encode(),
+               json.dumps({"id": "f", "metadata": {"runtime": "mesh-runtime",
+                                                   "endpoints_left_out": "idle"},
+                           "endpoints": [7, {"subject": "mesh.agent.st.echo", "data": [1],
+                                             "num_requests": "many", "num_errors": True,
+                                             "processing_time": 1e99}]}).encode()]
+
+    async def run() -> subprocess.CompletedProcess[str]:
+        nc = await nats.connect(server.url)
+
+        async def answer(msg: Any) -> None:
+            for body in garbage:
+                await nc.publish(msg.reply, body)
+
+        await nc.subscribe("$SRV.STATS", cb=answer)
+        await nc.flush()
+        try:
+            return await asyncio.to_thread(cli, "status", "st.echo", "--nats", server.url,
+                                           "--json")
+        finally:
+            await nc.close()
+
+    result = asyncio.run(run())
+    assert result.returncode == 0, result.stderr
+    row = json.loads(result.stdout)[0]
+    assert (row["name"], row["status"]) == ("st.echo", "idle")
+    # status stops gathering once both live instances answered: the fake may come too late
+    assert row["instances"] in (2, 3)

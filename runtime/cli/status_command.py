@@ -6,7 +6,14 @@ import argparse
 import json
 import sys
 
-from runtime.cli.common import Commands, add_command, client_url, nats_option, run_client
+from runtime.cli.common import (
+    Commands,
+    add_command,
+    client_url,
+    nats_option,
+    run_client,
+    suggest,
+)
 
 COLUMNS = ("NAME", "STATUS", "INSTANCES", "IN_FLIGHT", "REQUESTS", "ERRORS", "AVG_MS",
            "P99_MS", "LAST_ERROR")
@@ -35,10 +42,11 @@ def _status(args: argparse.Namespace) -> int:
             await nc.close()
         rows = summarize([str(e.get("name")) for e in listed], answers, live)
         if args.name is not None:
+            known = [r.name for r in rows]
             rows = [r for r in rows if r.name == args.name]
             if not rows:
-                print(f"error: no agent or pipeline named '{args.name}' is listed or served",
-                      file=sys.stderr)
+                print(f"error: no agent or pipeline named '{args.name}' is listed or served"
+                      f"{suggest(args.name, known)}", file=sys.stderr)
                 return 1
         if args.json:
             print(json.dumps([r.as_dict() for r in rows], indent=2))

@@ -98,6 +98,8 @@ class _Loading:
             self._check_agents_alone(data)
             self.issues.extend(self.schemas.issues)
             raise MeshFileError(self.issues)
+        self.issues += [self.doc.issue(at, message, key=True)
+                        for at, message in model.endpoint_name_clashes(spec)]
         agents = {name: a for name, s in spec.agents.items()
                   if (a := self._agent(spec.defaults, name, s))}
         external = {name: self._external(name, s) for name, s in spec.external.items()}
@@ -154,8 +156,6 @@ class _Loading:
                     model.check_name(name)
         except (ValidationError, ValueError):
             return None
-        if model.check_endpoint_names([*specs, *rest.pipelines]):
-            return None  # the full check reports the clash
         self.cache.specs = specs
         return rest.model_copy(update={"agents": {name: s for name, (_, s) in specs.items()}})
 

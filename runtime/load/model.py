@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from runtime.core.durations import Duration
 from runtime.pipeline.spec import PipelineSpec
@@ -91,16 +91,21 @@ def check_service_name(name: str) -> str:
     return name
 
 
-def check_endpoint_names(names: list[str]) -> str | None:
-    """Served names that clash once dots become underscores (NATS micro endpoint names)."""
+def endpoint_name_clashes(spec: MeshSpec) -> list[tuple[tuple[str, str], str]]:
+    """(path of the later name, message) for each served name whose NATS micro endpoint
+    name (dots become underscores) another served name already has."""
     seen: dict[str, str] = {}
-    for name in sorted(names):
-        key = name.replace(".", "_")
-        if key in seen:
-            return (f"'{seen[key]}' and '{name}' have the same NATS micro endpoint name "
-                    f"'{key}' (dots become underscores): rename one")
-        seen[key] = name
-    return None
+    clashes = []
+    for kind, names in (("agents", spec.agents), ("pipelines", spec.pipelines)):
+        for name in names:
+            key = name.replace(".", "_")
+            if key in seen:
+                clashes.append(((kind, name), f"'{seen[key]}' and '{name}' have the same NATS "
+                                f"micro endpoint name '{key}' (dots become underscores): "
+                                "rename one"))
+            else:
+                seen[key] = name
+    return clashes
 
 
 class AgentSpec(Strict):
@@ -145,13 +150,6 @@ class MeshSpec(Strict):
     agents: dict[Name, AgentSpec] = {}
     pipelines: dict[Name, PipelineSpec] = {}
     external: dict[Name, ExternalAgent] = {}
-
-    @model_validator(mode="after")
-    def _distinct_endpoint_names(self) -> MeshSpec:
-        clash = check_endpoint_names([*self.agents, *self.pipelines])
-        if clash:
-            raise ValueError(clash)
-        return self
 
 
 def mesh_json_schema() -> dict[str, Any]:

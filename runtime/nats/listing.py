@@ -15,6 +15,7 @@ from nats.aio.client import Client
 
 from runtime.core import protocol as p
 from runtime.nats.client import catalog
+from runtime.nats.registry import mapping
 
 _READS_AT_ONCE = 256  # card reads in flight at a time
 
@@ -51,14 +52,11 @@ async def full_catalog(nc: Client) -> list[dict[str, Any]] | None:
 
 def entry_of(name: str, card: dict[str, Any]) -> dict[str, Any]:
     """A catalog entry made from a registry card (the fields the catalog holds)."""
-    capabilities = _mapping(card.get("capabilities"))
-    tags = _mapping(card.get("x-agentmesh")).get("tags")
+    capabilities = mapping(card.get("capabilities"))
+    tags = mapping(card.get("x-agentmesh")).get("tags")
     tags = tags if isinstance(tags, list) else []
     return {"name": name, "description": str(card.get("description") or ""),
             "version": str(card.get("version") or ""), "tags": [str(t) for t in tags],
             "invocable": bool(capabilities.get("invocable", True)),
             "streaming": bool(capabilities.get("streaming", False)), "registry_only": True}
 
-
-def _mapping(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}

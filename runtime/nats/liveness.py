@@ -18,6 +18,7 @@ from nats.js.kv import KeyValue
 from runtime.core import protocol as p
 
 MISSED_BEATS = 3  # heartbeats an instance may miss before it counts as dead
+DEFAULT_INTERVAL = 5.0  # health.interval's default, for a record that does not say its own
 Record = dict[str, Any]
 
 
@@ -26,7 +27,8 @@ def is_alive(record: Record | None, now: float | None = None) -> bool:
     if not record:
         return False
     try:
-        heartbeat, interval = float(record["heartbeat"]), float(record["interval_s"])
+        heartbeat = float(record["heartbeat"])
+        interval = float(record.get("interval_s") or DEFAULT_INTERVAL)
     except (KeyError, TypeError, ValueError):
         return False  # not a record we can read: nothing vouches for it
     return heartbeat >= (time.time() if now is None else now) - MISSED_BEATS * interval

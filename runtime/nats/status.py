@@ -20,6 +20,7 @@ from nats.aio.client import Client
 
 from runtime.core import protocol as p
 from runtime.nats.liveness import Record, all_records, is_alive, open_instances
+from runtime.nats.registry import mapping
 
 QUIET = 0.25  # with no instance list to wait for, gather answers until this long silent
 LIMIT = 2.0  # the longest `status` waits for STATS answers
@@ -64,7 +65,7 @@ async def gather_stats(nc: Client, expected: Iterable[str] | None) -> list[dict[
         except ValueError:
             return
         if isinstance(data, dict) and isinstance(data.get("endpoints"), list) and (
-                (data.get("metadata") or {}).get("runtime") == "mesh-runtime"):
+                mapping(data.get("metadata")).get("runtime") == "mesh-runtime"):
             answers.append(data)
             waiting.discard(str(data.get("id")))
         arrived.set()
@@ -100,11 +101,12 @@ def summarize(names: list[str], answers: list[dict[str, Any]],
     rows: dict[str, NameStatus] = {n: NameStatus(n) for n in names}
     totals: dict[str, list[int]] = {}  # name -> [processing ns, last answers, last failures]
     for answer in answers:
-        if (answer.get("metadata") or {}).get("endpoints_left_out"):
-            record = (records or {}).get(str(answer.get("id"))) or {}
+        if mapping(answer.get("metadata")).get("endpoints_left_out"):
+            record = mapping((records or {}).get(str(answer.get("id"))))
             answered = {str(e.get("subject", "")) for e in answer["endpoints"]
                         if isinstance(e, dict)}
-            for name in record.get("agents") or ():
+            agents = record.get("agents")
+            for name in agents if isinstance(agents, list) else ():
                 if p.agent_subject(str(name)) not in answered:
                     rows.setdefault(str(name), NameStatus(str(name))).instances += 1
         for endpoint in answer["endpoints"]:
@@ -115,7 +117,7 @@ def summarize(names: list[str], answers: list[dict[str, Any]],
                 continue
             name = subject[len(p.AGENT_SUBJECT_PREFIX):]
             row = rows.setdefault(name, NameStatus(name))
-            data = endpoint.get("data") or {}
+            data = mapping(endpoint.get("data"))
             row.instances += 1
             row.in_flight += _int(data.get("in_flight"))
             row.requests += _int(endpoint.get("num_requests"))

@@ -16,10 +16,11 @@ import logging
 import os
 import socket
 import time
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from runtime.nats.liveness import all_records, instances_of, is_alive, read_records
+from runtime.nats.liveness import Record, all_records, instances_of, is_alive, read_records
 from runtime.serve.catalog import Discovery
 from runtime.serve.server import MeshServer
 
@@ -48,7 +49,14 @@ class Heartbeat:
                 "heartbeat": round(time.time(), 3), "interval_s": self.interval}
 
     async def beat(self, agents: list[str] | None = None) -> None:
-        await self.kv.put(self.server.instance_id, json.dumps(self.record(agents)).encode())
+        record = self.record(agents)
+        data = json.dumps(record).encode()
+        limit = self.discovery.max_payload - 1024
+        if len(data) > limit:  # tens of thousands of names: the beat itself matters more
+            keep = max(len(record["agents"]) * limit // len(data) - 1, 0)
+            record["agents"], record["agents_truncated"] = record["agents"][:keep], True
+            data = json.dumps(record).encode()
+        await self.kv.put(self.server.instance_id, data)
 
     async def run(self) -> None:
         """Beat and clean up every interval, until cancelled; NATS trouble only skips a beat."""
@@ -70,7 +78,7 @@ class Heartbeat:
         records = await read_records(self.kv, others) if others else {}
         dead = {i for i, record in records.items() if not is_alive(record)}
         if dead:
-            await self._bury(dead)
+            await self._bury(dead, records)
         await self._heal(entries)
         return dead
 
@@ -85,19 +93,42 @@ class Heartbeat:
             dead |= {i for i, r in (await read_records(self.kv, unknown)).items()
                      if not is_alive(r)}
         if dead:
-            await self._bury(dead)
+            await self._bury(dead, records)
         return dead
 
     async def leave(self) -> None:
         """A clean stop: this instance's record goes at once."""
         await self.kv.delete(self.server.instance_id)
 
-    async def _bury(self, dead: set[str]) -> None:
+    async def _bury(self, dead: set[str], records: Mapping[str, Record | None]) -> None:
         gone = await self.discovery.forget(dead)
+        gone |= await self._drop_unlisted_cards(dead, records)
         await asyncio.gather(*(self._delete(i) for i in dead))
         log.info("removed %d dead instance%s (%s)%s", len(dead), "" if len(dead) == 1 else "s",
                  ", ".join(sorted(dead)),
                  f"; offline now: {', '.join(sorted(gone))}" if gone else "")
+
+    async def _drop_unlisted_cards(self, dead: set[str],
+                                   records: Mapping[str, Record | None]) -> set[str]:
+        """Cards of names the dead served that the catalog key had no room for (a big
+        mesh): no entry tracks who serves them, so the live records decide."""
+        names = {str(n) for i in dead for n in _agents(records.get(i))}
+        if not names:
+            return set()
+        unlisted = names - {e.get("name") for e in await self.discovery.entries()}
+        if not unlisted:
+            return set()
+        alive = [r for i, r in (await all_records(self.kv)).items()
+                 if i not in dead and is_alive(r)]
+        if any(r.get("agents_truncated") for r in alive):
+            return set()  # who serves what is not fully known: keep every card
+        orphans = unlisted - {str(n) for r in alive for n in _agents(r)}
+        for name in orphans:
+            try:
+                await self.discovery.registry.delete(name)
+            except Exception as exc:
+                log.debug("could not remove %s from the registry: %s", name, exc)
+        return orphans
 
     async def _delete(self, instance_id: str) -> None:
         try:
@@ -113,3 +144,8 @@ class Heartbeat:
         if missing:
             services = self.server.services
             await self.discovery.publish(services[n].definition for n in missing)
+
+
+def _agents(record: Record | None) -> list[Any]:
+    agents = (record or {}).get("agents")
+    return agents if isinstance(agents, list) else []

@@ -39,7 +39,7 @@ class MeshCollector(Collector):
                                       labels=["name"])
         for name, service in services:
             stats = service.stats
-            for code, count in sorted(stats.codes.items()):
+            for code, count in sorted(stats.by_code().items()):
                 requests.add_metric([name, code], count)
             cumulative, buckets = 0, []
             for bound, count in zip((*BUCKETS, float("inf")), stats.buckets, strict=True):

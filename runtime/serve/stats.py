@@ -14,7 +14,8 @@ from typing import Any
 
 from runtime.core import protocol as p
 
-RESERVOIR = 512  # the latest durations kept for p50/p99
+RESERVOIR = 512  # the latest durations kept for p50/p99 (a power of two: see _RING_MASK)
+_RING_MASK = RESERVOIR - 1
 RECENT = 20  # how many of the last answers decide `error`
 _RECENT_MASK = (1 << RECENT) - 1
 # A name's own failures: what says the agent (not its caller) is broken.
@@ -22,6 +23,7 @@ OWN_FAILURES = frozenset({p.HANDLER_ERROR, p.INVALID_OUTPUT, p.TIMEOUT})
 # Histogram bounds in seconds (Prometheus' defaults, plus finer steps under 5 ms).
 BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
            5.0, 10.0, 30.0)
+_BUCKETS_NS = tuple(int(b * 1e9) for b in BUCKETS)
 OK = "ok"
 
 
@@ -36,17 +38,19 @@ class EndpointStats:
         "codes",
         "errors",
         "last_error",
+        "ok",
         "requests",
         "total_ns",
     )
 
     def __init__(self) -> None:
         self.requests = 0
+        self.ok = 0
         self.errors = 0
         self.total_ns = 0
         self.last_error = ""
-        self.codes: Counter[str] = Counter()
-        self._ring: list[int] = []
+        self.codes: Counter[str] = Counter()  # error code -> count
+        self._ring = [0] * RESERVOIR
         self._next = 0
         self._recent = 0  # bit i set: the answer i answers ago was an own failure
         self.buckets = [0] * (len(BUCKETS) + 1)  # the last one is +Inf
@@ -55,30 +59,31 @@ class EndpointStats:
         """Count one answered request (`error` None when it succeeded)."""
         self.requests += 1
         self.total_ns += duration_ns
-        if len(self._ring) < RESERVOIR:
-            self._ring.append(duration_ns)
-        else:
-            self._ring[self._next] = duration_ns
-            self._next = (self._next + 1) % RESERVOIR
-        self.buckets[bisect_left(BUCKETS, duration_ns / 1e9)] += 1
-        own = 0
+        self._ring[self._next] = duration_ns
+        self._next = (self._next + 1) & _RING_MASK
+        self.buckets[bisect_left(_BUCKETS_NS, duration_ns)] += 1
         if error is None:
-            self.codes[OK] += 1
-        else:
-            self.errors += 1
-            self.codes[error.code] += 1
-            self.last_error = f"{error.code}: {error.message}"[:1024]
-            own = error.code in OWN_FAILURES
+            self.ok += 1
+            self._recent = (self._recent << 1) & _RECENT_MASK
+            return
+        self.errors += 1
+        self.codes[error.code] += 1
+        self.last_error = f"{error.code}: {error.message}"[:1024]
+        own = error.code in OWN_FAILURES
         self._recent = ((self._recent << 1) | own) & _RECENT_MASK
+
+    def by_code(self) -> dict[str, int]:
+        """Answers by code, `ok` for the successes."""
+        return {OK: self.ok, **self.codes} if self.ok else dict(self.codes)
 
     @property
     def average_ns(self) -> int:
         return self.total_ns // self.requests if self.requests else 0
 
     def percentile_ms(self, fraction: float) -> float:
-        if not self._ring:
+        if not self.requests:
             return 0.0
-        ordered = sorted(self._ring)
+        ordered = sorted(self._ring[:min(self.requests, RESERVOIR)])
         index = min(len(ordered) - 1, int(fraction * len(ordered)))
         return round(ordered[index] / 1e6, 3)
 
