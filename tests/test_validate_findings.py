@@ -361,3 +361,17 @@ def test_values_that_cannot_fit_an_enum(tmp_path: Path,
         "for 'tier': it can never fit",
     ]
     assert code == 1
+
+
+def test_module_not_found_in_a_package_suggests_its_neighbour(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    package = tmp_path / "hintpkg" / "agents"
+    package.mkdir(parents=True)
+    (tmp_path / "hintpkg" / "__init__.py").write_text("")
+    (package / "__init__.py").write_text("")
+    (package / "support.py").write_text("def f(p):\n    return p\n")
+    path = mesh(tmp_path, "version: 1\nagents:\n  a:\n    handler: hintpkg.agents.suport:f\n")
+    assert validate(path, capsys) == (1, [
+        "mesh.yaml:4:14: agents.a.handler: module 'hintpkg.agents.suport' not found; did you "
+        f"mean 'hintpkg.agents.support'? (looked in {tmp_path.resolve()}, the mesh file's "
+        "folder, then on Python's path)"])
