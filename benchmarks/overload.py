@@ -217,8 +217,10 @@ def main() -> int:
                          "time(s) during the run (nats-server cuts a slow consumer)")
     finally:
         server.stop()
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     print("\n".join([*lines, f"client: one nats-py connection, open loop; {os.cpu_count()} "
-                     "cores shared by client, server and up", *orphan_notes(), machine_line()]))
+                     f"cores shared by client, server and up; load average at the end {load}",
+                     *orphan_notes(), machine_line()]))
     return 0
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -56,6 +57,26 @@ def cli(*args: str, cwd: Path | None = None, input: str | None = None,
         capture_output=True, text=True, timeout=timeout,
         env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
     )
+
+
+def children_of(pid: int) -> list[int]:
+    """The processes whose parent is `pid` (from Linux /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
 
 
 class UpProcess:
@@ -117,6 +138,27 @@ class UpProcess:
                 self.process.kill()
                 self.process.wait()
         return self.process.returncode
+
+    def worker_pids(self) -> list[int]:
+        """Its worker processes (the spare one included, when reload is on)."""
+        return [pid for pid in children_of(self.process.pid)
+                if b"runtime" in _cmdline(pid)]
+
+    @property
+    def worker_pid(self) -> int:
+        """The pid of its one worker (`--workers 1 --no-reload`: no spare)."""
+        [pid] = self.worker_pids()
+        return pid
+
+    def crash(self) -> None:
+        """Kill `up` and every process it started at once (SIGKILL), as a machine's crash
+        would: nothing gets to leave the mesh cleanly."""
+        self.process.send_signal(signal.SIGSTOP)  # so it starts no worker meanwhile
+        for pid in children_of(self.process.pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        self.process.kill()
+        self.process.wait(10)
 
     def __enter__(self) -> UpProcess:
         self.wait_for("ready:")

@@ -122,9 +122,14 @@ def test_unknown_name_at_call_gets_a_did_you_mean(up: UpProcess, nats_url: str) 
 
 
 def test_describe_an_agent(up: UpProcess, nats_url: str) -> None:
+    cli("call", f"{PREFIX}.upper", '{"text": "a"}', "--nats", nats_url)
     result = cli("describe", f"{PREFIX}.upper", "--json", "--nats", nats_url)
     info = json.loads(result.stdout)
-    assert len(info.pop("instances")) == 1
+    [instance] = info.pop("instances")
+    assert (instance["live"], instance["pid"]) == (True, up.process.pid)
+    stats = info.pop("stats")
+    assert (stats["instances"], stats["in_flight"]) == (1, 0)
+    assert stats["requests"] >= 1  # other tests call it too (and some of them fail on purpose)
     assert info == {
         "name": f"{PREFIX}.upper", "kind": "agent", "description": "Upper-cases text.",
         "version": "2.0.0", "tags": ["demo"], "streaming": False, "invocable": True,
@@ -132,9 +137,8 @@ def test_describe_an_agent(up: UpProcess, nats_url: str) -> None:
         "input": {"type": "object", "properties": {"text": {"type": "string"}}, "required": ["text"]},
         "output": {"type": "object", "properties": {"text": {"type": "string"}},
                    "required": ["text"]},
-        "status": info["status"],
+        "status": "idle",
     }
-    assert info["status"] in ("listed", "online")
 
 
 def test_describe_shows_pydantic_schemas(up: UpProcess, nats_url: str) -> None:
@@ -217,8 +221,8 @@ async def test_hostile_discovery_data_gets_clear_output(fresh_nats: Any) -> None
     assert described.stdout.splitlines()[:4] == [
         "ok.agent (agent, version )", "  fine\\x1b[31m", "subject:  mesh.agent.ok.agent", "tags:     -"]
     info = json.loads(cli("describe", "bad.card", "--json", "--nats", fresh_nats.url).stdout)
-    assert (info["input"], info["output"], [i["id"] for i in info["instances"]]) == (
-        None, None, ["a b", "..", "$JS"])
+    assert (info["input"], info["output"], info["instances"], info["status"]) == (
+        None, None, [{"id": "a b"}, {"id": ".."}, {"id": "$JS"}], "offline")
     tools = cli("tools", "--format", "anthropic", "--nats", fresh_nats.url)
     assert [t["name"] for t in json.loads(tools.stdout)] == ["bad_card", "ok_agent"]
     assert tools.stderr == (f"warning: '{'x' * 80}' left out: a tool name must match "
@@ -232,3 +236,31 @@ async def test_a_catalog_that_is_not_json_reads_as_empty(fresh_nats: Any) -> Non
     described = cli("describe", "a.b", "--nats", fresh_nats.url)
     assert (described.returncode, described.stderr) == (
         1, "error: no agent or pipeline named 'a.b' in the catalog\n")
+
+
+def _echo_offering(folder: Path, agent: str, capability: str) -> Path:
+    """A mesh of one echo agent offering `capability`."""
+    path, _ = write_mesh(folder, f"""
+        version: 1
+        agents:
+          {agent}: {{handler: "{{mod}}:f", capabilities: [{capability}]}}
+    """, "def f(payload):\n    return payload\n")
+    return path
+
+
+def test_unknown_capability_at_call_suggests_a_capability(tmp_path: Path, nats_url: str) -> None:
+    path = _echo_offering(tmp_path, f"{PREFIX}.sum", f"{PREFIX}.summarize")
+    with UpProcess(path, nats_url, "--no-reload"):
+        result = cli("call", "--capability", f"{PREFIX}.sumarize", "--nats", nats_url)
+    assert result.returncode == 1
+    assert json.loads(result.stderr)["message"].endswith(f"; did you mean '{PREFIX}.summarize'?")
+
+
+def test_broadcast_takes_plain_seconds_and_a_piped_payload(tmp_path: Path, nats_url: str) -> None:
+    path = _echo_offering(tmp_path, f"{PREFIX}.echo", f"{PREFIX}.echoing")
+    with UpProcess(path, nats_url, "--no-reload"):
+        result = cli("broadcast", f"{PREFIX}.echoing", "--within", "0.5", "--nats", nats_url,
+                     input='{"x": 1}')
+    assert result.returncode == 0, result.stderr
+    [answer] = json.loads(result.stdout)
+    assert (answer["agent"], answer["status"], answer["result"]) == (f"{PREFIX}.echo", "ok", {"x": 1})

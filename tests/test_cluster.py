@@ -110,7 +110,7 @@ async def test_calls_cross_servers_and_pipelines_span_processes(
         both = await call_agent(nc, "cl.both", {"text": "hi"}, 5)
     finally:
         await nc.close()
-    left_pid, right_pid = ups[0].process.pid, ups[1].process.pid
+    left_pid, right_pid = ups[0].worker_pid, ups[1].worker_pid  # the processes serving
     assert right == {"pid": right_pid, "text": "hi"}
     assert both == {"left": left_pid, "right": right_pid}
 
@@ -123,7 +123,7 @@ async def test_a_name_served_by_two_processes_is_balanced_between_them(
         pids = [(await call_agent(nc, "cl.where", {}, 5))["pid"] for _ in range(60)]
     finally:
         await nc.close()
-    assert set(pids) == {ups[0].process.pid, ups[1].process.pid}
+    assert set(pids) == {ups[0].worker_pid, ups[1].worker_pid}
 
 
 def test_each_process_joins_through_the_servers_its_file_lists(

@@ -65,11 +65,20 @@ def test_deep_nesting_is_an_error_not_a_crash(tmp_path: Path) -> None:
         "mesh.yaml:2:103: nested more than 100 levels deep"])
 
 
-def test_nesting_past_the_limit_below_the_scan(tmp_path: Path,
-                                               capsys: pytest.CaptureFixture[str]) -> None:
+def test_nesting_past_the_limit(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / "mesh.yaml"
     path.write_text("version: 1\nx: " + "[" * 600 + "]" * 600 + "\n")  # RecursionError before
-    assert validate(path, capsys) == (1, ["mesh.yaml:2:104: nested more than 100 levels deep"])
+    assert validate(path, capsys) == (1, ["mesh.yaml:2:103: nested more than 100 levels deep"])
+
+
+def test_aliases_cannot_stack_nesting_past_the_limit(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    deep = "[" * 60 + "1" + "]" * 60
+    path = tmp_path / "mesh.yaml"
+    path.write_text(f"version: 1\na: &a {deep}\nb: &b {'[' * 60}*a{']' * 60}\n"
+                    f"c: {'[' * 60}*b{']' * 60}\n")
+    assert validate(path, capsys) == (1, [
+        "mesh.yaml:2:47: nested more than 100 levels deep (counting the values aliases repeat)"])
 
 
 def test_alias_to_its_own_value(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -254,3 +263,27 @@ def test_a_good_mesh_name(tmp_path: Path) -> None:
     path = tmp_path / "mesh.yaml"
     path.write_text("version: 1\nname: Support_Mesh-2\n")
     assert load_mesh(path).spec.name == "Support_Mesh-2"
+
+
+def test_an_expression_nested_past_the_parser(tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    deep = "(" * 3000 + "input" + ")" * 3000  # jmespath's parser recursed until it broke
+    path, _ = write_mesh(tmp_path, "version: 1\nagents:\n  a: {handler: '{mod}:echo'}\n"
+                                   "pipelines:\n  p:\n    steps:\n      - id: s\n"
+                                   f"        when: '{deep}'\n        call: a\n", HANDLERS)
+    assert validate(path, capsys) == (1, [
+        "mesh.yaml:8:15: pipelines.p.steps[0].when: invalid expression "
+        f"'{'(' * 57}...': nested too deeply"])
+
+
+@pytest.mark.parametrize(("value", "problem"), [
+    ("!custom x", "could not determine a constructor for the tag '!custom'"),
+    ("!!float abc", "'abc' is not a valid !!float"),
+    ("!!timestamp nope", "'nope' is not a valid !!timestamp"),
+])
+def test_a_tag_that_cannot_be_read(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                   value: str, problem: str) -> None:
+    path = tmp_path / "mesh.yaml"
+    path.write_text(f"version: 1\nname: {value}\n")  # each was a traceback before
+    assert validate(path, capsys) == (1, [f"mesh.yaml:2:7: name: cannot read this value: "
+                                          f"{problem}"])

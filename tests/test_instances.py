@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -14,7 +13,7 @@ import nats
 import pytest
 
 from runtime.nats.embedded import NatsServer
-from tests.helpers import UpProcess, cli, write_mesh
+from tests.helpers import UpProcess, children_of, cli, write_mesh
 
 HANDLERS = """
     def echo(payload):
@@ -72,7 +71,8 @@ def test_instance_record_has_the_documented_fields(fresh_nats: NatsServer,
                                "agents", "heartbeat", "interval_s"}
         assert (record["instance_id"], record["mesh"], record["pid"], record["agents"],
                 record["interval_s"], record["generation"]) == (
-            instance, "hb-a", up.process.pid, ["hb.a", "hb.shared"], 0.2, 1)
+            instance, "hb-a", record["pid"], ["hb.a", "hb.shared"], 0.2, 1)
+        assert record["pid"] in children_of(up.process.pid)  # its worker
         assert time.time() - 5 < record["heartbeat"] <= time.time() + 1
     finally:
         assert up.stop() == 0
@@ -87,8 +87,7 @@ def test_a_killed_up_leaves_the_catalog_while_another_runs(fresh_nats: NatsServe
     try:
         dead, alive = instance_of(left), instance_of(right)
         assert sorted(catalog(url)["hb.shared"]) == sorted([dead, alive])
-        left.process.send_signal(signal.SIGKILL)
-        left.process.wait(10)
+        left.crash()
         line = right.wait_for(f"removed 1 dead instance ({dead})", timeout=10)
         assert line.endswith("; offline now: hb.left")
         assert catalog(url) == {"hb.shared": [alive], "hb.right": [alive]}
@@ -105,8 +104,7 @@ def test_the_next_up_to_start_cleans_up_after_a_dead_one(fresh_nats: NatsServer,
     url = fresh_nats.url
     first = start(tmp_path / "one", url, "one")
     dead = instance_of(first)
-    first.process.send_signal(signal.SIGKILL)
-    first.process.wait(10)
+    first.crash()
     assert set(catalog(url)) == {"hb.shared", "hb.one"}  # nobody left to clean up yet
     second = start(tmp_path / "two", url, "two")
     try:
@@ -119,8 +117,7 @@ def test_the_next_up_to_start_cleans_up_after_a_dead_one(fresh_nats: NatsServer,
 def test_ls_and_status_show_what_went_offline(fresh_nats: NatsServer, tmp_path: Path) -> None:
     url = fresh_nats.url
     up = start(tmp_path / "gone", url, "gone")
-    up.process.send_signal(signal.SIGKILL)
-    up.process.wait(10)
+    up.crash()
     deadline = time.monotonic() + 10
     while True:  # the record ages out after 3 intervals (600 ms): ask until it has
         listed = cli("ls", "--nats", url)

@@ -535,8 +535,8 @@ async def test_a_pipeline_calls_a_pipeline_that_calls_another_process(mesh: Serv
     result = await call(mesh.url, "pnt.outer", {"text": "hi"})
     inner = result["result"]
     assert (inner["shouted"], result["extra"]) == ("HI", "hi!")
-    assert inner["shout_pid"] == mesh.elsewhere.process.pid
-    assert inner["here_pid"] == mesh.main.process.pid != mesh.elsewhere.process.pid
+    assert inner["shout_pid"] == mesh.elsewhere.worker_pid  # the processes serving
+    assert inner["here_pid"] == mesh.main.worker_pid != mesh.elsewhere.worker_pid
 
 
 async def test_invalid_pipeline_input_is_invalid_input(mesh: Served) -> None:

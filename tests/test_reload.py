@@ -267,15 +267,6 @@ async def test_removing_an_agent_lets_its_request_in_flight_finish(served: Serve
         await nc.close()
 
 
-def test_a_handler_file_edit_logs_that_it_needs_a_restart(served: Served) -> None:
-    start = len(served.up.lines)
-    handlers = served.folder / f"{served.module}.py"
-    handlers.write_text(handlers.read_text() + "\n# edited\n")
-    line = served.up.wait_for("need a restart", 20, start)
-    assert line == (f"warning: {handlers.name} changed: handler code changes need a restart "
-                    "of mesh-runtime up")
-
-
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_a_signal_stops_up_cleanly_while_the_watcher_runs(served: Served, sig: int) -> None:
     assert served.up.stop(sig, timeout=10) == 0

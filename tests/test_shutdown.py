@@ -76,7 +76,7 @@ async def test_sync_handlers_that_never_return_starve_only_their_agent(
     assert ("'stop.block': a sync handler ran past its deadline and cannot be stopped: "
             "64 thread(s) stuck, holding 64 of 64 slots") in up.log
     assert code == 0
-    assert time.monotonic() - started < 5  # the stuck threads do not hold the exit
+    assert time.monotonic() - started < 8  # the stuck threads do not hold the exit
 
 
 async def test_the_grace_period_bounds_a_stop_even_with_a_stuck_thread(
@@ -94,7 +94,7 @@ async def test_the_grace_period_bounds_a_stop_even_with_a_stuck_thread(
     finally:
         await nc.close()
     assert code == 0
-    assert 1 <= took < 4
+    assert 1 <= took < 8  # the grace period, not the handler's 60 s timeout
     assert "stopping: finishing requests in flight (at most 1s)" in up.log
     assert "warning: grace period (1s) over: 1 request(s) left unanswered" in up.log
     assert up.lines[-1] == "stopped"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import textwrap
+import time
 from pathlib import Path
 
 from tests.helpers import ROOT, cli, write_mesh
@@ -51,6 +52,16 @@ def _lines(stdout: str) -> list[str]:
     """The output with timings taken out, so it can be pinned."""
     return [re.sub(r" \(\d+ ms\)$", "", re.sub(r" in \d+\.\d\ds$", "", line))
             for line in stdout.splitlines()]
+
+
+def _fails_then_passes(folder: Path, error: str, edit: tuple[str, str], passed: int) -> None:
+    """t.test.yaml has the one `error`; once `edit` fixes it, its `passed` cases pass."""
+    result = cli("test", cwd=folder)
+    assert _lines(result.stdout) == ["ERROR t.test.yaml", f"      {error}", "0 passed, 1 error"]
+    path = folder / "t.test.yaml"
+    path.write_text(path.read_text().replace(*edit))
+    result = cli("test", cwd=folder)
+    assert (result.returncode, _lines(result.stdout)[-1]) == (0, f"{passed} passed"), result.stdout
 
 
 def test_every_example_and_the_demo_pass() -> None:
@@ -233,8 +244,106 @@ def test_meshes_in_two_folders_each_import_their_own_handlers(tmp_path: Path) ->
 
 
 def test_nothing_to_run(tmp_path: Path) -> None:
+    for hidden in (".venv/lib", "node_modules/pkg"):  # never searched
+        (tmp_path / hidden).mkdir(parents=True)
+        (tmp_path / hidden / "x.test.yaml").write_text("cases: [{call: x}]\n")
     result = cli("test", cwd=tmp_path)
     assert (result.returncode, result.stdout, result.stderr) == (
         1, "", "error: no *.test.yaml files under .\n")
     result = cli("test", "missing.test.yaml", cwd=tmp_path)
     assert (result.returncode, result.stderr) == (2, "error: no such file or folder: missing.test.yaml\n")
+
+
+def test_external_agents_can_be_stubbed_and_called(tmp_path: Path) -> None:
+    (tmp_path / "mesh.yaml").write_text(textwrap.dedent("""
+        version: 1
+        external:
+          far.away:
+            output: {type: object, properties: {n: {type: integer}}, required: [n]}
+        pipelines:
+          near.by:
+            steps: [{id: a, call: far.away, with: {x: 1}}]
+            returns: {doubled: "${{ steps.a.n }}"}
+    """))
+    (tmp_path / "t.test.yaml").write_text(textwrap.dedent("""
+        cases:
+          - name: the pipeline, with the external agent stubbed
+            call: near.by
+            stubs: {far.away: {output: {n: 2}}}
+            expect: {output: {doubled: 2}}
+          - name: the stub itself
+            call: far.away
+            stubs: {far.away: {output: {n: 3}}}
+            expect: {output: {n: 3}}
+          - name: not stubbed
+            call: far.away
+    """))
+    _fails_then_passes(
+        tmp_path, "t.test.yaml:12:11: cases[2].call: 'far.away' is served by another process "
+        "(external:): stub it to call it in a test",
+        ("  - name: not stubbed\n    call: far.away\n", ""), passed=2)
+
+
+def test_a_streaming_agent_can_be_stubbed(tmp_path: Path) -> None:
+    write_mesh(tmp_path, """
+        version: 1
+        agents:
+          s.words:
+            handler: "{mod}:words"
+            output: {type: object, properties: {w: {type: string}}, required: [w]}
+    """, """
+        async def words(payload):
+            yield {"w": "real"}
+    """)
+    (tmp_path / "t.test.yaml").write_text(textwrap.dedent("""
+        cases:
+          - call: s.words
+            stubs: {s.words: {output: [{w: a}, {w: b}]}}
+            expect: {output: [{w: a}, {w: b}]}
+          - call: s.words
+            stubs: {s.words: {error: {code: handler_error, message: no words}}}
+            expect: {error: {code: handler_error, message: no words}}
+          - call: s.words
+            stubs: {s.words: {output: [{w: 1}]}}
+    """))
+    _fails_then_passes(
+        tmp_path, "t.test.yaml:10:31: cases[2].stubs.s.words.output: not an output 's.words' "
+        'could give: /w: 1 is not of type "string"', ("[{w: 1}]", "[{w: c}]"), passed=3)
+
+
+def test_a_stuck_sync_handler_does_not_hold_the_run(tmp_path: Path) -> None:
+    write_mesh(tmp_path, """
+        version: 1
+        agents:
+          h.stuck: {handler: "{mod}:stuck", timeout: 300ms}
+    """, """
+        import time
+
+        def stuck(payload):
+            time.sleep(60)
+    """)
+    (tmp_path / "t.test.yaml").write_text("cases: [{call: h.stuck, expect: {error: {code: timeout}}}]\n")
+    started = time.monotonic()
+    result = cli("test", cwd=tmp_path)
+    assert time.monotonic() - started < 30  # not the handler's 60 s
+    assert (result.returncode, _lines(result.stdout)[-1]) == (0, "1 passed"), result.stdout
+    assert result.stderr.endswith(
+        "note: 1 sync handler call(s) still running past their timeout; not waiting for them\n")
+
+
+def test_a_stub_refuses_what_the_real_agent_would(tmp_path: Path) -> None:
+    folder = _folder(tmp_path, """
+        cases:
+          - name: the pipeline sends t.echo a payload its schema refuses
+            call: t.twice
+            input: {text: x}
+            stubs:
+              t.echo: {output: {text: never, n: 0}}
+            expect:
+              error: {code: step_failed}
+              assert: ["error.details.code == 'invalid_input'"]
+    """)
+    (folder / "mesh.yaml").write_text((folder / "mesh.yaml").read_text().replace(
+        'n: 1}', 'n: "${{ input.count }}"}'))  # null at run time: t.echo wants an integer
+    result = cli("test", cwd=folder)
+    assert (result.returncode, _lines(result.stdout)[-1]) == (0, "1 passed"), result.stdout

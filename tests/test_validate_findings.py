@@ -332,3 +332,32 @@ def test_with_constants_that_cannot_fit_are_errors(
     assert [line.split(": ", 2)[2] for line in lines] == [
         "constant 5 for category does not match t.route's input schema: 5 is not of type "
         "'string'"]
+
+
+def test_values_that_cannot_fit_an_enum(tmp_path: Path,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    text = PIPELINE_AGENTS.replace(
+        "        note: {type: string}",
+        "        note: {type: string, enum: [tech, sales]}\n"
+        "        tier: {type: string, enum: [gold, silver]}")
+    text += """      - id: first
+        call: t.classify
+        with: {text: "${{ input.text }}"}
+      - id: route
+        call: t.route
+        with:
+          category: x
+          note: ${{ steps.first.category }}
+          tier: ${{ steps.first.category }}
+"""
+    path, _ = write_mesh(tmp_path, text, HANDLERS)
+    code, lines = validate(path, capsys)
+    assert lines == [
+        "mesh.yaml:42:17: warning: pipelines.t.p.steps[1].with.note: "
+        "${{ steps.first.category }} may give \"billing\", which t.route's input does not take "
+        "for 'note' (it takes \"tech\", \"sales\")",
+        "mesh.yaml:43:17: pipelines.t.p.steps[1].with.tier: ${{ steps.first.category }} gives "
+        "one of \"billing\", \"tech\", but t.route's input takes only \"gold\", \"silver\" "
+        "for 'tier': it can never fit",
+    ]
+    assert code == 1

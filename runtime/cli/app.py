@@ -28,6 +28,7 @@ COMMAND_MODULES = (serve_command, file_commands, bus_commands, describe_command,
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # `up` hands it to its workers
     setup_logging(args.verbose, getattr(args, "log_level", None),
                   getattr(args, "log_format", "text"))
     try:

@@ -72,7 +72,7 @@ def _call(args: argparse.Namespace) -> int:
             return 0
         except p.MeshError as exc:
             if exc.code == p.NOT_FOUND:
-                exc.message += await did_you_mean(nc, args.name)
+                exc.message += await did_you_mean(nc, args.name, capability=args.capability)
             print(json.dumps(exc.to_dict(), indent=2), file=sys.stderr)
             return 1
         finally:

@@ -32,7 +32,7 @@ def global_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
     unset: dict[str, Any] = {} if top else {"default": argparse.SUPPRESS}
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging", **unset)
     parser.add_argument("--log-level", choices=LOG_LEVELS, type=str.lower,
-                        help="debug, info (default), warning or error", **unset)
+                        help="the least level logged (default info; -v means debug)", **unset)
 
 
 _GLOBALS = argparse.ArgumentParser(add_help=False)
@@ -94,15 +94,19 @@ def read_payload(argument: str | None) -> str:
     return argument or ""
 
 
-async def did_you_mean(nc: Any, name: str) -> str:
-    """`; did you mean 'x'?` from the catalog's names close to `name`, else ''."""
+async def did_you_mean(nc: Any, name: str, *, capability: bool = False) -> str:
+    """`; did you mean 'x'?` from the catalog's names (or capabilities) close to `name`."""
     from runtime.nats.client import catalog
 
     try:
-        names = [str(e.get("name")) for e in await catalog(nc) or []]
+        entries = await catalog(nc) or []
     except Exception:  # a hint is a nicety: never let it hide the error itself
         return ""
-    return suggest(name, names)
+    if not capability:
+        return suggest(name, [str(e["name"]) for e in entries])
+    offered = {str(c) for e in entries if isinstance(e.get("capabilities"), list)
+               for c in e["capabilities"]}
+    return suggest(name, sorted(offered))
 
 
 def suggest(name: str, names: list[str]) -> str:

@@ -21,11 +21,12 @@ def register(commands: Commands) -> None:
 
 def _describe(args: argparse.Namespace) -> int:
     from runtime.nats import client
+    from runtime.nats.listing import full_catalog
 
     async def run() -> int:
         nc = await client.open_client(client_url(args))
         try:
-            entries = await client.catalog(nc)
+            entries = await full_catalog(nc)
             if entries is None:
                 print("error: this NATS server has no JetStream, so there is no catalog",
                       file=sys.stderr)
@@ -45,27 +46,15 @@ def _describe(args: argparse.Namespace) -> int:
 
 
 async def describe(nc: Any, entry: dict[str, Any]) -> dict[str, Any]:
-    """What `describe` shows, from the catalog entry, the registry card and instance records."""
-    from runtime.nats.registry import (
-        card_schemas,
-        instance_records,
-        is_live,
-        mapping,
-        registry_card,
-    )
+    """What `describe` shows: the catalog entry, the registry card, who serves it, its stats."""
+    from runtime.nats.registry import card_schemas, mapping, registry_card
 
     name = str(entry["name"])
     card = await registry_card(nc, name)
     input_schema, output_schema = card_schemas(card)
-    listed = entry.get("x-instances")
-    ids = [str(i) for i in listed] if isinstance(listed, list) else []
-    records = await instance_records(nc, ids)
-    instances = [{"id": i, **({"live": is_live(records[i]), "host": records[i].get("host"),
-                               "pid": records[i].get("pid")} if i in records else {})}
-                 for i in ids]
     extension = mapping(mapping(card).get("x-agentmesh"))
     capabilities = entry.get("capabilities") or extension.get("capabilities")
-    tags = [str(t) for t in entry.get("tags") or [] if isinstance(t, str)] if isinstance(
+    tags = [t for t in entry["tags"] if isinstance(t, str)] if isinstance(
         entry.get("tags"), list) else []
     info: dict[str, Any] = {
         "name": name,
@@ -81,20 +70,34 @@ async def describe(nc: Any, entry: dict[str, Any]) -> dict[str, Any]:
         info["capabilities"] = [str(c) for c in capabilities]
     info["input"] = input_schema
     info["output"] = output_schema
-    info["instances"] = instances
-    info["status"] = _status(instances)
+    info.update(await _serving(nc, name, entry))
     return info
 
 
-def _status(instances: list[dict[str, Any]]) -> str:
-    """`online` when an instance's heartbeat is live; `offline` when every record is stale;
-    `listed` when no instance writes heartbeats (the catalog is all there is to go on)."""
-    known = [i for i in instances if "live" in i]
-    if any(i["live"] for i in known):
-        return "online"
-    if known and len(known) == len(instances):
-        return "offline"
-    return "listed" if instances else "offline"
+async def _serving(nc: Any, name: str, entry: dict[str, Any]) -> dict[str, Any]:
+    """`instances` (with heartbeat records where `up` writes them) and `status` and `stats`,
+    the way `mesh-runtime status` works them out."""
+    from runtime.nats.liveness import instances_of, is_alive, open_instances, read_records
+    from runtime.nats.status import gather_stats, summarize
+
+    ids = instances_of(entry)[:100]  # a hostile entry may list any number
+    kv = await open_instances(nc.jetstream(timeout=3))
+    records = await read_records(kv, set(ids)) if kv is not None and ids else {}
+    instances = []
+    for instance in ids:
+        record = records.get(instance)
+        instances.append({"id": instance} if record is None else {
+            "id": instance, "live": is_alive(record), "host": record.get("host"),
+            "pid": record.get("pid")})
+    live = {i: r for i, r in records.items() if r is not None and is_alive(r)}
+    # Wait for the STATS of this name's live instances only (else: until answers stop).
+    answers = await gather_stats(nc, set(live) or None)
+    rows = summarize([name], answers, live)  # a row for every name that answered
+    row = next(r for r in rows if r.name == name)
+    stats = {key: value for key, value in row.as_dict().items() if key not in ("name", "status")}
+    # An entry with no `x-instances` was written by OpenAgentMesh: nothing here tells how it is.
+    status = row.status if row.instances or "x-instances" in entry else "unknown"
+    return {"instances": instances, "status": status, "stats": stats}
 
 
 def _text(info: dict[str, Any]) -> str:
@@ -105,12 +108,17 @@ def _text(info: dict[str, Any]) -> str:
     lines.append(f"subject:  {info['subject']}")
     lines.append(f"tags:     {', '.join(info['tags']) or '-'}")
     if info.get("capabilities"):
-        lines.append(f"capabilities: {', '.join(map(str, info['capabilities']))}")
-    lines.append(f"status:   {info['status']}")
+        lines.append(f"capabilities: {', '.join(info['capabilities'])}")
+    stats = info["stats"]
+    lines.append(f"status:   {info['status']}  ({stats['in_flight']} in flight, "
+                 f"{stats['requests']} requests, {stats['errors']} errors, avg "
+                 f"{stats['avg_ms']:.1f} ms, p99 {stats['p99_ms']:.1f} ms)")
+    if stats["last_error"]:
+        lines.append(f"last error: {stats['last_error']}")
     lines.append(f"instances: {len(info['instances'])}")
     for instance in info["instances"]:
         where = f"  {instance.get('host')} pid {instance.get('pid')}" if "host" in instance else ""
-        state = ("live" if instance["live"] else "dead") if "live" in instance else "listed"
+        state = ("live" if instance["live"] else "dead") if "live" in instance else "no heartbeat"
         lines.append(f"  {instance['id']}  {state}{where}")
     for label, key in (("input schema", "input"),
                        ("chunk schema" if info["streaming"] else "output schema", "output")):

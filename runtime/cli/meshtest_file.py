@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -110,15 +111,22 @@ class TestFileError(ValueError):
         super().__init__("\n".join(map(str, self.issues)))
 
 
+_SKIPPED = {"node_modules", "__pycache__", "site-packages"}
+
+
 def find_test_files(paths: list[Path]) -> list[Path]:
-    """Every `*.test.yaml` named, or under a named folder (and its subfolders), sorted."""
+    """Every `*.test.yaml` named, or under a named folder and its subfolders, sorted.
+
+    Hidden folders (`.venv`, `.git`) and package caches are not searched, nor even walked."""
     found: set[Path] = set()
     for path in paths:
-        if path.is_dir():
-            found.update(p for p in path.rglob(f"*{TEST_SUFFIX}")
-                         if not any(part.startswith(".") for part in p.relative_to(path).parts))
-        elif path.exists():
-            found.add(path)
+        if not path.is_dir():
+            if path.exists():
+                found.add(path)
+            continue
+        for folder, subfolders, files in os.walk(path):
+            subfolders[:] = [d for d in subfolders if not d.startswith(".") and d not in _SKIPPED]
+            found.update(Path(folder) / f for f in files if f.endswith(TEST_SUFFIX))
     return sorted(found)
 
 

@@ -8,17 +8,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
 from nats.aio.client import Client
-from nats.aio.msg import Msg
-from nats.aio.subscription import Subscription
 
 from runtime.cli.common import suggest
 from runtime.cli.meshtest_check import differences
-from runtime.cli.meshtest_file import Answer, Case, Stubbed, TestFile
+from runtime.cli.meshtest_file import Case, Stubbed, TestFile
+from runtime.cli.meshtest_stubs import stub_for
 from runtime.core import protocol as p
 from runtime.core.issues import Issue
-from runtime.load.mesh import Mesh
+from runtime.load.mesh import ExternalDef, Mesh
 from runtime.nats.caller import call_agent
 from runtime.serve.server import MeshServer
 
@@ -38,7 +36,10 @@ def check_names(test: TestFile, mesh: Mesh) -> list[Issue]:
     known = served | set(mesh.external)
     issues = []
     for i, case in enumerate(test.cases):
-        if case.call not in served:
+        if case.call in mesh.external and case.call not in case.stubs:
+            issues.append(test.doc.issue(("cases", i, "call"), f"'{case.call}' is served by another "
+                                         "process (external:): stub it to call it in a test"))
+        elif case.call not in known:
             issues.append(test.doc.issue(("cases", i, "call"), f"'{case.call}' is not an agent or "
                                          f"pipeline of {test.mesh.name}{suggest(case.call, sorted(served))}"))
         for name in case.stubs:
@@ -55,56 +56,22 @@ def _stub_output_issues(test: TestFile, mesh: Mesh, where: tuple[int, str],
                         stubbed: Stubbed) -> list[Issue]:
     """A stub's output must be one the real agent could give: else the test proves nothing."""
     index, name = where
-    target = mesh.endpoints.get(name) or mesh.external.get(name)
-    schema = target.output if target is not None else None
+    target = mesh.endpoints.get(name) or mesh.external[name]
+    schema = target.output
+    streaming = target.spec.streaming if isinstance(target, ExternalDef) else target.streaming
     issues = []
     for n, answer in enumerate(stubbed.answers):
         if answer.error is not None or schema is None:
             continue
-        errors = schema.errors(answer.output)
+        # A streaming agent's schema is each chunk's; its stub's output lists the chunks.
+        items = answer.output if streaming and isinstance(answer.output, list) else [answer.output]
+        errors = [e for item in items for e in schema.errors(item)]
         if errors:
             path = ("cases", index, "stubs", name, *(() if stubbed.repeat else (n,)), "output")
             first = errors[0]
             issues.append(test.doc.issue(path, f"not an output '{name}' could give: "
                                          f"{first['path'] or '/'}: {first['message']}"))
     return issues
-
-
-class Stub:
-    """Answers calls to one name with the case's answers: one for every call, or a list in order."""
-
-    def __init__(self, nc: Client, name: str, stubbed: Stubbed):
-        self.nc = nc
-        self.name = name
-        self.stubbed = stubbed
-        self.calls = 0
-
-    def next_answer(self) -> Answer | None:
-        self.calls += 1
-        answers = self.stubbed.answers
-        if self.stubbed.repeat:
-            return answers[0]
-        return answers[self.calls - 1] if self.calls <= len(answers) else None
-
-    async def respond(self, msg: Msg) -> None:
-        if not msg.reply:
-            return
-        request_id = (msg.headers or {}).get(p.HDR_REQUEST_ID, "")
-        headers = {p.HDR_REQUEST_ID: request_id, p.HDR_SOURCE: self.name}
-        answer = self.next_answer()
-        if answer is not None and answer.error is None:
-            await self.nc.publish(msg.reply, orjson.dumps(answer.output),
-                                  headers={**headers, p.HDR_STATUS: "ok"})
-            return
-        if answer is None:
-            error = p.MeshError(p.HANDLER_ERROR, f"stub '{self.name}' ran out of answers "
-                                f"({len(self.stubbed.answers)} given, this is call {self.calls})",
-                                agent=self.name, request_id=request_id)
-        else:
-            assert answer.error is not None
-            error = p.MeshError(answer.error.code, answer.error.message, agent=self.name,
-                                request_id=request_id, details=answer.error.details)
-        await self.nc.publish(msg.reply, error.to_json(), headers={**headers, p.HDR_STATUS: "error"})
 
 
 async def run_mesh(nc: Client, server: MeshServer, mesh: Mesh, tests: list[TestFile],
@@ -133,18 +100,16 @@ async def run_mesh(nc: Client, server: MeshServer, mesh: Mesh, tests: list[TestF
 
 async def run_case(nc: Client, server: MeshServer, mesh: Mesh, case: Case) -> list[str]:
     """Run one case (its stubs replacing their agents meanwhile); its differences."""
-    stubs = [Stub(nc, name, answers) for name, answers in case.stubs.items()]
-    subscriptions: list[Subscription] = []
+    stubs = [stub_for(nc, mesh, name, answers) for name, answers in case.stubs.items()]
     if stubs:
         await server.apply(_without(mesh, set(case.stubs)))
         for stub in stubs:
-            subscriptions.append(await nc.subscribe(p.agent_subject(stub.name),
-                                                    queue=p.queue_group(stub.name), cb=stub.respond))
+            await stub.start()
     try:
         output, error = await _call(nc, mesh, case)
     finally:
-        for subscription in subscriptions:
-            await subscription.unsubscribe()
+        for stub in stubs:
+            await stub.stop()
         if stubs:
             await server.apply(mesh)
     return differences(case, output, error)
@@ -153,10 +118,11 @@ async def run_case(nc: Client, server: MeshServer, mesh: Mesh, case: Case) -> li
 async def _call(nc: Client, mesh: Mesh, case: Case) -> tuple[Any, p.MeshError | None]:
     from runtime.nats.client import stream
 
-    endpoint = mesh.endpoints[case.call]
-    timeout = endpoint.timeout + 1  # the agent's own timeout answers first
+    endpoint = mesh.endpoints.get(case.call)  # None: a stubbed external agent
+    # The agent's own timeout answers first; a stub answers at once.
+    timeout = (endpoint.timeout if endpoint else mesh.spec.defaults.timeout) + 1
     try:
-        if endpoint.streaming:
+        if endpoint is not None and endpoint.streaming:
             return [chunk async for chunk in stream(nc, case.call, case.input, timeout)], None
         return await call_agent(nc, case.call, case.input, timeout), None
     except p.MeshError as exc:

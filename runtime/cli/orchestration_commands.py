@@ -8,19 +8,27 @@ import sys
 import uuid
 from typing import Any
 
-from runtime.cli.common import Commands, add_command, client_url, nats_option, run_client
+from runtime.cli.common import (
+    Commands,
+    add_command,
+    client_url,
+    duration_arg,
+    nats_option,
+    read_payload,
+    run_client,
+)
 from runtime.core import protocol as p
 from runtime.core.bus import state_key_problem
-from runtime.core.durations import parse_duration
 
 
 def register(commands: Commands) -> None:
     cast = add_command(commands, "broadcast", _broadcast,
                        "ask every agent offering a capability and print all their answers")
     cast.add_argument("capability")
-    cast.add_argument("payload", nargs="?", default="{}", help="JSON, or - to read stdin")
-    cast.add_argument("--within", default="1s",
-                      help="how long to gather answers, like 2s (default 1s)")
+    cast.add_argument("payload", nargs="?",
+                      help="JSON, or - to read stdin (read when piped; default {})")
+    cast.add_argument("--within", default=1.0, type=duration_arg,
+                      help="how long to gather answers: 2 (seconds), 500ms, 2s (default 1s)")
     nats_option(cast)
     state = add_command(commands, "state", _state,
                         "read and write the shared state (the mesh-context KV bucket)")
@@ -43,11 +51,8 @@ def _broadcast(args: argparse.Namespace) -> int:
     from runtime.nats import client
     from runtime.nats.bus import NatsBus
 
-    payload, problem = _payload(args.payload, "payload")
-    try:
-        within = parse_duration(args.within)
-    except ValueError as exc:
-        problem = f"error: --within: {exc}"
+    payload, problem = _payload(read_payload(args.payload), "payload")
+    within = args.within
     if problem:
         print(problem, file=sys.stderr)
         return 2
@@ -61,7 +66,7 @@ def _broadcast(args: argparse.Namespace) -> int:
             await nc.close()
         if not answers:
             error = p.MeshError(p.NOT_FOUND, f"no agent offering capability '{args.capability}' "
-                                f"answered within {args.within}", agent=args.capability)
+                                f"answered within {within:g}s", agent=args.capability)
             print(json.dumps(error.to_dict(), indent=2), file=sys.stderr)
             return 1
         print(json.dumps(answers, indent=2))

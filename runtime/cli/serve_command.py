@@ -18,15 +18,29 @@ def register(commands: Commands) -> None:
     up = add_command(commands, "up", _up, "serve every agent and pipeline of a mesh file")
     file_option(up)
     up.add_argument("--nats", help="NATS URL (beats NATS_URL and the file); 'embedded' to start one")
-    up.add_argument("--no-reload", action="store_true", help="do not watch the file for changes")
+    up.add_argument("--no-reload", action="store_true",
+                    help="do not watch the mesh file and the handlers' code for changes")
     up.add_argument("--grace", type=_grace, default=30.0, metavar="DURATION",
                     help="on SIGINT or SIGTERM, how long requests in flight may take to finish "
                     "(like 5s, or a number of seconds; default 30s)")
+    up.add_argument("--workers", type=_positive, default=1, metavar="N",
+                    help="worker processes serving every agent (default 1); NATS spreads "
+                         "requests over them")
     up.add_argument("--metrics-port", type=int, metavar="PORT",
                     help="serve Prometheus metrics on http://HOST:PORT/metrics")
     up.add_argument("--metrics-host", default="127.0.0.1",
                     help="the address --metrics-port binds (default 127.0.0.1: this machine only)")
     log_options(up)
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got '{text}'")
+    return value
 
 
 def _grace(text: str) -> float:
@@ -40,26 +54,34 @@ def _grace(text: str) -> float:
 
 
 def _up(args: argparse.Namespace) -> int:
-    from runtime.serve.runner import ConnectionLost, StartupError, run_fast, serve
+    from runtime.serve.control import worker_fd
 
-    async def main() -> None:
-        left = await serve(args.file, args.nats, reload=not args.no_reload,
-                           metrics_port=args.metrics_port, metrics_host=args.metrics_host,
-                           grace=args.grace)
-        _exit_now_if_unfinished(left)
+    fd = worker_fd()
+    if fd is not None:  # this process is one of the workers of an `up`
+        from runtime.cli.up_worker import run_worker
 
+        return run_worker(fd, args)
+    import asyncio
+
+    from runtime.serve.startup import StartupError
+    from runtime.serve.supervisor import Options, Supervisor, WorkersFailed
+
+    metrics = None if args.metrics_port is None else (args.metrics_host, args.metrics_port)
+    options = Options(argv=args.argv, workers=args.workers, reload=not args.no_reload,
+                      grace=args.grace, metrics=metrics)
     try:
-        run_fast(main())
+        asyncio.run(Supervisor(options).run())  # it serves nothing itself: no need of uvloop
+    except WorkersFailed as exc:
+        for line in exc.lines:
+            print(line, file=sys.stderr)
+        return exc.code
     except StartupError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except ConnectionLost as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 3
     return 0
 
 
-def _exit_now_if_unfinished(left: int) -> None:
+def exit_now_if_unfinished(left: int) -> None:
     """A sync handler that never returns would hold the interpreter's exit forever (it joins
     its threads), and a handler that ignores cancellation would hold the event loop's: past
     the grace period, `up` leaves without them."""

@@ -30,6 +30,10 @@ KEYWORDS = frozenset({
 })
 
 
+_KINDS = {**dict.fromkeys(_SCHEMA_MAPS, "map"), **dict.fromkeys(_SCHEMA_VALUES, "value"),
+          **dict.fromkeys(_SCHEMA_LISTS, "list"), "items": "value or list"}
+
+
 def subschemas(schema: Any, path: SchemaPath = ()) -> Iterator[tuple[SchemaPath, dict[str, Any]]]:
     """Every schema object in `schema` (itself first) with its path; data (enum, const,
     default, examples) is never taken for a schema."""
@@ -40,14 +44,14 @@ def subschemas(schema: Any, path: SchemaPath = ()) -> Iterator[tuple[SchemaPath,
             continue
         yield here, node
         found: list[tuple[SchemaPath, Any]] = []
-        for key in _SCHEMA_MAPS:
-            members = node.get(key)
-            if isinstance(members, dict):
-                found += [((*here, key, name), sub) for name, sub in members.items()]
-        for key in _SCHEMA_VALUES:
-            found.append(((*here, key), node.get(key)))
-        for key in _SCHEMA_LISTS:
-            members = node.get(key)
-            if isinstance(members, list):
-                found += [((*here, key, i), sub) for i, sub in enumerate(members)]
+        for key, value in node.items():
+            kind = _KINDS.get(key)
+            if kind is None:
+                continue
+            if isinstance(value, dict) and kind == "map":
+                found += [((*here, key, name), sub) for name, sub in value.items()]
+            elif isinstance(value, list) and kind in ("list", "value or list"):
+                found += [((*here, key, i), sub) for i, sub in enumerate(value)]
+            elif isinstance(value, dict) and kind != "map":
+                found.append(((*here, key), value))
         stack.extend(reversed(found))  # document order

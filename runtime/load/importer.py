@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+from pathlib import Path
 from typing import Any
 
 
@@ -33,6 +35,11 @@ def import_from_string(spec: str) -> Any:
         raise ImportFromStringError(
             f"module '{module_name}' failed to import: No module named '{exc.name}'"
         ) from None
+    except SyntaxError as exc:  # where, in the form editors jump to
+        raise ImportFromStringError(
+            f"module '{module_name}' failed to import: {_position(exc)}: "
+            f"{type(exc).__name__}: {exc.msg}"
+        ) from None
     except Exception as exc:  # the user's module raised while importing
         raise ImportFromStringError(
             f"module '{module_name}' failed to import: {type(exc).__name__}: {exc}"
@@ -46,3 +53,11 @@ def import_from_string(spec: str) -> Any:
                 f"module '{module_name}' has no attribute '{attrs}'"
             ) from None
     return target
+
+
+def _position(error: SyntaxError) -> str:
+    """`file:line:col` of a syntax error, the file relative to the working folder."""
+    shown = error.filename or "?"
+    with contextlib.suppress(ValueError):
+        shown = str(Path(shown).resolve().relative_to(Path.cwd()))
+    return f"{shown}:{error.lineno or 0}:{error.offset or 0}"

@@ -19,11 +19,14 @@ from runtime.core.issues import DocPath
 
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:")  # `http:`, `file:`, `urn:`...
 _REF_KEYS = ("$ref", "$dynamicRef", "$recursiveRef")
+_KEYS = frozenset((*_REF_KEYS, "$schema"))
 _SPELL_OUT = "https://json-schema.org/draft/2020-12/schema"
 
 
 def remote_problems(schema: Any, path: DocPath = ()) -> Iterator[tuple[DocPath, str]]:
     """(path, message) for every reference in `schema` that could only be fetched."""
+    if not path and not _mentions_uris(schema):
+        return  # nothing that refers anywhere: the common case, found in one quick pass
     if isinstance(schema, list):
         for index, item in enumerate(schema):
             yield from remote_problems(item, (*path, index))
@@ -45,6 +48,20 @@ def remote_problems(schema: Any, path: DocPath = ()) -> Iterator[tuple[DocPath, 
     for key, value in schema.items():
         if key not in ("enum", "const", "default", "examples"):  # data, not schemas
             yield from remote_problems(value, (*path, key))
+
+
+def _mentions_uris(schema: Any) -> bool:
+    """Whether any mapping in `schema` has a key that may name something outside it."""
+    stack = [schema]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            if not _KEYS.isdisjoint(node):
+                return True
+            stack.extend(v for v in node.values() if isinstance(v, dict | list))
+        elif isinstance(node, list):
+            stack.extend(v for v in node if isinstance(v, dict | list))
+    return False
 
 
 def known_dialect(uri: str) -> bool:

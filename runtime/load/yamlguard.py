@@ -1,27 +1,26 @@
-"""Limits on the YAML a mesh file may hold, checked before anything is built from it.
+"""YAML composed into position-keeping nodes, within limits, without recursion.
 
-A hostile file of a few hundred bytes can otherwise take a process down: aliases that
+A hostile file of a few hundred bytes could otherwise take a process down: aliases that
 refer to aliases ("billion laughs") expand exponentially when values are built, and
-libyaml's composer recurses in C, so tens of thousands of nested `[` crash the process
-outright. Both are found on the parser's event stream (flat: no recursion, no values
-built), and only for texts that could break a limit, so ordinary files pay nothing.
+libyaml's own composer recurses in C, so some 30,000 nested `[` crash the process
+outright. So nodes are composed here, from libyaml's flat stream of events, with a stack
+instead of recursion, and the limits are checked on the way: at most MAX_DEPTH levels,
+and aliases that would expand to at most ALIAS_BUDGET values.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import yaml
+from yaml.composer import ComposerError
 
 MAX_FILE_BYTES = 10_000_000  # 10 MB: far past any hand-written mesh or schema file
 MAX_DEPTH = 100  # nesting levels of mappings and lists
-ALIAS_BUDGET = 100_000  # nodes that aliases may add, counted as if expanded
-# Below this many nesting indicators the composer cannot recurse deep enough to crash
-# (it was tried to 20,000 levels); block nesting by indentation alone cannot get there
-# within MAX_FILE_BYTES. The builder checks MAX_DEPTH itself.
-_SAFE_INDICATORS = 10_000
+ALIAS_BUDGET = 100_000  # values that aliases may add, counted as if expanded
 
-_PARSER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's parser, when built
 
 
 class FileTooLarge(OSError):
@@ -30,6 +29,14 @@ class FileTooLarge(OSError):
     def __init__(self, size: int):
         super().__init__(f"the file is {size:,} bytes; a mesh or schema file may be at most "
                          f"{MAX_FILE_BYTES // 1_000_000} MB")
+
+
+class LimitExceeded(Exception):
+    """A file past one of the limits, at a line and column (1-based)."""
+
+    def __init__(self, mark: Any, message: str):
+        super().__init__(message)
+        self.line, self.column, self.message = mark.line + 1, mark.column + 1, message
 
 
 def read_source_text(path: Path) -> str:
@@ -44,67 +51,119 @@ def read_source_text(path: Path) -> str:
     return text
 
 
-def structure_problem(text: str) -> tuple[int, int, str] | None:
-    """(line, column, message) of the first alias budget or depth overrun, else None.
+def compose(text: str) -> yaml.Node | None:
+    """The single document of `text` as nodes (None if empty), as `yaml.compose` gives it.
 
-    Syntax errors are left to the composer, which words them better.
+    Raises yaml.YAMLError for a syntax error and LimitExceeded past a limit.
     """
-    has_aliases = "&" in text and "*" in text
-    indicators = text.count("[") + text.count("{") + text.count("-") + text.count("?")
-    if not has_aliases and indicators < _SAFE_INDICATORS:
-        return None
+    loader = _LOADER(text)
     try:
-        return _scan(text)
-    except yaml.YAMLError:
-        return None
-
-
-def _scan(text: str) -> tuple[int, int, str] | None:
-    sizes: dict[str, int] = {}  # anchor -> nodes in its value, aliases counted expanded
-    open_anchors: set[str] = set()
-    counts: list[int] = []  # nodes so far in each open collection, outermost first
-    anchors: list[str | None] = []  # each open collection's anchor
-    expanded = 0
-    parser = _PARSER(text)
-    try:
-        while True:
-            event = parser.get_event()
-            at = (event.start_mark.line + 1, event.start_mark.column + 1)
-            if isinstance(event, yaml.StreamEndEvent):
-                return None
-            if isinstance(event, yaml.AliasEvent):
-                anchor = str(event.anchor)
-                if anchor in open_anchors:
-                    return (*at, f"alias *{anchor} refers to the value it is part of "
-                                 "(a value cannot contain itself)")
-                size = sizes.get(anchor)
-                if size is None:
-                    return None  # an unknown anchor: the composer says so
-                expanded += size
-                if expanded > ALIAS_BUDGET:
-                    return (*at, f"aliases expand to more than {ALIAS_BUDGET:,} values "
-                                 f"(at *{anchor}); write the values out, or use fewer aliases")
-                if counts:
-                    counts[-1] += size
-            elif isinstance(event, yaml.CollectionStartEvent):
-                if len(counts) >= MAX_DEPTH:
-                    return (*at, f"nested more than {MAX_DEPTH} levels deep")
-                counts.append(1)
-                anchors.append(event.anchor)
-                if event.anchor is not None:
-                    open_anchors.add(event.anchor)
-            elif isinstance(event, yaml.CollectionEndEvent):
-                count, opened = counts.pop(), anchors.pop()
-                if opened is not None:
-                    sizes[opened] = count
-                    open_anchors.discard(opened)
-                if counts:
-                    counts[-1] += count
-            elif isinstance(event, yaml.ScalarEvent):
-                if event.anchor is not None:
-                    sizes[event.anchor] = 1
-                if counts:
-                    counts[-1] += 1
+        loader.get_event()  # the stream's start
+        if loader.check_event(yaml.StreamEndEvent):
+            return None
+        start = loader.get_event()  # the document's start
+        root = _Composer(loader).run()
+        loader.get_event()  # the document's end
+        if not loader.check_event(yaml.StreamEndEvent):
+            extra = loader.get_event()
+            raise ComposerError("expected a single document in the stream", start.start_mark,
+                                "but found another document", extra.start_mark)
+        return root
     finally:
-        parser.dispose()
+        loader.dispose()
 
+
+class _Composer:
+    """PyYAML's composer, with a stack for recursion and the limits checked as it goes."""
+
+    def __init__(self, loader: yaml.SafeLoader):
+        self.loader = loader
+        self.anchors: dict[str, yaml.Node] = {}
+        self.sizes: dict[str, int] = {}  # anchor -> values in it, aliases counted expanded
+        self.expanded = 0
+
+    def run(self) -> yaml.Node:
+        loader = self.loader
+        open_nodes: list[yaml.CollectionNode] = []
+        counts: list[int] = []  # values so far in each open collection
+        keys: list[yaml.Node | None] = []  # a mapping's key waiting for its value
+        anchors: list[str | None] = []
+        node: yaml.Node
+        while True:
+            event: Any = loader.get_event()  # libyaml's events and marks, which stubs lack
+            if isinstance(event, yaml.CollectionEndEvent):
+                node, size, anchor = open_nodes.pop(), counts.pop(), anchors.pop()
+                keys.pop()
+                node.end_mark = event.end_mark
+                if anchor is not None:
+                    self.sizes[anchor] = size
+            elif isinstance(event, yaml.AliasEvent):
+                node, size = self._alias(event)
+            elif isinstance(event, yaml.ScalarEvent):
+                node, size = self._scalar(event), 1
+            else:  # the start of a sequence or a mapping
+                if len(open_nodes) >= MAX_DEPTH:
+                    raise LimitExceeded(event.start_mark, f"nested more than {MAX_DEPTH} "
+                                        "levels deep")
+                open_nodes.append(self._collection(event))
+                counts.append(1)
+                keys.append(None)
+                anchors.append(event.anchor)
+                self._anchor(event, open_nodes[-1], None)
+                continue
+            if not open_nodes:
+                return node
+            counts[-1] += size
+            parent = open_nodes[-1]
+            if isinstance(parent, yaml.SequenceNode):
+                parent.value.append(node)
+            elif keys[-1] is None:
+                keys[-1] = node
+            else:
+                parent.value.append((keys[-1], node))
+                keys[-1] = None
+
+    def _scalar(self, event: Any) -> yaml.ScalarNode:
+        tag = event.tag
+        if tag is None or tag == "!":
+            tag = self.loader.resolve(yaml.ScalarNode, event.value, event.implicit)
+        node = yaml.ScalarNode(tag, event.value, event.start_mark, event.end_mark,
+                               style=event.style)
+        self._anchor(event, node, 1)
+        return node
+
+    def _collection(self, event: Any) -> yaml.CollectionNode:
+        kind = yaml.SequenceNode if isinstance(event, yaml.SequenceStartEvent) else \
+            yaml.MappingNode
+        tag = event.tag
+        if tag is None or tag == "!":
+            tag = self.loader.resolve(kind, None, event.implicit)
+        return kind(tag, [], event.start_mark, None, flow_style=event.flow_style)
+
+    def _anchor(self, event: Any, node: yaml.Node, size: int | None) -> None:
+        anchor = getattr(event, "anchor", None)
+        if anchor is None:
+            return
+        if anchor in self.anchors:
+            raise ComposerError(f"found duplicate anchor {anchor!r}; first occurrence",
+                                self.anchors[anchor].start_mark, "second occurrence",
+                                event.start_mark)
+        self.anchors[anchor] = node
+        if size is not None:
+            self.sizes[anchor] = size
+
+    def _alias(self, event: Any) -> tuple[yaml.Node, int]:
+        anchor = str(event.anchor)
+        if anchor not in self.anchors:
+            raise ComposerError(None, None, f"found undefined alias {anchor!r}",
+                                event.start_mark)
+        size = self.sizes.get(anchor)
+        if size is None:  # its collection is still open: the alias is inside it
+            raise LimitExceeded(event.start_mark, f"alias *{anchor} refers to the value it is "
+                                "part of (a value cannot contain itself)")
+        self.expanded += size
+        if self.expanded > ALIAS_BUDGET:
+            raise LimitExceeded(event.start_mark, f"aliases expand to more than "
+                                f"{ALIAS_BUDGET:,} values (at *{anchor}); write the values "
+                                "out, or use fewer aliases")
+        return self.anchors[anchor], size

@@ -18,7 +18,13 @@ import yaml
 
 from runtime.core.issues import DocPath, Issue, dotted
 from runtime.load.hints import yaml_hint
-from runtime.load.yamlguard import MAX_DEPTH, FileTooLarge, read_source_text, structure_problem
+from runtime.load.yamlguard import (
+    MAX_DEPTH,
+    FileTooLarge,
+    LimitExceeded,
+    compose,
+    read_source_text,
+)
 
 # ${VAR} or ${VAR:-default}; `${{ expr }}` (pipeline expressions) is left alone.
 _ENV_VAR = re.compile(r"\$\{(?!\{)([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -68,14 +74,17 @@ class _Builder:
         self.environ = environ
         self.constructor = yaml.SafeLoader("")  # constructs scalars, resolves implicit tags
         self.too_deep = False
+        self.unreadable = False  # a value no constructor could read: nothing to check
 
     def build(self, node: yaml.Node, path: DocPath) -> Any:
         self.doc.values[path] = _mark(node)
-        if len(path) > MAX_DEPTH:  # deeper is refused before building when it could crash
+        if len(path) > MAX_DEPTH:  # only aliases can get here: the composer checks the rest
             if not self.too_deep:
                 self.too_deep = True
-                self.doc.issues.append(Issue(self.doc.file, *_mark(node), "",
-                                             f"nested more than {MAX_DEPTH} levels deep"))
+                self.doc.issues.append(Issue(
+                    self.doc.file, *_mark(node), "",
+                    f"nested more than {MAX_DEPTH} levels deep (counting the values aliases "
+                    "repeat)"))
             return None
         if isinstance(node, yaml.MappingNode):
             return self._mapping(node, path)
@@ -109,13 +118,27 @@ class _Builder:
 
     def _scalar(self, node: yaml.ScalarNode, path: DocPath) -> Any:
         if not isinstance(node.value, str) or "${" not in node.value:
-            return self.constructor.construct_object(node, deep=True)
+            return self._construct(node, path)
         text = _ENV_VAR.sub(lambda m: self._lookup(m, node, path), node.value)
         if node.style is None:  # a plain scalar: `port: ${PORT}` becomes an int, as typed
             tag = self.constructor.resolve(yaml.ScalarNode, text, (True, False))
             node = yaml.ScalarNode(tag, text, node.start_mark, node.end_mark, node.style)
-            return self.constructor.construct_object(node, deep=True)
+            return self._construct(node, path)
         return text
+
+    def _construct(self, node: yaml.ScalarNode, path: DocPath) -> Any:
+        try:
+            return self.constructor.construct_object(node, deep=True)
+        except Exception as exc:  # PyYAML's constructors raise all sorts on user text
+            # An unknown `!tag`, or a known one on a value it cannot read (`!!float abc`).
+            if isinstance(exc, yaml.YAMLError):
+                problem = getattr(exc, "problem", None) or str(exc)
+            else:
+                problem = f"{node.value!r} is not a valid !!{node.tag.rsplit(':', 1)[-1]}"
+            self.doc.issues.append(Issue(self.doc.file, *_mark(node), dotted(path),
+                                         f"cannot read this value: {problem}"))
+            self.unreadable = True
+            return None
 
     def _lookup(self, match: re.Match[str], node: yaml.Node, path: DocPath) -> str:
         name, default = match.group(1), match.group(2)
@@ -156,29 +179,26 @@ def load_source(path: Path, *, display: str | None = None,
     return parse_source(text, doc, environ)
 
 
-# libyaml's composer keeps node positions and is about 10x faster than PyYAML's own
-# (a 1,000-agent file: 1.1 s -> 0.1 s); the Python parser words syntax errors for us.
-_FAST_LOADER = getattr(yaml, "CSafeLoader", None)
-
-
 def _compose(text: str) -> yaml.Node | None:
-    if _FAST_LOADER is not None:
-        try:
-            return yaml.compose(text, Loader=_FAST_LOADER)
+    try:
+        return compose(text)  # libyaml's parser: about 10x faster than PyYAML's own
+    except yaml.YAMLError as fast_error:
+        try:  # parse again, for the Python parser's wording and position
+            yaml.compose(text, Loader=yaml.SafeLoader)
         except yaml.YAMLError:
-            pass  # parse again below, for the Python parser's message and position
-    return yaml.compose(text, Loader=yaml.SafeLoader)
+            raise
+        except RecursionError:
+            pass
+        raise fast_error from None
 
 
 def parse_source(text: str, doc: SourceDoc, environ: dict[str, str] | None = None) -> SourceDoc:
     """Parse `text` into `doc` (see load_source)."""
-    refused = structure_problem(text)
-    if refused is not None:
-        line, column, message = refused
-        doc.issues.append(Issue(doc.file, line, column, "", message))
-        return doc
     try:
         node = _compose(text)
+    except LimitExceeded as exc:
+        doc.issues.append(Issue(doc.file, exc.line, exc.column, "", exc.message))
+        return doc
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
@@ -195,5 +215,5 @@ def parse_source(text: str, doc: SourceDoc, environ: dict[str, str] | None = Non
         return doc
     builder = _Builder(doc, dict(os.environ) if environ is None else environ)
     data = builder.build(node, ())
-    doc.data = None if builder.too_deep else data  # like a syntax error: nothing to check
+    doc.data = None if builder.too_deep or builder.unreadable else data  # as a syntax error
     return doc

@@ -1,4 +1,4 @@
-"""Reading discovery as a client: registry cards and instance records, for describe and tools."""
+"""Reading registry cards as a client, for describe and tools: any process may write them."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ from typing import Any
 from nats.aio.client import Client
 
 from runtime.core import protocol as p
-from runtime.nats.liveness import is_alive
 
 
 async def _kv_json(nc: Client, bucket: str, key: str) -> Any:
@@ -25,24 +24,6 @@ async def registry_card(nc: Client, name: str) -> dict[str, Any] | None:
     """The A2A-style card of `name` in mesh-registry, or None."""
     card = await _kv_json(nc, p.REGISTRY_BUCKET, name)
     return card if isinstance(card, dict) else None
-
-
-MAX_INSTANCES = 100  # looked up one by one: a hostile entry may list any number
-
-
-async def instance_records(nc: Client, ids: list[str]) -> dict[str, dict[str, Any]]:
-    """The mesh-instances records of these instance ids that exist (those `up` writes)."""
-    found: dict[str, dict[str, Any]] = {}
-    for instance in ids[:MAX_INSTANCES]:
-        record = await _kv_json(nc, p.INSTANCES_BUCKET, instance)
-        if isinstance(record, dict):
-            found[instance] = record
-    return found
-
-
-def is_live(record: dict[str, Any], now: float | None = None) -> bool:
-    """A heartbeat older than three intervals means the instance is dead."""
-    return is_alive(record, now)
 
 
 def mapping(value: Any) -> dict[str, Any]:

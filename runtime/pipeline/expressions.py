@@ -105,6 +105,9 @@ def compile_expression(text: str, path: Path = ()) -> tuple[Expression | None, l
         parsed = jmespath.compile(text)
     except jp_errors.JMESPathError as exc:
         return None, [(path, f"invalid expression {text!r}: {_describe(exc)}")]
+    except RecursionError:  # jmespath parses by recursion: thousands of `(` exhaust it
+        shown = text if len(text) <= 60 else f"{text[:57]}..."
+        return None, [(path, f"invalid expression {shown!r}: nested too deeply")]
     problems = [
         (path, f"invalid expression {text!r}: {msg}") for msg in check_functions(_node(parsed))
     ]

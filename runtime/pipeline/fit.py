@@ -12,6 +12,7 @@ Shapes over-approximate (see runtime.pipeline.shapes), so "cannot" is always pro
 from __future__ import annotations
 
 import difflib
+import json
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -24,7 +25,6 @@ from runtime.pipeline.shapes import (
     Record,
     Shape,
     field_names,
-    json_type,
     of_schema,
     union,
 )
@@ -129,10 +129,10 @@ class _Checker:
 
     def _value(self, value: Any, path: Path) -> Shape | None:
         """What a `with:` value can render to; None for constants (checked elsewhere)."""
-        if isinstance(value, dict):
-            return None if not any(True for _ in _strings(value, ())) else _typed("object")
-        if isinstance(value, list):
-            return None if not any(True for _ in _strings(value, ())) else _typed("array")
+        if isinstance(value, dict | list):  # a template builds the same kind of value
+            has_expressions = next(_strings(value, ()), None) is not None
+            return _typed("object" if isinstance(value, dict) else "array") \
+                if has_expressions else None
         if not isinstance(value, str) or _OPEN not in value:
             return None
         inner = _expressions(value)
@@ -143,11 +143,10 @@ class _Checker:
         expr, _ = compile_expression(inner[0].strip())
         if expr is None:
             return None
-        chains = expr.chains()
-        if len(chains) != 1 or (plain := next(iter(chains))) is None or \
-                ".".join(plain) != expr.text.strip():
-            return None  # computed: its type is not known here
-        return self._walk(expr, plain, path) if plain[0] in ("input", "steps") else None
+        chain = tuple(expr.text.split("."))
+        if expr.chains() != {chain} or chain[0] not in ("input", "steps"):
+            return None  # computed, or `item`: its type is not known here
+        return self._walk(expr, chain, path)
 
     def _compare(self, source: Shape, wanted: Shape, what: str, key: str, value: Any,
                  path: Path) -> None:
@@ -163,6 +162,21 @@ class _Checker:
         elif given - allowed:
             self.warnings.append((path, f"{shown} may give {_names(given - allowed)}, but "
                                         f"{what} takes {_names(allowed)} for '{key}'"))
+        else:
+            self._compare_values(source, wanted, shown, what, key, path)
+
+    def _compare_values(self, source: Shape, wanted: Shape, shown: str, what: str, key: str,
+                        path: Path) -> None:
+        given, allowed = source.values(), wanted.values()
+        if given is None or allowed is None:
+            return
+        refused = [v for v in given if not any(_same(v, a) for a in allowed)]
+        if len(refused) == len(given):
+            self.errors.append((path, f"{shown} gives one of {_listed(given)}, but {what} takes "
+                                      f"only {_listed(allowed)} for '{key}': it can never fit"))
+        elif refused:
+            self.warnings.append((path, f"{shown} may give {_listed(refused)}, which {what} does "
+                                        f"not take for '{key}' (it takes {_listed(allowed)})"))
 
 
 def _declared(target: Shape, key: str) -> Shape | None:
@@ -192,6 +206,16 @@ def _cannot(text: str, prefix: str, name: str, shape: Shape) -> str:
                 f"{prefix}[*].{name} for every item's, or {prefix}[0].{name}")
     return (f"{said}, which cannot exist: the schema of {prefix} has no property '{name}' "
             f"and allows no others{mean}")
+
+
+def _same(a: Any, b: Any) -> bool:
+    """JSON equality: 1 equals 1.0, but true is not 1."""
+    return isinstance(a, bool) == isinstance(b, bool) and a == b
+
+
+def _listed(values: list[Any]) -> str:
+    return ", ".join(json.dumps(v, default=str) for v in values[:10]) + (
+        ", ..." if len(values) > 10 else "")
 
 
 def _typed(kind: str) -> Shape:
@@ -226,4 +250,4 @@ def _expressions(text: str) -> list[str]:
     return found
 
 
-__all__ = ["check_fit", "json_type"]
+__all__ = ["check_fit"]

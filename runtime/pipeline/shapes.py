@@ -65,6 +65,21 @@ class Shape:
             found |= types
         return frozenset(found)
 
+    def values(self) -> list[Any] | None:
+        """Every value it may be, when only a few are possible (const, enum), else None."""
+        found: list[Any] = []
+        for alternative in self.alternatives or [Schema({}, None)]:
+            if isinstance(alternative, Const):
+                found.append(alternative.value)
+            elif isinstance(alternative, Schema) and "const" in alternative.schema:
+                found.append(alternative.schema["const"])
+            elif isinstance(alternative, Schema) and isinstance(alternative.schema.get("enum"),
+                                                                list):
+                found += alternative.schema["enum"]
+            else:
+                return None
+        return found
+
     def field(self, name: str) -> tuple[Shape, bool]:
         """The shape of `.name` read from this, and whether it can be there at all."""
         if self.alternatives is None:

@@ -33,7 +33,8 @@ Start = Callable[[Msg, Endpoint, float, float, "p.MeshError | None"], None]
 # past that, and the caller times out): the callback only admits or refuses, so this fills
 # only when the process is starved of CPU. Without a bound, a flood grows it without end.
 PENDING_MSGS = 50_000
-PENDING_BYTES = 64 * 1024 * 1024
+PENDING_BYTES = 32 * 1024 * 1024
+YIELD_EVERY = 0.005  # seconds of answering refusals before the loop runs everything else
 
 _SECONDS = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)$")
 _SHOWN = 40  # how much of a malformed header an error repeats

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import heapq
-import math
 import time
 from typing import Protocol
 
 TICK = 0.01  # seconds: deadlines are rounded up to a multiple of this
+_PER_SECOND = 1 / TICK
 
 
 class Cancellable(Protocol):
@@ -37,7 +37,7 @@ class Deadlines:
         self._timer: asyncio.TimerHandle | None = None
 
     def add(self, item: Cancellable, deadline: float) -> None:
-        tick = math.ceil(deadline / TICK)
+        tick = int(deadline * _PER_SECOND) + 1  # the next tick (cheaper than math.ceil)
         bucket = self._buckets.get(tick)
         if bucket is None:
             bucket = self._buckets[tick] = set()

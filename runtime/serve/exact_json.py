@@ -18,8 +18,12 @@ import orjson
 
 MAX_DEPTH = 254  # the deepest nesting orjson writes
 # What orjson reads as a float although it is an integer: past 2**64 - 1 (20 digits) or
-# below -2**63 (19 digits and a sign). Shorter runs are always read exactly.
+# below -2**63 (19 digits and a sign). Shorter runs are always read exactly. A run of 19
+# digits is looked for at C speed first (digits mapped to one byte, then `find`): a regex
+# scan costs ~25 ns per byte, which would double the cost of a 1 KB request.
 _LONG_NUMBER = re.compile(rb"-[0-9]{19}|[0-9]{20}")
+_DIGIT_MAP = bytes(0x30 if 0x30 <= b <= 0x39 else 0x20 for b in range(256))
+_RUN = b"0" * 19
 _BIG_INT = "Integer exceeds 64-bit range"
 
 
@@ -29,7 +33,7 @@ class PayloadError(ValueError):
 
 def loads(data: bytes) -> Any:
     """The JSON value of `data`, numbers exact; raises PayloadError."""
-    if len(data) >= 20 and _LONG_NUMBER.search(data):
+    if len(data) >= 19 and _RUN in data.translate(_DIGIT_MAP) and _LONG_NUMBER.search(data):
         value = _loads_exact(data)
     else:
         try:

@@ -12,16 +12,10 @@ import logging
 import time
 
 from runtime.core import protocol as p
+from runtime.core.text import shown
 
 WINDOW = 1.0  # seconds between two lines of one agent and code
 _MAX_SHOWN = 500  # a logged message is cut here
-
-
-def printable(text: str) -> str:
-    """`text` with control characters escaped, so a value can never forge a log line."""
-    if text.isprintable():
-        return text[:_MAX_SHOWN]
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text[:_MAX_SHOWN])
 
 
 class FailureLog:
@@ -43,10 +37,10 @@ class FailureLog:
                 self._report_later(code, last + WINDOW - now)
             return
         self._last[code] = now
-        self.logger.warning("request %s failed: %s: %s", printable(error.request_id), code,
-                            printable(error.message))
+        self.logger.warning("request %s failed: %s: %s", shown(error.request_id, _MAX_SHOWN), code,
+                            shown(error.message, _MAX_SHOWN))
         if code == p.HANDLER_ERROR and exc is not error and self.logger.isEnabledFor(logging.DEBUG):
-            self.logger.debug("traceback of request %s", printable(error.request_id),
+            self.logger.debug("traceback of request %s", shown(error.request_id, _MAX_SHOWN),
                               exc_info=(type(exc), exc, exc.__traceback__))
 
     def _report_later(self, code: str, delay: float) -> None:

@@ -57,6 +57,11 @@ class Health:
             health._metrics = serve_metrics(server, metrics_host, metrics_port)
         return health
 
+    @property
+    def metrics_port(self) -> int | None:
+        """The port /metrics is served on (the one bound, when port 0 was asked for)."""
+        return getattr(self._metrics, "server_port", None)
+
     async def start(self) -> None:
         await self.micro.start()
         if self.heartbeat is not None:

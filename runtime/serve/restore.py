@@ -14,7 +14,7 @@ import asyncio
 import logging
 
 from nats.aio.client import Client
-from nats.js.errors import KeyNotFoundError
+from nats.js.errors import NoKeysError
 
 from runtime.serve.catalog import INSTANCES, Discovery
 from runtime.serve.server import MeshServer
@@ -51,9 +51,8 @@ async def _restore_once(nc: Client, server: MeshServer, discovery: Discovery) ->
     services = dict(server.services)
     missing = [name for name in services if name not in listed
                and name not in discovery.left_out]  # left out: no room in the catalog key
-    for name in services:
-        if name not in missing and not await _has_card(discovery, name):
-            missing.append(name)
+    cards = await _cards(discovery)
+    missing += [name for name in services if name not in missing and name not in cards]
     if missing:
         await discovery.publish(services[n].definition for n in missing)
         log.info("after the reconnect, wrote back %d catalog entr%s and card%s the server "
@@ -62,9 +61,9 @@ async def _restore_once(nc: Client, server: MeshServer, discovery: Discovery) ->
     return missing
 
 
-async def _has_card(discovery: Discovery, name: str) -> bool:
+async def _cards(discovery: Discovery) -> set[str]:
+    """The names that have a card: one listing of the bucket, not a read per name."""
     try:
-        await discovery.registry.get(name)
-    except KeyNotFoundError:
-        return False
-    return True
+        return set(await discovery.registry.keys())
+    except NoKeysError:
+        return set()

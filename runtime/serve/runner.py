@@ -6,10 +6,9 @@ import asyncio
 import contextlib
 import logging
 import signal
-import socket
 from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from nats.aio.client import Client
 
@@ -18,28 +17,17 @@ from runtime.core.text import mask_urls
 from runtime.load.loader import LoadCache, load_mesh
 from runtime.load.mesh import Mesh
 from runtime.nats.connection import AuthorizationRefused, choose_servers, connect, connect_options
-from runtime.nats.embedded import NatsServer, NatsServerError
 from runtime.serve.catalog import Discovery
 from runtime.serve.health import Health, MetricsPortError
+from runtime.serve.loop import run_fast
 from runtime.serve.restore import restore
 from runtime.serve.server import MeshServer
+from runtime.serve.startup import StartupError, embedded_server
+
+if TYPE_CHECKING:
+    from runtime.serve.worker_link import WorkerLink
 
 log = logging.getLogger("mesh-runtime")
-T = TypeVar("T")
-
-
-def run_fast(main: Coroutine[Any, Any, T]) -> T:
-    """asyncio.run, on uvloop where it is installed (it serves about a third faster)."""
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.run(main)
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        return runner.run(main)
-
-
-class StartupError(RuntimeError):
-    """`up` cannot start; the message says what to do."""
 
 
 class ConnectionLost(RuntimeError):
@@ -73,42 +61,27 @@ class Lifeline:
             self.stop.set()
 
 
-def embedded_server(mesh: Mesh) -> NatsServer:
-    """Start the embedded nats-server the file asks for (JetStream on, 127.0.0.1)."""
-    settings = mesh.spec.nats.embedded
-    if settings.port and _port_taken(settings.port):
-        raise StartupError(
-            f"port {settings.port} on 127.0.0.1 is taken (is another mesh-runtime up or "
-            f"nats-server running?). To join that server: "
-            f"mesh-runtime up --nats nats://127.0.0.1:{settings.port}")
-    store = str(mesh.path.resolve().parent / settings.store_dir) if settings.store_dir else None
-    try:
-        return NatsServer(port=settings.port, store_dir=store).start()
-    except NatsServerError as exc:
-        raise StartupError(str(exc)) from None
-
-
-def _port_taken(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind(("127.0.0.1", port))
-        except OSError:
-            return True
-    return False
-
-
-async def serve(path: Path, nats_flag: str | None, reload: bool,
+async def serve(path: Path, nats_flag: str | None, reload: bool, link: WorkerLink | None = None,
                 metrics_port: int | None = None, metrics_host: str = "127.0.0.1",
                 grace: float = 30.0) -> int:
-    """Run `up` until SIGINT or SIGTERM, then give requests in flight `grace` seconds;
-    returns how many were left unanswered. Raises MeshFileError or StartupError."""
+    """Serve until SIGINT or SIGTERM (a worker: or until its supervisor is gone), then give
+    requests in flight `grace` seconds; returns how many were left unanswered. Raises
+    MeshFileError, StartupError or ConnectionLost."""
     cache = LoadCache()  # kept for reloads: they redo only what an edit changed
     mesh = load_mesh(path, cache=cache)
-    for warning in mesh.warnings:
-        log.warning("%s", warning)
+    for warning in mesh.warnings:  # said once, by the first worker of several
+        log.log(logging.WARNING if link is None or link.start.announce else logging.DEBUG,
+                "%s", warning)
     servers = choose_servers(mesh.spec.nats, nats_flag)
-    embedded = embedded_server(mesh) if servers is None else None
+    settings, folder = mesh.spec.nats.embedded, mesh.path.resolve().parent
+    embedded = None
+    if servers is None and link is not None:  # the supervisor runs it, for every worker
+        try:
+            servers = [await link.embedded(settings.port, settings.store_dir, folder)]
+        except RuntimeError as exc:
+            raise StartupError(str(exc)) from None
+    elif servers is None:
+        embedded = embedded_server(settings.port, settings.store_dir, folder)
     try:
         urls = [embedded.url] if embedded else servers
         assert urls
@@ -128,18 +101,23 @@ async def serve(path: Path, nats_flag: str | None, reload: bool,
                 f"cannot connect to NATS at {mask_urls(', '.join(urls))}: {reason}. Is that server "
                 "running? The URL comes from --nats, else NATS_URL, else `nats:` in the "
                 "mesh file; leave all three unset to start an embedded server") from None
-        return await _serve_on(nc, mesh, reload, cache, lost, (metrics_host, metrics_port),
-                               grace)
+        if link is not None and metrics_port is not None:  # the supervisor serves the sum
+            metrics_host, metrics_port = "127.0.0.1", 0  # of every worker's, read from here
+        return await _serve_on(nc, mesh, reload, cache, lost, link,
+                               (metrics_host, metrics_port), grace)
     finally:
         if embedded is not None:
             embedded.stop()
 
 
-async def _serve_on(nc: Client, mesh: Mesh, reload: bool, cache: LoadCache,
-                    lost: Lifeline, metrics: tuple[str, int | None] = ("127.0.0.1", None),
+async def _serve_on(nc: Client, mesh: Mesh, reload: bool, cache: LoadCache, lost: Lifeline,
+                    link: WorkerLink | None,
+                    metrics: tuple[str, int | None] = ("127.0.0.1", None),
                     grace: float = 30.0) -> int:
     discovery = await Discovery.open(nc)
     server = MeshServer(nc, discovery)
+    if link is not None:  # generations count on across the workers of one `up`
+        server.generation = link.start.generation - 1
     try:
         health = await Health.open(nc, server, discovery, mesh, metrics[1], metrics[0])
     except MetricsPortError as exc:
@@ -154,35 +132,48 @@ async def _serve_on(nc: Client, mesh: Mesh, reload: bool, cache: LoadCache,
     for sig in (signal.SIGINT, signal.SIGTERM):  # before `ready:`: a signal right after it
         loop.add_signal_handler(sig, stop.set)  # must stop cleanly, not kill the process
     url = mask_urls(nc.connected_url.geturl()) if nc.connected_url else "?"
-    log.info("ready: %d agents, %d pipelines on %s", len(mesh.agents), len(mesh.pipelines), url)
+    if link is not None:  # the supervisor says `ready:` once every worker is
+        link.ready(len(mesh.agents), len(mesh.pipelines), url, server.generation,
+                   mesh.path.resolve().parent, mesh.handler_files, health.metrics_port)
+        link.on_close(stop.set)  # the supervisor is gone: stop serving
+    else:
+        log.info("ready: %d agents, %d pipelines on %s", len(mesh.agents), len(mesh.pipelines),
+                 url)
     log.debug("%s", change.describe())
-    watcher = asyncio.create_task(_watch(server, mesh, cache)) if reload else None
+    watcher = asyncio.create_task(_watch(server, mesh, cache, link)) if reload else None
     try:
         await stop.wait()
         if lost.reason is not None:
             raise ConnectionLost(f"NATS closed the connection for good ({lost.reason}); "
                                  "exiting so that a supervisor can restart mesh-runtime up")
     finally:
-        log.info("stopping: finishing requests in flight (at most %gs)", grace)
+        log.log(_level(logging.INFO, link), "stopping: finishing requests in flight "
+                "(at most %gs)", grace)
         lost.close()
         if watcher is not None:
             watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await watcher
-        left = await server.shutdown(grace)
+        left = await server.shutdown(grace, link.stopped_taking if link else None)
         if left:
             log.warning("grace period (%gs) over: %d request(s) left unanswered", grace, left)
         await health.close()
         with contextlib.suppress(Exception):
             await nc.drain()
-        log.info("stopped")
+        log.log(_level(logging.INFO, link), "stopped")
     return left
 
 
-async def _watch(server: MeshServer, mesh: Mesh, cache: LoadCache) -> None:
+def _level(level: int, link: WorkerLink | None) -> int:
+    """A worker's lifecycle lines are the supervisor's to say: debug there."""
+    return level if link is None else logging.DEBUG
+
+
+async def _watch(server: MeshServer, mesh: Mesh, cache: LoadCache,
+                 link: WorkerLink | None) -> None:
     from runtime.serve.reload import watch_and_apply
 
-    await watch_and_apply(server, mesh, cache)
+    await watch_and_apply(server, mesh, cache, link.hooks() if link else None)
 
 
-__all__ = ["ConnectionLost", "MeshFileError", "StartupError", "serve"]
+__all__ = ["ConnectionLost", "MeshFileError", "StartupError", "run_fast", "serve"]

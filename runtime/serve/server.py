@@ -12,6 +12,7 @@ import contextlib
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -98,7 +99,8 @@ class MeshServer:
         self.generation += 1
         return Change(self.generation, added, changed, removed, time.perf_counter() - started)
 
-    async def _remove(self, names: list[str], wait: bool = True) -> None:
+    async def _remove(self, names: list[str], wait: bool = True,
+                      stopped_taking: Callable[[], None] | None = None) -> None:
         """Stop taking requests, leave discovery, and let requests in flight finish.
 
         With `wait=False` (a reload), requests in flight finish in the background, so a
@@ -110,6 +112,8 @@ class MeshServer:
         # Stop new requests first; draining (not a bare unsubscribe) still answers those
         # NATS had already delivered to us.
         await asyncio.gather(*(_stop_taking(s) for s in leaving))
+        if stopped_taking is not None:
+            stopped_taking()
         if self.discovery is not None and not self.nc.is_closed:  # closed: nothing to reach
             try:
                 await self.discovery.withdraw(names)
@@ -123,11 +127,14 @@ class MeshServer:
         self._leaving.add(task)
         task.add_done_callback(self._leaving.discard)
 
-    async def shutdown(self, grace: float = 30.0) -> int:
+    async def shutdown(self, grace: float = 30.0,
+                       stopped_taking: Callable[[], None] | None = None) -> int:
         """Stop every service, leave the catalog, and give requests in flight `grace`
-        seconds to finish; returns how many were still unanswered then."""
+        seconds to finish; returns how many were still unanswered then. Calls
+        `stopped_taking` once NATS routes no new request here (a worker tells its
+        supervisor, which then counts the swap to new workers done)."""
         services = list(self.services.values())
-        await self._remove(list(self.services), wait=False)
+        await self._remove(list(self.services), wait=False, stopped_taking=stopped_taking)
         if self._leaving:
             await asyncio.wait(list(self._leaving), timeout=grace)
         await self.deadlines.close()

@@ -26,6 +26,7 @@ from runtime.load.mesh import AgentDef, Endpoint, PipelineDef
 from runtime.serve.admission import (
     PENDING_BYTES,
     PENDING_MSGS,
+    YIELD_EVERY,
     Admission,
     caller_deadline,
     queue_full_error,
@@ -62,10 +63,11 @@ class Service:
         self.in_flight = 0  # request tasks (running, or answering a refusal)
         self.stats = EndpointStats()
         self.failures = FailureLog(self.logger)
-        self.admission = Admission(self.name, deadlines, self._start, lambda: self.definition.concurrency,
-                                   self.logger)
+        self.admission = Admission(self.name, deadlines, self._start,
+                                   lambda: self.definition.concurrency, self.logger)
         self._idle = asyncio.Event()
         self._idle.set()
+        self._yielded = 0.0  # when refusals last let the loop run others
         self.update(definition)
 
     def update(self, definition: Endpoint) -> None:
@@ -111,6 +113,11 @@ class Service:
             started_ns = time.perf_counter_ns()
             error = await self._answer(msg, definition, arrival, deadline, refusal)
             self.stats.record(time.perf_counter_ns() - started_ns, error)
+            # nats-py hands over a backlog without ever yielding: give the requests being
+            # served a turn every 5 ms of refusals, or a flood starves them of the loop.
+            if arrival - self._yielded > YIELD_EVERY:
+                self._yielded = arrival
+                await asyncio.sleep(0)
             return
         self._start(msg, definition, arrival, deadline, None)
 
@@ -217,10 +224,11 @@ class Service:
             return await definition.handler.invoke(
                 payload, self._context(definition, request_id, deadline))
         assert isinstance(definition, PipelineDef)
+        loop = asyncio.get_running_loop()  # steps get no more than the request has left
         return await definition.compiled.run(
             payload, call=self.caller, bus=self.caller, request_id=request_id,
-            mesh_name=self.mesh_name,
-            default_timeout=definition.step_timeout)
+            mesh_name=self.mesh_name, default_timeout=definition.step_timeout,
+            caller_deadline=loop.time() + (deadline - time.monotonic()))
 
     async def _stream(self, definition: Endpoint, payload: Any, request_id: str,
                       deadline: float) -> None:

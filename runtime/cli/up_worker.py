@@ -1,0 +1,50 @@
+"""The worker side of `mesh-runtime up`: a process the supervisor started to serve the mesh.
+
+It is `up` itself, run again with the same arguments and a line to the supervisor in
+the environment, so every option of `up` reaches the workers unchanged. Why it could
+not serve goes to the supervisor, which shows it once however many workers failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from runtime.core.issues import MeshFileError
+
+
+def run_worker(fd: int, args: argparse.Namespace) -> int:
+    """Serve as a worker until told to stop; the exit code tells the supervisor why it ended."""
+    from runtime.serve.loop import run_fast
+
+    return run_fast(_serve(fd, args))
+
+
+async def _serve(fd: int, args: argparse.Namespace) -> int:
+    from runtime.cli.serve_command import exit_now_if_unfinished
+    from runtime.serve.control import EXIT_CONNECTION_LOST
+    from runtime.serve.runner import ConnectionLost, serve
+    from runtime.serve.startup import StartupError
+    from runtime.serve.worker_link import WorkerLink
+
+    try:
+        link = await WorkerLink.open(fd)
+    except ConnectionError:
+        return 1  # the supervisor stopped before this worker was needed
+    try:
+        left = await serve(args.file, args.nats, reload=not args.no_reload, link=link,
+                           metrics_port=args.metrics_port, metrics_host=args.metrics_host,
+                           grace=args.grace)
+    except MeshFileError as exc:
+        await link.failed([str(issue) for issue in exc.issues], 1)
+        return 1
+    except StartupError as exc:
+        await link.failed([f"error: {exc}"], 2)
+        return 2
+    except ConnectionLost as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_CONNECTION_LOST
+    except ConnectionError:
+        return 1  # the supervisor is gone
+    exit_now_if_unfinished(left)
+    return 0
