@@ -23,6 +23,8 @@ def register(commands: Commands) -> None:
                        "run *.test.yaml files against their meshes (exit 1 if a case fails)")
     test.add_argument("paths", nargs="*", type=Path, default=[Path(".")], metavar="PATH",
                       help="test files, or folders searched with their subfolders (default: .)")
+    test.add_argument("-k", dest="only", default="", metavar="TEXT",
+                      help="run only the cases whose FILE::NAME contains TEXT (any case)")
 
 
 def _test(args: argparse.Namespace) -> int:
@@ -52,9 +54,12 @@ def _test(args: argparse.Namespace) -> int:
             continue
         by_mesh.setdefault(test.mesh, []).append(test)
     if by_mesh:
-        run_fast(_run_all(by_mesh, outcome))
+        run_fast(_run_all(by_mesh, outcome, args.only))
     print(summary(outcome, time.perf_counter() - started))
     code = 1 if outcome.failed or outcome.errors else 0
+    if outcome.deselected and not (outcome.passed or outcome.failed):
+        print(f"error: no case matches -k {args.only!r}", file=sys.stderr)
+        code = 1
     _exit_now_if_threads_run_on(code)
     return code
 
@@ -73,7 +78,7 @@ def _exit_now_if_threads_run_on(code: int) -> None:
         os._exit(code)
 
 
-async def _run_all(by_mesh: dict[Path, list[TestFile]], outcome: Outcome) -> None:
+async def _run_all(by_mesh: dict[Path, list[TestFile]], outcome: Outcome, only: str) -> None:
     from runtime.cli.meshtest_run import report_errors, run_mesh
     from runtime.core.issues import MeshFileError
     from runtime.load.loader import load_mesh
@@ -96,7 +101,7 @@ async def _run_all(by_mesh: dict[Path, list[TestFile]], outcome: Outcome) -> Non
                     continue
                 server = MeshServer(nc, discovery)
                 try:
-                    await run_mesh(nc, server, mesh, tests, outcome, _print)
+                    await run_mesh(nc, server, mesh, tests, outcome, _print, only)
                 finally:
                     await server.shutdown()
         await nc.drain()
