@@ -1,13 +1,18 @@
-"""The parts of the request path a py-spy sample is sorted into (profile_echo.py --py-spy).
+"""profile_echo.py's readings: the serving process, its CPU, and the profilers' output.
 
-A sample is a stack, outermost frame first, each frame `function (file:line)`. It goes to
-the first rule, in PARTS order, that matches one of its frames: so a frame deep in the
-stack (say, the header loop of nats-py's publish) wins over the frame that called it.
+`part_of` sorts a py-spy sample into a part of the request path. A sample is a stack,
+outermost frame first, each frame `function (file:line)`. It goes to the first rule, in
+PARTS order, that matches one of its frames: so a frame deep in the stack (say, the header
+loop of nats-py's publish) wins over the frame that called it.
 """
 
 from __future__ import annotations
 
 import re
+from collections import Counter
+from pathlib import Path
+
+from _harness import Child, descendants
 
 # (part, pattern on one frame); the first part whose pattern matches any frame wins.
 RULES: list[tuple[str, re.Pattern[str]]] = [
@@ -42,3 +47,43 @@ def part_of(stack: list[str]) -> str:
         if any(pattern.search(frame) for frame in stack):
             return part
     return "other"
+
+
+def parts(raw_file: Path) -> Counter[str]:
+    """Samples per part, from py-spy's raw (collapsed stack) output."""
+    counts: Counter[str] = Counter()
+    for line in raw_file.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if stack and count.isdigit():
+            counts[part_of(stack.split(";"))] += int(count)
+    return counts
+
+
+def instructions(out: Path, pid: int | None) -> int:
+    total = 0
+    for dump in out.glob(f"callgrind.out.{pid}*"):
+        for line in dump.read_text(errors="replace").splitlines():
+            if line.startswith(("totals:", "summary:")):
+                total += int(line.split()[1])
+                break
+    return total
+
+
+def cpu_ns(pid: int | None) -> int:
+    """CPU time of `pid`, its children and all their threads, in ns (Linux schedstat: finer
+    than the clock ticks of /proc/PID/stat). `up` is a supervisor and its worker."""
+    total = 0
+    for process in [pid, *descendants(pid)] if pid is not None else []:
+        for stat in Path(f"/proc/{process}/task").glob("*/schedstat"):
+            try:
+                total += int(stat.read_text().split()[0])
+            except (OSError, IndexError, ValueError):
+                continue  # a thread that ended meanwhile
+    return total
+
+
+def serving_pid(child: Child) -> int:
+    """The process that answers: `up`'s worker (its newest descendant), else the child."""
+    assert child.pid is not None
+    found = descendants(child.pid)
+    return max(found) if found else child.pid

@@ -35,13 +35,12 @@ from _harness import (
     Child,
     Children,
     child_env,
-    descendants,
     format_table,
     machine_line,
     raw_peer,
     start_nats,
 )
-from _profile_parts import PARTS, part_of
+from _profile_parts import PARTS, cpu_ns, instructions, parts, serving_pid
 
 CONCURRENCY = 64
 
@@ -124,26 +123,6 @@ def mesh_child(name: str, root: Path, url: str, wrap: list[str]) -> Child:
                         "--nats", url, "--no-reload"], cwd=root, env=env)
 
 
-def cpu_ns(pid: int | None) -> int:
-    """CPU time of `pid`, its children and all their threads, in ns (Linux schedstat: finer
-    than the clock ticks of /proc/PID/stat). `up` is a supervisor and its worker."""
-    total = 0
-    for process in [pid, *descendants(pid)] if pid is not None else []:
-        for stat in Path(f"/proc/{process}/task").glob("*/schedstat"):
-            try:
-                total += int(stat.read_text().split()[0])
-            except (OSError, IndexError, ValueError):
-                continue  # a thread that ended meanwhile
-    return total
-
-
-def serving_pid(child: Child) -> int:
-    """The process that answers: `up`'s worker (its newest descendant), else the child."""
-    assert child.pid is not None
-    found = descendants(child.pid)
-    return max(found) if found else child.pid
-
-
 def spread(values: list[float]) -> str:
     return f"{min(values):.1f} / {statistics.median(values):.1f} / {max(values):.1f}"
 
@@ -224,16 +203,6 @@ async def pyspy_profile(served: list[Served], args: argparse.Namespace, out: Pat
     ])
 
 
-def parts(raw_file: Path) -> Counter[str]:
-    """Samples per part, from py-spy's raw (collapsed stack) output."""
-    counts: Counter[str] = Counter()
-    for line in raw_file.read_text().splitlines():
-        stack, _, count = line.rpartition(" ")
-        if stack and count.isdigit():
-            counts[part_of(stack.split(";"))] += int(count)
-    return counts
-
-
 async def callgrind_counts(served: list[Served], args: argparse.Namespace, out: Path) -> str:
     control = shutil.which("callgrind_control")
     if control is None:
@@ -261,16 +230,6 @@ async def callgrind_counts(served: list[Served], args: argparse.Namespace, out: 
         f"callgrind: {args.requests:,} requests at concurrency {CONCURRENCY}, after 500 "
         "unmeasured; user-space instructions only (the kernel's share of a write is not here)",
     ])
-
-
-def instructions(out: Path, pid: int | None) -> int:
-    total = 0
-    for dump in out.glob(f"callgrind.out.{pid}*"):
-        for line in dump.read_text(errors="replace").splitlines():
-            if line.startswith(("totals:", "summary:")):
-                total += int(line.split()[1])
-                break
-    return total
 
 
 def main() -> int:
