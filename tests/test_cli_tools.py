@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import UpProcess, cli, write_mesh
+from tests.helpers import UpProcess, children_of, cli, write_mesh
 
 PREFIX = f"cli{uuid.uuid4().hex[:6]}"
 
@@ -126,7 +126,8 @@ def test_describe_an_agent(up: UpProcess, nats_url: str) -> None:
     result = cli("describe", f"{PREFIX}.upper", "--json", "--nats", nats_url)
     info = json.loads(result.stdout)
     [instance] = info.pop("instances")
-    assert (instance["live"], instance["pid"]) == (True, up.process.pid)
+    assert instance["live"] is True
+    assert instance["pid"] in children_of(up.process.pid)  # the worker serving it
     stats = info.pop("stats")
     assert (stats["instances"], stats["in_flight"]) == (1, 0)
     assert stats["requests"] >= 1  # other tests call it too (and some of them fail on purpose)
