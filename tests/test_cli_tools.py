@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import uuid
 from collections.abc import Iterator
 from importlib import metadata
@@ -11,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import UpProcess, children_of, cli, write_mesh
+from tests.helpers import UpProcess, cli, write_mesh
 
 PREFIX = f"cli{uuid.uuid4().hex[:6]}"
 
@@ -126,8 +127,8 @@ def test_describe_an_agent(up: UpProcess, nats_url: str) -> None:
     result = cli("describe", f"{PREFIX}.upper", "--json", "--nats", nats_url)
     info = json.loads(result.stdout)
     [instance] = info.pop("instances")
-    assert instance["live"] is True
-    assert instance["pid"] in children_of(up.process.pid)  # the worker serving it
+    assert (instance["live"], instance["host"]) == (True, socket.gethostname())
+    assert instance["pid"] in up.worker_pids()  # the pid is a worker's: `up` supervises them
     stats = info.pop("stats")
     assert (stats["instances"], stats["in_flight"]) == (1, 0)
     assert stats["requests"] >= 1  # other tests call it too (and some of them fail on purpose)
