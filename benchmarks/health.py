@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -33,6 +35,7 @@ from _harness import (
     BENCH_DIR,
     ROOT,
     child_env,
+    descendants,
     format_table,
     import_runtime,
     machine_line,
@@ -80,6 +83,15 @@ class Up:
 
     def stop(self) -> None:
         stop_process(self.proc)  # type: ignore[arg-type]
+
+    def crash(self) -> None:
+        """SIGKILL `up` and every process it started (its workers) at once, as a crash."""
+        self.proc.send_signal(signal.SIGSTOP)  # so it starts no new worker meanwhile
+        for pid in descendants(self.proc.pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        self.proc.kill()
+        self.proc.wait(10)
 
 
 def code_before(folder: Path) -> Path | None:
@@ -231,7 +243,7 @@ def kill_rows(tmp: Path) -> list[list[str]]:
             ups.append(Up(mesh, server.url).wait())
         try:
             dead = ups[0].instance()
-            ups[0].proc.send_signal(signal.SIGKILL)
+            ups[0].crash()
             left = asyncio.run(until_gone(server.url, dead, 30))
         finally:
             for up in ups:

@@ -6,7 +6,9 @@ broadcast to 10 agents against one call.
 One nats-server; the raw responder of echo.py and `mesh-runtime up` on
 benchmarks/orchestration/mesh.yaml (bench.echo, which also offers capability
 bench.echo-cap, and bench.voter0..9, which all offer bench.vote) in their own processes.
-Concurrency 1, interleaved rounds; each figure is the median of the rounds. The broadcast
+Concurrency 1, and the systems take turns request by request, in a shuffled order each
+turn, so a busy machine slows them alike and the ratios hold; each figure is the median of
+the rounds. The broadcast
 is runtime.nats.bus.NatsBus.broadcast, as `mesh-runtime broadcast` and pipeline steps run
 it: it ends when all 10 have answered (the catalog says how many will). Exit status 1 when
 something could not be measured.
@@ -15,12 +17,13 @@ something could not be measured.
 from __future__ import annotations
 
 import argparse
+import random
 import sys
 import time
 from typing import Any
 
 import nats
-from _client import Latency, System, latency, loop_name, payload, percentile, run
+from _client import Latency, System, call, is_error, loop_name, percentile, run
 from _harness import (
     BENCH_DIR,
     Children,
@@ -83,39 +86,56 @@ async def wait_for_voters(nc: NATS) -> str | None:
     return f"not ready: {found} voters listed"
 
 
-async def broadcast_latency(nc: NATS, *, seconds: float, warmup: float) -> Latency:
-    """Like _client.latency, one broadcast at a time; a round with fewer answers is an error."""
+async def one(nc: NATS, bus: NatsBus, subject: str, n: int) -> bool:
+    """One request (or broadcast) to `subject`; True when it was answered well."""
+    try:
+        if subject == "broadcast":
+            answers = await bus.broadcast("bench.vote", {"message": "hello", "n": n}, 5.0,
+                                          f"bench-{n}")
+            return sum(a["status"] == "ok" for a in answers) == VOTERS
+        return not is_error(await call(nc, subject, n))
+    except Exception:
+        return False
+
+
+async def paired_latency(nc: NATS, systems: list[System], *, seconds: float,
+                         warmup: float) -> list[Latency]:
+    """One request at a time, the systems taking turns; each system's percentiles."""
     bus = NatsBus(nc)
-    samples: list[int] = []
-    errors, n = 0, 0
-    start = time.perf_counter()
+    samples: list[list[int]] = [[] for _ in systems]
+    errors = [0 for _ in systems]
+    start, n = time.perf_counter(), 0
+    turns = random.Random(7)
+    order = list(enumerate(systems))
     while (now := time.perf_counter()) - start < warmup + seconds:
-        n += 1
-        t0 = time.perf_counter_ns()
-        answers = await bus.broadcast("bench.vote", {"message": "hello", "n": n}, 5.0,
-                                      f"bench-{n}")
-        elapsed = time.perf_counter_ns() - t0
-        if now - start >= warmup:
-            if sum(a["status"] == "ok" for a in answers) == VOTERS:
-                samples.append(elapsed)
-            else:
-                errors += 1
-    samples.sort()
-    if not samples:
-        return Latency(float("nan"), float("nan"), errors, 0)
-    return Latency(percentile(samples, 50) / 1000, percentile(samples, 99) / 1000, errors,
-                   len(samples))
+        turns.shuffle(order)  # whoever goes first after another process ran pays its wake-up
+        for index, system in order:
+            n += 1
+            t0 = time.perf_counter_ns()
+            ok = await one(nc, bus, system.subject, n)
+            elapsed = time.perf_counter_ns() - t0
+            if now - start >= warmup:
+                if ok:
+                    samples[index].append(elapsed)
+                else:
+                    errors[index] += 1
+    found = []
+    for taken, failed in zip(samples, errors, strict=True):
+        taken.sort()
+        found.append(Latency(percentile(taken, 50) / 1000, percentile(taken, 99) / 1000,
+                             failed, len(taken)) if taken
+                     else Latency(float("nan"), float("nan"), failed, 0))
+    return found
 
 
 async def measure(url: str, systems: list[System], args: argparse.Namespace) -> None:
     nc = await nats.connect(url)
+    running = [s for s in systems if s.ok]
     try:
         for rnd in range(1, args.rounds + 1):
-            for s in (s for s in systems if s.ok):
-                if s.subject == "broadcast":
-                    lat = await broadcast_latency(nc, seconds=args.seconds, warmup=0.2)
-                else:
-                    lat = await latency(nc, s.subject, seconds=args.seconds, warmup=0.2)
+            found = await paired_latency(nc, running, seconds=args.seconds * len(running),
+                                         warmup=0.2)
+            for s, lat in zip(running, found, strict=True):
                 s.latencies.append(lat)
                 print(f"round {rnd}/{args.rounds} {s.label}: p50 {lat.p50_us:.0f} µs, "
                       f"p99 {lat.p99_us:.0f} µs", file=sys.stderr)
@@ -143,8 +163,8 @@ def report(systems: list[System], args: argparse.Namespace) -> str:
     return "\n".join([
         format_table(header, rows),
         "ratios: " + ("; ".join(ratios) or "n/a"),
-        f"client: {loop_name()}; median of {args.rounds} interleaved rounds "
-        f"of {args.seconds:g} s each",
+        f"client: {loop_name()}; median of {args.rounds} rounds, the systems taking turns "
+        f"request by request for {args.seconds:g} s each",
         *orphan_notes(),
         machine_line(),
     ])
@@ -152,7 +172,6 @@ def report(systems: list[System], args: argparse.Namespace) -> str:
 
 def main() -> int:
     args = parse_args()
-    assert payload(0)  # the same request body as every other benchmark
     systems = [
         System("raw call (bench.raw)", "mesh.agent.bench.raw"),
         System("call by name (bench.echo)", "mesh.agent.bench.echo"),

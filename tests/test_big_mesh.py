@@ -127,3 +127,22 @@ def test_a_killed_up_leaves_no_card_behind_for_names_the_catalog_had_no_room_for
         assert "offline now: big.agent0000, big.agent0001" in line
         assert asyncio.run(registry_keys(url)) == {"other.one"}
         assert asyncio.run(catalog_names(url)) == ["other.one"]
+
+
+def test_two_ups_writing_their_cards_at_once_both_land_every_card(fresh_nats: NatsServer,
+                                                                 tmp_path: Path) -> None:
+    url = fresh_nats.url
+    ups = []
+    for side in ("a", "b"):
+        (tmp_path / side).mkdir()
+        path = big_mesh(tmp_path / side, 200)
+        path.write_text(path.read_text().replace("big.", f"{side}."))
+        ups.append(UpProcess(path, url, "--no-reload"))
+    try:
+        for up in ups:
+            up.wait_for("ready:")
+        expected = {f"{side}.agent{i:04d}" for side in ("a", "b") for i in range(200)}
+        assert asyncio.run(registry_keys(url)) == expected
+    finally:
+        for up in ups:
+            up.stop()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import uuid
 from collections.abc import Iterator
 from importlib import metadata
@@ -126,7 +127,8 @@ def test_describe_an_agent(up: UpProcess, nats_url: str) -> None:
     result = cli("describe", f"{PREFIX}.upper", "--json", "--nats", nats_url)
     info = json.loads(result.stdout)
     [instance] = info.pop("instances")
-    assert (instance["live"], instance["pid"]) == (True, up.process.pid)
+    assert (instance["live"], instance["host"]) == (True, socket.gethostname())
+    assert instance["pid"] in up.worker_pids()  # the pid is a worker's: `up` supervises them
     stats = info.pop("stats")
     assert (stats["instances"], stats["in_flight"]) == (1, 0)
     assert stats["requests"] >= 1  # other tests call it too (and some of them fail on purpose)

@@ -14,18 +14,15 @@ from nats.aio.client import Client
 
 from runtime.core import protocol as p
 from runtime.nats.caller import call_agent
-from tests.helpers import ROOT, UpProcess, cli, write_mesh
+from tests.helpers import UpProcess, cli, write_mesh
 
 P = f"d{uuid.uuid4().hex[:6]}"
-# The receiving side (deadline = arrival + min(header, timeout), `expired`) lives in serve/.
-RECEIVES = any("HDR_TIMEOUT" in f.read_text() for f in (ROOT / "runtime" / "serve").glob("*.py"))
-needs_receiving_side = pytest.mark.skipif(not RECEIVES, reason="agents do not read "
-                                          "X-Mesh-Timeout yet")
 
 HANDLERS = '''
     import asyncio
 
     RUNS = {"slow": 0}
+    RELEASE = asyncio.Event()
 
     async def relay(payload, ctx):
         return await ctx.call("{p}.probe", {})
@@ -35,8 +32,14 @@ HANDLERS = '''
 
     async def slow(payload):
         RUNS["slow"] += 1
-        await asyncio.sleep(payload.get("seconds", 2))
+        if payload.get("hold"):  # holds the agent's only slot until released
+            RELEASE.clear()
+            await asyncio.wait_for(RELEASE.wait(), 8)
         return {"runs": RUNS["slow"]}
+
+    async def release(payload):
+        RELEASE.set()
+        return {}
 '''
 
 MESH = f'''
@@ -46,6 +49,7 @@ MESH = f'''
       {P}.relay: {{handler: "{{mod}}:relay", timeout: 2s}}
       {P}.remaining: {{handler: "{{mod}}:remaining", timeout: 10s}}
       {P}.slow: {{handler: "{{mod}}:slow", timeout: 10s, concurrency: 1}}
+      {P}.release: {{handler: "{{mod}}:release"}}
     external:
       {P}.probe: {{}}
     pipelines:
@@ -59,6 +63,10 @@ MESH = f'''
             timeout: 300ms
       {P}.hop:
         timeout: 2s
+        steps:
+          - id: seen
+            call: {P}.remaining
+      {P}.open-hop:
         steps:
           - id: seen
             call: {P}.remaining
@@ -113,24 +121,30 @@ async def test_ctx_call_sends_the_handlers_remaining_time(probe: list[float], nc
     assert 1.5 < probe[0] <= 2.0
 
 
-@needs_receiving_side
 async def test_a_steps_agent_sees_the_pipelines_budget(nc: Client) -> None:
     reply = await call_agent(nc, f"{P}.hop", {}, 5)
     assert 1.5 < reply["remaining"] <= 2.0  # the pipeline's 2s, not the agent's own 10s
 
 
-@needs_receiving_side
+async def test_a_pipeline_passes_its_callers_budget_to_each_step(nc: Client) -> None:
+    reply = await call_agent(nc, f"{P}.open-hop", {}, 2)  # sends X-Mesh-Timeout: 2.000
+    assert 1.5 < reply["remaining"] <= 2.0  # not the pipeline's default 30s
+
+
 async def test_cli_timeout_on_a_full_queue_is_expired_and_the_handler_never_runs(
         nc: Client, nats_url: str) -> None:
-    busy = asyncio.create_task(call_agent(nc, f"{P}.slow", {"seconds": 2}, 10))
+    busy = asyncio.create_task(call_agent(nc, f"{P}.slow", {"hold": True}, 10))
     await asyncio.sleep(0)  # the task publishes its request ...
     await nc.flush()  # ... and the server has it before the CLI's
-    done = await asyncio.to_thread(cli, "call", f"{P}.slow", '{"seconds": 0}', "--timeout",
-                                   "500ms", "--nats", nats_url)
+    try:
+        done = await asyncio.to_thread(cli, "call", f"{P}.slow", "{}", "--timeout", "500ms",
+                                       "--nats", nats_url)
+    finally:
+        await call_agent(nc, f"{P}.release", {}, 10)
     assert (await busy) == {"runs": 1}
     assert done.returncode == 1
     assert '"code": "expired"' in done.stderr
-    after = await call_agent(nc, f"{P}.slow", {"seconds": 0}, 10)
+    after = await call_agent(nc, f"{P}.slow", {}, 10)
     assert after == {"runs": 2}  # the expired request never ran
 
 
@@ -149,9 +163,8 @@ async def test_a_pipeline_passes_on_what_its_caller_has_left() -> None:
                                                   {"id": "b", "call": "x", "timeout": "200ms"}]})
     compiled, problems = compile_pipeline("p", spec, {"x"})
     assert compiled is not None, problems
-    loop = asyncio.get_running_loop()
     await compiled.run({}, call=call, request_id="r", mesh_name="m", default_timeout=30,
-                       caller_deadline=loop.time() + 2)
+                       caller_left=2)
     first, second = budgets
     assert 1.8 < first <= 2.0  # the caller's 2s, not the step's default 30s
     assert second == 0.2

@@ -171,3 +171,12 @@ async def test_openagentmesh_reads_and_writes_the_same_keys(nc: Client, nats_url
     # Text another client stored that is not JSON reads back as that text.
     assert await call_agent(nc, f"{P}.read", {"key": shared + "-text"}, 5) == {
         "value": "plain words"}
+
+
+async def test_state_ls_escapes_keys_another_client_wrote(nc: Client, nats_url: str) -> None:
+    hostile = f"{P}.\x1b[31mred"
+    await nc.jetstream().publish(f"$KV.mesh-context.{hostile}", b"1")
+    done = await asyncio.to_thread(cli, "state", "ls", "--nats", nats_url)
+    assert done.returncode == 0, done.stderr
+    assert "\x1b" not in done.stdout
+    assert f"{P}.\\x1b[31mred" in done.stdout.splitlines()

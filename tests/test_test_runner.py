@@ -347,3 +347,18 @@ def test_a_stub_refuses_what_the_real_agent_would(tmp_path: Path) -> None:
         'n: 1}', 'n: "${{ input.count }}"}'))  # null at run time: t.echo wants an integer
     result = cli("test", cwd=folder)
     assert (result.returncode, _lines(result.stdout)[-1]) == (0, "1 passed"), result.stdout
+
+
+def test_k_runs_the_matching_cases_only(tmp_path: Path) -> None:
+    folder = _folder(tmp_path, """
+        cases:
+          - {name: first echo, call: t.echo, input: {text: a}}
+          - {name: second ECHO, call: t.echo, input: {text: b}}
+          - {name: boom, call: t.boom, expect: {error: {code: handler_error}}}
+    """)
+    result = cli("test", "-k", "echo", cwd=folder)
+    assert (result.returncode, _lines(result.stdout)) == (0, [
+        "ok    t.test.yaml::first echo", "ok    t.test.yaml::second ECHO", "2 passed, 1 deselected"])
+    result = cli("test", "-k", "nothing", cwd=folder)
+    assert (result.returncode, _lines(result.stdout), result.stderr) == (
+        1, ["0 passed, 3 deselected"], "error: no case matches -k 'nothing'\n")

@@ -114,13 +114,21 @@ def test_warnings_are_shown_beside_errors(tmp_path: Path,
 
 # -- hints ------------------------------------------------------------------------------
 
-def test_module_not_found_suggests_a_module_beside_the_mesh_file(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    (tmp_path / "handlers_hint.py").write_text("def f(p):\n    return p\n")
-    path = mesh(tmp_path, "version: 1\nagents:\n  a:\n    handler: handler_hint:f\n")
+@pytest.mark.parametrize(("files", "handler", "suggested"), [
+    (["handlers_hint.py"], "handler_hint", "handlers_hint"),
+    (["hintpkg/__init__.py", "hintpkg/agents/__init__.py", "hintpkg/agents/support.py"],
+     "hintpkg.agents.suport", "hintpkg.agents.support"),
+])
+def test_module_not_found_suggests_a_module_nearby(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], files: list[str], handler: str,
+        suggested: str) -> None:
+    for name in files:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("def f(p):\n    return p\n")
+    path = mesh(tmp_path, f"version: 1\nagents:\n  a:\n    handler: {handler}:f\n")
     assert validate(path, capsys) == (1, [
-        "mesh.yaml:4:14: agents.a.handler: module 'handler_hint' not found; did you mean "
-        f"'handlers_hint'? (looked in {tmp_path.resolve()}, the mesh file's folder, then on "
+        f"mesh.yaml:4:14: agents.a.handler: module '{handler}' not found; did you mean "
+        f"'{suggested}'? (looked in {tmp_path.resolve()}, the mesh file's folder, then on "
         "Python's path)"])
 
 

@@ -23,11 +23,14 @@ def register(commands: Commands) -> None:
                        "run *.test.yaml files against their meshes (exit 1 if a case fails)")
     test.add_argument("paths", nargs="*", type=Path, default=[Path(".")], metavar="PATH",
                       help="test files, or folders searched with their subfolders (default: .)")
+    test.add_argument("-k", dest="only", default="", metavar="TEXT",
+                      help="run only the cases whose FILE::NAME contains TEXT (any case)")
 
 
 def _test(args: argparse.Namespace) -> int:
     from runtime.cli.meshtest_file import TEST_SUFFIX, TestFileError, find_test_files, load_test_file
     from runtime.cli.meshtest_run import Outcome, report_errors, summary
+    from runtime.nats.embedded import NatsServerError
     from runtime.serve.runner import run_fast
 
     started = time.perf_counter()
@@ -52,9 +55,16 @@ def _test(args: argparse.Namespace) -> int:
             continue
         by_mesh.setdefault(test.mesh, []).append(test)
     if by_mesh:
-        run_fast(_run_all(by_mesh, outcome))
+        try:
+            run_fast(_run_all(by_mesh, outcome, args.only))
+        except NatsServerError as exc:  # no nats-server binary, or it would not start
+            print(f"error: cannot start a NATS server for the tests: {exc}", file=sys.stderr)
+            return 2
     print(summary(outcome, time.perf_counter() - started))
     code = 1 if outcome.failed or outcome.errors else 0
+    if outcome.deselected and not (outcome.passed or outcome.failed):
+        print(f"error: no case matches -k {args.only!r}", file=sys.stderr)
+        code = 1
     _exit_now_if_threads_run_on(code)
     return code
 
@@ -73,16 +83,19 @@ def _exit_now_if_threads_run_on(code: int) -> None:
         os._exit(code)
 
 
-async def _run_all(by_mesh: dict[Path, list[TestFile]], outcome: Outcome) -> None:
+async def _run_all(by_mesh: dict[Path, list[TestFile]], outcome: Outcome, only: str) -> None:
     from runtime.cli.meshtest_run import report_errors, run_mesh
     from runtime.core.issues import MeshFileError
     from runtime.load.loader import load_mesh
     from runtime.nats.connection import connect
-    from runtime.nats.embedded import NatsServer
+    from runtime.nats.embedded import NatsServer, NatsServerError
     from runtime.serve.catalog import Discovery
     from runtime.serve.server import MeshServer
 
-    nats_server = await asyncio.to_thread(NatsServer().start)  # a free port of its own
+    try:
+        nats_server = await asyncio.to_thread(NatsServer().start)  # a free port of its own
+    except OSError as exc:  # the binary is there but cannot run
+        raise NatsServerError(str(exc)) from None
     try:
         nc = await connect([nats_server.url], name="mesh-runtime test")
         discovery = await Discovery.open(nc)
@@ -96,7 +109,7 @@ async def _run_all(by_mesh: dict[Path, list[TestFile]], outcome: Outcome) -> Non
                     continue
                 server = MeshServer(nc, discovery)
                 try:
-                    await run_mesh(nc, server, mesh, tests, outcome, _print)
+                    await run_mesh(nc, server, mesh, tests, outcome, _print, only)
                 finally:
                     await server.shutdown()
         await nc.drain()

@@ -28,6 +28,7 @@ class Outcome:
     passed: int = 0
     failed: int = 0
     errors: int = 0  # files that could not run: their own mistakes, or their mesh's
+    deselected: int = 0  # cases left out by -k
 
 
 def check_names(test: TestFile, mesh: Mesh) -> list[Issue]:
@@ -75,8 +76,8 @@ def _stub_output_issues(test: TestFile, mesh: Mesh, where: tuple[int, str],
 
 
 async def run_mesh(nc: Client, server: MeshServer, mesh: Mesh, tests: list[TestFile],
-                   outcome: Outcome, report: Report) -> None:
-    """Serve `mesh` and run every case of `tests` against it."""
+                   outcome: Outcome, report: Report, only: str = "") -> None:
+    """Serve `mesh` and run the cases of `tests` (those whose label contains `only`)."""
     await server.apply(mesh)
     for test in tests:
         issues = check_names(test, mesh)
@@ -84,10 +85,13 @@ async def run_mesh(nc: Client, server: MeshServer, mesh: Mesh, tests: list[TestF
             report_errors(test.display, issues, outcome, report)
             continue
         for index, case in enumerate(test.cases):
+            label = f"{test.display}::{test.case_name(index)}"
+            if only.lower() not in label.lower():
+                outcome.deselected += 1
+                continue
             started = time.perf_counter()
             found = await run_case(nc, server, mesh, case)
             took = (time.perf_counter() - started) * 1000
-            label = f"{test.display}::{test.case_name(index)}"
             if found:
                 outcome.failed += 1
                 report(f"FAIL  {label} ({took:.0f} ms)")
@@ -148,6 +152,8 @@ def summary(outcome: Outcome, seconds: float) -> str:
         parts.append(f"{outcome.failed} failed")
     if outcome.errors:
         parts.append(f"{outcome.errors} error" + ("s" if outcome.errors > 1 else ""))
+    if outcome.deselected:
+        parts.append(f"{outcome.deselected} deselected")
     return f"{', '.join(parts)} in {seconds:.2f}s"
 
 

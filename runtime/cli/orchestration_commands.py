@@ -47,6 +47,11 @@ def _payload(text: str, what: str) -> tuple[Any, str | None]:
         return None, f"error: the {what} is not JSON ({exc}); pass a JSON value or - for stdin"
 
 
+def _shown(text: str) -> str:
+    """Text safe for a terminal: control characters escaped."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)
+
+
 def _broadcast(args: argparse.Namespace) -> int:
     from runtime.nats import client
     from runtime.nats.bus import NatsBus
@@ -111,8 +116,8 @@ def _state(args: argparse.Namespace) -> int:
             elif args.action == "rm":
                 await state.delete(args.key)
             else:
-                keys = await state.keys()
-                print(json.dumps(keys) if args.json else "\n".join(keys))
+                keys = await state.keys()  # any client may have written them: escape
+                print(json.dumps(keys) if args.json else "\n".join(map(_shown, keys)))
             return 0
         except p.MeshError as exc:
             print(f"error: {exc.message}", file=sys.stderr)

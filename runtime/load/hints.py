@@ -27,7 +27,11 @@ def yaml_hint(problem: str, context: str, line: str) -> str:
 
 def module_hint(module: str, folder: Path) -> str:
     """A did-you-mean among the modules beside the mesh file, and where Python looked."""
-    close = difflib.get_close_matches(module, _modules_beside(folder), n=1)
+    parts = module.split(".")
+    beside = folder.joinpath(*parts[:-1])  # `pkg.sub.mod`: the modules beside it, too
+    nearby = [f"{'.'.join(parts[:-1])}.{name}" for name in _modules_beside(beside)] \
+        if len(parts) > 1 else []
+    close = difflib.get_close_matches(module, [*nearby, *_modules_beside(folder)], n=1)
     hint = f"; did you mean '{close[0]}'?" if close else ""
     return f"{hint} (looked in {folder}, the mesh file's folder, then on Python's path)"
 

@@ -3,9 +3,10 @@
 A hostile file of a few hundred bytes could otherwise take a process down: aliases that
 refer to aliases ("billion laughs") expand exponentially when values are built, and
 libyaml's own composer recurses in C, so some 30,000 nested `[` crash the process
-outright. So nodes are composed here, from libyaml's flat stream of events, with a stack
-instead of recursion, and the limits are checked on the way: at most MAX_DEPTH levels,
-and aliases that would expand to at most ALIAS_BUDGET values.
+outright. So a file with anchors, or with enough `[`/`{`/`-`/`?` to nest that deep, is
+composed here instead, from libyaml's flat stream of events, with a stack instead of
+recursion, the limits checked on the way: at most MAX_DEPTH levels, and aliases that
+would expand to at most ALIAS_BUDGET values. Ordinary files take libyaml's fast path.
 """
 
 from __future__ import annotations
@@ -21,6 +22,11 @@ MAX_DEPTH = 100  # nesting levels of mappings and lists
 ALIAS_BUDGET = 100_000  # values that aliases may add, counted as if expanded
 
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's parser, when built
+# libyaml's composer is faster than ours, but recurses in C: past some 25,000 levels it
+# crashes. Below this many nesting indicators it cannot get near that.
+_C_SAFE = 10_000
+_SCALAR = yaml.ScalarEvent
+_ENDS = (yaml.SequenceEndEvent, yaml.MappingEndEvent)
 
 
 class FileTooLarge(OSError):
@@ -51,11 +57,15 @@ def read_source_text(path: Path) -> str:
     return text
 
 
-def compose(text: str) -> yaml.Node | None:
+def compose(text: str, *, fast: bool = True) -> yaml.Node | None:
     """The single document of `text` as nodes (None if empty), as `yaml.compose` gives it.
 
-    Raises yaml.YAMLError for a syntax error and LimitExceeded past a limit.
+    Raises yaml.YAMLError for a syntax error and LimitExceeded past a limit (the depth
+    limit is left to whoever walks the nodes when libyaml composed them). `fast=False`
+    always composes here.
     """
+    if fast and "&" not in text and _indicators(text) < _C_SAFE:
+        return yaml.compose(text, Loader=_LOADER)  # no aliases, and too few `[` to crash it
     loader = _LOADER(text)
     try:
         loader.get_event()  # the stream's start
@@ -73,6 +83,12 @@ def compose(text: str) -> yaml.Node | None:
         loader.dispose()
 
 
+def _indicators(text: str) -> int:
+    """An upper bound on how deep `text` can nest, short of indentation (which cannot get
+    far within MAX_FILE_BYTES: d levels take d * d / 2 spaces)."""
+    return sum(text.count(c) for c in "[{-?")
+
+
 class _Composer:
     """PyYAML's composer, with a stack for recursion and the limits checked as it goes."""
 
@@ -83,24 +99,32 @@ class _Composer:
         self.expanded = 0
 
     def run(self) -> yaml.Node:
-        loader = self.loader
+        get_event, resolve = self.loader.get_event, self.loader.resolve
         open_nodes: list[yaml.CollectionNode] = []
         counts: list[int] = []  # values so far in each open collection
         keys: list[yaml.Node | None] = []  # a mapping's key waiting for its value
         anchors: list[str | None] = []
         node: yaml.Node
         while True:
-            event: Any = loader.get_event()  # libyaml's events and marks, which stubs lack
-            if isinstance(event, yaml.CollectionEndEvent):
+            event: Any = get_event()  # libyaml's events and marks, which stubs lack
+            kind = type(event)  # exact classes: this loop runs once per value of the file
+            if kind is _SCALAR:  # by far the most common: inlined
+                tag = event.tag
+                if tag is None or tag == "!":
+                    tag = resolve(yaml.ScalarNode, event.value, event.implicit)
+                node = yaml.ScalarNode(tag, event.value, event.start_mark, event.end_mark,
+                                       style=event.style)
+                if event.anchor is not None:
+                    self._anchor(event, node, 1)
+                size = 1
+            elif kind in _ENDS:
                 node, size, anchor = open_nodes.pop(), counts.pop(), anchors.pop()
                 keys.pop()
                 node.end_mark = event.end_mark
                 if anchor is not None:
                     self.sizes[anchor] = size
-            elif isinstance(event, yaml.AliasEvent):
+            elif kind is yaml.AliasEvent:
                 node, size = self._alias(event)
-            elif isinstance(event, yaml.ScalarEvent):
-                node, size = self._scalar(event), 1
             else:  # the start of a sequence or a mapping
                 if len(open_nodes) >= MAX_DEPTH:
                     raise LimitExceeded(event.start_mark, f"nested more than {MAX_DEPTH} "
@@ -115,22 +139,13 @@ class _Composer:
                 return node
             counts[-1] += size
             parent = open_nodes[-1]
-            if isinstance(parent, yaml.SequenceNode):
+            if type(parent) is yaml.SequenceNode:
                 parent.value.append(node)
             elif keys[-1] is None:
                 keys[-1] = node
             else:
                 parent.value.append((keys[-1], node))
                 keys[-1] = None
-
-    def _scalar(self, event: Any) -> yaml.ScalarNode:
-        tag = event.tag
-        if tag is None or tag == "!":
-            tag = self.loader.resolve(yaml.ScalarNode, event.value, event.implicit)
-        node = yaml.ScalarNode(tag, event.value, event.start_mark, event.end_mark,
-                               style=event.style)
-        self._anchor(event, node, 1)
-        return node
 
     def _collection(self, event: Any) -> yaml.CollectionNode:
         kind = yaml.SequenceNode if isinstance(event, yaml.SequenceStartEvent) else \

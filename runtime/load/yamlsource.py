@@ -78,13 +78,11 @@ class _Builder:
 
     def build(self, node: yaml.Node, path: DocPath) -> Any:
         self.doc.values[path] = _mark(node)
-        if len(path) > MAX_DEPTH:  # only aliases can get here: the composer checks the rest
+        if len(path) >= MAX_DEPTH:  # the root is a level too: this node is one level past
             if not self.too_deep:
                 self.too_deep = True
-                self.doc.issues.append(Issue(
-                    self.doc.file, *_mark(node), "",
-                    f"nested more than {MAX_DEPTH} levels deep (counting the values aliases "
-                    "repeat)"))
+                self.doc.issues.append(Issue(self.doc.file, *_mark(node), "",
+                                             f"nested more than {MAX_DEPTH} levels deep"))
             return None
         if isinstance(node, yaml.MappingNode):
             return self._mapping(node, path)

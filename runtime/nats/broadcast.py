@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -25,51 +26,108 @@ from runtime.nats.caller import budget_header
 MAX_ANSWERS = 10_000  # anyone on the bus may answer: bound what one broadcast holds
 INSTANCES = "x-instances"  # the catalog key listing the processes serving an entry
 Count = Callable[[], Awaitable[int | None]]
-_COUNTED = object()  # queued when the count of answerers is known
+
+
+class Broadcaster:
+    """Broadcasts over one connection, their answers routed from one wildcard inbox
+    subscription (no subscription per broadcast), each gathered in the subscription's
+    callback: the caller wakes once, when the last answer is in."""
+
+    def __init__(self, nc: Client):
+        self.nc = nc
+        self._prefix = ""
+        self._sub: Any = None
+        self._opening = asyncio.Lock()
+        self._open: dict[str, _Gathering] = {}
+        self._tokens = itertools.count()
+
+    async def broadcast(self, capability: str, payload: Any, within: float,
+                        request_id: str | None = None, answerers: Count | None = None,
+                        ) -> list[dict[str, Any]]:
+        """Every answer, in arrival order, as {agent, instance, status, result | error}."""
+        deadline = asyncio.get_running_loop().time() + within
+        token = str(next(self._tokens))
+        gathering = self._open[token] = _Gathering()
+        counting: asyncio.Future[int | None] | None = None
+        try:
+            await self.nc.publish(
+                p.broadcast_subject(capability), orjson.dumps(payload),
+                reply=f"{await self._inbox()}.{token}",
+                headers={p.HDR_REQUEST_ID: request_id or uuid.uuid4().hex,
+                         p.HDR_TIMEOUT: budget_header(within)})
+            if answerers is not None:
+                counting = asyncio.ensure_future(answerers())
+                counting.add_done_callback(gathering.counted)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout_at(deadline):  # one timer for the whole gathering
+                    await asyncio.shield(gathering.done)
+            return gathering.answers
+        finally:
+            del self._open[token]
+            if counting is not None and not counting.done():
+                counting.cancel()
+
+    async def close(self) -> None:
+        if self._sub is not None:
+            with contextlib.suppress(Exception):  # the connection may already be gone
+                await self._sub.unsubscribe()
+            self._sub = None
+
+    async def _inbox(self) -> str:
+        if self._sub is None:
+            async with self._opening:
+                if self._sub is None:
+                    prefix = self.nc.new_inbox()
+                    self._sub = await self.nc.subscribe(f"{prefix}.*", cb=self._route)
+                    self._prefix = prefix
+        return self._prefix
+
+    async def _route(self, msg: Msg) -> None:
+        gathering = self._open.get(msg.subject.rpartition(".")[2])
+        if gathering is not None:  # else a late answer to a broadcast that has ended
+            gathering.take(msg)
+
+
+class _Gathering:
+    """The answers of one broadcast, and a future set once every expected one is in."""
+
+    def __init__(self) -> None:
+        self.answers: list[dict[str, Any]] = []
+        self.expected: int | None = None
+        self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def take(self, msg: Msg) -> None:
+        if self.done.done():
+            return
+        headers = msg.headers or {}
+        if headers.get("Status") == "503" and not msg.data:
+            self.done.set_result(None)  # no responders: nobody subscribes to this capability
+            return
+        self.answers.append(answer(msg))
+        self._check()
+
+    def counted(self, counting: asyncio.Future[int | None]) -> None:
+        if counting.cancelled() or counting.exception() is not None:
+            return
+        self.expected = counting.result() or None  # zero listed: the catalog lags; wait
+        self._check()
+
+    def _check(self) -> None:
+        count = len(self.answers)
+        if not self.done.done() and (count >= MAX_ANSWERS or (
+                self.expected is not None and count >= self.expected)):
+            self.done.set_result(None)
 
 
 async def broadcast(nc: Client, capability: str, payload: Any, within: float,
                     request_id: str | None = None, answerers: Count | None = None,
                     ) -> list[dict[str, Any]]:
-    """Every answer, in arrival order, as {agent, instance, status, result | error}."""
-    request_id = request_id or uuid.uuid4().hex
-    deadline = asyncio.get_running_loop().time() + within
-    queue: asyncio.Queue[Any] = asyncio.Queue()
-    inbox = nc.new_inbox()
-    sub = await nc.subscribe(inbox, cb=queue.put)
-    counting: asyncio.Future[int | None] | None = None
+    """One broadcast on a subscription of its own (Broadcaster.broadcast, for one-offs)."""
+    broadcaster = Broadcaster(nc)
     try:
-        await nc.publish(p.broadcast_subject(capability), orjson.dumps(payload), reply=inbox,
-                         headers={p.HDR_REQUEST_ID: request_id,
-                                  p.HDR_TIMEOUT: budget_header(within)})
-        if answerers is not None:
-            counting = asyncio.ensure_future(answerers())
-            counting.add_done_callback(lambda _: queue.put_nowait(_COUNTED))
-        answers: list[dict[str, Any]] = []
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout_at(deadline):  # one timer for the whole gathering
-                await _gather(queue, answers, counting)
-        return answers
+        return await broadcaster.broadcast(capability, payload, within, request_id, answerers)
     finally:
-        if counting is not None and not counting.done():
-            counting.cancel()
-        with contextlib.suppress(Exception):  # the connection may already be gone
-            await sub.unsubscribe()
-
-
-async def _gather(queue: asyncio.Queue[Any], answers: list[dict[str, Any]],
-                  counting: asyncio.Future[int | None] | None) -> None:
-    """Append answers until every expected one is in (or MAX_ANSWERS, or no responders)."""
-    expected: int | None = None
-    while len(answers) < MAX_ANSWERS and (expected is None or len(answers) < expected):
-        item = await queue.get()
-        if item is _COUNTED:
-            expected = _count(counting)
-            continue
-        headers = item.headers or {}
-        if headers.get("Status") == "503" and not item.data:
-            return  # no responders: nobody subscribes to this capability
-        answers.append(answer(item))
+        await broadcaster.close()
 
 
 def answer(msg: Msg) -> dict[str, Any]:
@@ -86,13 +144,6 @@ def answer(msg: Msg) -> dict[str, Any]:
         error = p.MeshError(p.INVALID_OUTPUT, "the answer is not JSON", agent=agent)
         return {**found, "status": "error", "error": error.to_dict()}
     return {**found, "status": "ok", "result": result}
-
-
-def _count(counting: asyncio.Future[int | None] | None) -> int | None:
-    if counting is None or counting.cancelled() or counting.exception() is not None:
-        return None
-    found = counting.result()
-    return found or None  # zero listed while someone subscribes: the catalog lags; wait
 
 
 def answerers_in(entries: list[dict[str, Any]], capability: str) -> int:

@@ -12,7 +12,7 @@ from nats.js.errors import KeyNotFoundError
 from nats.js.kv import KeyValue
 
 from runtime.core import protocol as p
-from runtime.nats.broadcast import answerers_in, broadcast
+from runtime.nats.broadcast import Broadcaster, answerers_in
 from runtime.nats.caller import call_agent
 from runtime.nats.state import KvState
 
@@ -28,6 +28,7 @@ class NatsBus:
     def __init__(self, nc: Client):
         self.nc = nc
         self.state = KvState(nc)
+        self.broadcaster = Broadcaster(nc)
         self._catalog: KeyValue | None = None
         self._no_catalog = False
         self._entries: list[dict[str, Any]] | None = None
@@ -43,7 +44,8 @@ class NatsBus:
         async def answerers() -> int | None:
             return await self.answerers(capability)
 
-        return await broadcast(self.nc, capability, payload, within, request_id, answerers)
+        return await self.broadcaster.broadcast(capability, payload, within, request_id,
+                                                answerers)
 
     async def answerers(self, capability: str) -> int | None:
         """How many live answers a broadcast to `capability` can get; None if unknown."""

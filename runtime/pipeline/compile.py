@@ -7,17 +7,9 @@ import difflib
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
 
-from runtime.core.bus import state_key_problem
 from runtime.core.issues import dotted
-from runtime.pipeline.bus_steps import (
-    DEFAULT_MIN_ANSWERS,
-    DEFAULT_WITHIN,
-    BroadcastNode,
-    GetStateNode,
-    SetStateNode,
-)
+from runtime.pipeline.compile_bus import BusStepCompiling
 from runtime.pipeline.expressions import (
     Expression,
     Path,
@@ -29,7 +21,6 @@ from runtime.pipeline.expressions import (
 from runtime.pipeline.spec import (
     MAX_ITEMS,
     STEP_ID_PATTERN,
-    STEP_KINDS,
     PipelineSpec,
     Retry,
     Step,
@@ -55,7 +46,7 @@ class _Where:
     in_item: bool  # inside a for_each body: `item` and `index` are set
 
 
-class PipelineCompiler:
+class PipelineCompiler(BusStepCompiling):
     """Compiles one pipeline spec, collecting every problem instead of stopping at the first."""
 
     def __init__(self, spec: PipelineSpec, callable_names: set[str],
@@ -191,46 +182,6 @@ class PipelineCompiler:
             self._problem(path, f"no agent of this file or of external: declares capability "
                           f"'{capability}'{hint}")
         return count
-
-    def _bus_step(self, step: Step, path: Path, where: _Where) -> BusNode:
-        if step.broadcast is not None:
-            count = self._offered(step.broadcast, (*path, "broadcast"))
-            wanted = DEFAULT_MIN_ANSWERS if step.min_answers is None else step.min_answers
-            if count and wanted > count:
-                self._problem((*path, "min_answers"), f"min_answers is {wanted}, but only "
-                              f"{count} agent{'s' if count > 1 else ''} declare"
-                              f"{'' if count > 1 else 's'} capability '{step.broadcast}'")
-            return BroadcastNode(step.broadcast, self._payload(step, path, where),
-                                 step.within or DEFAULT_WITHIN, wanted)
-        if step.set_state is not None:
-            key = self._state_key(step.set_state.key, (*path, "set_state", "key"), where)
-            value = self._template(step.set_state.value, (*path, "set_state", "value"), where)
-            return SetStateNode(key, value)
-        assert step.get_state is not None
-        return GetStateNode(self._state_key(step.get_state, (*path, "get_state"), where))
-
-    def _state_key(self, text: str, path: Path, where: _Where) -> Template:
-        key = self._template(text, path, where)
-        if key.is_constant and (problem := state_key_problem(text)) is not None:
-            self._problem(path, problem)
-        return key
-
-    def _template(self, value: Any, path: Path, where: _Where) -> Template:
-        template, problems = compile_template(value, path)
-        self.problems.extend(problems)
-        for expr_path, expr in template.expressions:
-            self._check_reads(expr, expr_path, where)
-        return template
-
-    def _misplaced(self, step: Step, path: Path) -> None:
-        """Keys given to a kind of step they do not apply to."""
-        kind = next(k for k in STEP_KINDS if getattr(step, k) is not None)
-        allowed = {"call": {"with", "retry"}, "capability": {"with", "retry"},
-                   "broadcast": {"with", "within", "min_answers"}}.get(kind, set())
-        for key, field in (("with", "with_"), ("retry", "retry"), ("within", "within"),
-                           ("min_answers", "min_answers")):
-            if kind != "parallel" and key not in allowed and getattr(step, field) is not None:
-                self._problem((*path, key), f"{key} does not apply to a {kind} step")
 
     def _parallel(self, step: Step, path: Path, where: _Where) -> ParallelNode:
         for key, present in (("with", step.with_ is not None), ("retry", step.retry is not None),

@@ -57,20 +57,20 @@ class CompiledPipeline:
         request_id: str,
         mesh_name: str,
         default_timeout: float,
-        caller_deadline: float | None = None,
+        caller_left: float | None = None,
     ) -> Any:
         """The pipeline's result for `payload`; raises MeshError (`step_failed`, `timeout`).
 
-        `caller_deadline` (loop time) is when the request's caller stops waiting: steps are
-        given no more than what is left of it, nor of the pipeline's own `timeout`.
+        `caller_left` is how many seconds the request's caller still waits: steps are given
+        no more than what is left of it, nor of the pipeline's own `timeout`.
         """
         loop = asyncio.get_running_loop()
         # Always bounded: without a timeout of its own, the pipeline has the default one,
-        # as an agent does; each step gets no more than what is left of it, nor of the
-        # caller's own deadline.
+        # as an agent does; each step gets no more than what is left of it, nor of what
+        # the request's caller still waits.
         timeout = self._timeout or default_timeout
         deadline = loop.time() + timeout
-        budget = deadline if caller_deadline is None else min(deadline, caller_deadline)
+        budget = deadline if caller_left is None else min(deadline, loop.time() + caller_left)
         ctx = RunContext(call, request_id, default_timeout, budget, loop, bus)
         scope = {
             "input": payload,

@@ -80,6 +80,23 @@ class Admission:
         self._stuck_logged = 0.0
         self._stuck_report: asyncio.TimerHandle | None = None
 
+    def admit(self, msg: Msg, definition: Endpoint) -> tuple[float, float, p.MeshError | None] | None:
+        """A request's arrival, deadline and refusal (None: it may run now); None when it
+        waits in the line instead."""
+        arrival = time.monotonic()
+        deadline = arrival + definition.timeout
+        refusal = None
+        headers = msg.headers
+        if headers is not None:
+            budget = headers.get(p.HDR_TIMEOUT)
+            if budget is not None:
+                deadline, refusal = caller_deadline(budget, definition, arrival, deadline)
+        if refusal is None and self.running >= definition.concurrency:
+            if self.park(msg, definition, arrival, deadline):
+                return None
+            refusal = queue_full_error(definition)
+        return arrival, deadline, refusal
+
     def park(self, msg: Msg, definition: Endpoint, arrival: float, deadline: float) -> bool:
         """Put a request in the line; False when the line is full."""
         limit = definition.queue_limit

@@ -23,6 +23,7 @@ from nats.js.kv import KeyValue
 from runtime.core import protocol as p
 from runtime.load.mesh import Endpoint
 from runtime.nats.cluster import create_replicated, replica_choices
+from runtime.serve.bulk_put import put_all
 from runtime.serve.catalog_fit import OverflowWarning, fit_catalog
 
 log = logging.getLogger("mesh-runtime")
@@ -73,6 +74,7 @@ class Discovery:
         self.registry = registry
         self.instances = instances  # mesh-instances: heartbeats (see serve/instances.py)
         self.max_payload = 1024 * 1024  # the server's, set by `open`
+        self.nc: Client | None = None  # set by `open`: bulk card writes go straight to it
         self.left_out: list[str] = []  # names the catalog key had no room for
         self._overflow = OverflowWarning()
         self.instance = uuid.uuid4().hex[:12]  # this process, in the entries it serves
@@ -96,6 +98,7 @@ class Discovery:
             return None
         discovery = cls(buckets[0], buckets[1], buckets[3])
         discovery.max_payload = nc.max_payload
+        discovery.nc = nc
         return discovery
 
     async def publish(self, endpoints: Iterable[Endpoint]) -> None:
@@ -103,8 +106,8 @@ class Discovery:
         endpoints = list(endpoints)
         if not endpoints:
             return
-        await asyncio.gather(*(
-            self.registry.put(e.name, json.dumps(registry_card(e)).encode()) for e in endpoints))
+        await put_all(self.nc, self.registry, p.REGISTRY_BUCKET,
+                      [(e.name, json.dumps(registry_card(e)).encode()) for e in endpoints])
         ours = {e.name: e.catalog_entry() for e in endpoints}
 
         def add(current: Entries) -> Entries:

@@ -23,15 +23,7 @@ from runtime.core.context import Bus, Context
 from runtime.core.text import is_request_id, shown
 from runtime.load.handlers import ThreadOverrun
 from runtime.load.mesh import AgentDef, Endpoint, PipelineDef
-from runtime.serve.admission import (
-    PENDING_BYTES,
-    PENDING_MSGS,
-    YIELD_EVERY,
-    Admission,
-    caller_deadline,
-    queue_full_error,
-    run_error,
-)
+from runtime.serve.admission import PENDING_BYTES, PENDING_MSGS, YIELD_EVERY, Admission, run_error
 from runtime.serve.capabilities import Offers
 from runtime.serve.codec import as_mesh_error, decode_input, encode_output, mismatch_error
 from runtime.serve.deadlines import Deadlines
@@ -96,19 +88,11 @@ class Service:
             DROPPED.note(self.name, msg.reply)
             return
         definition = self.definition
-        arrival = time.monotonic()
-        deadline = arrival + definition.timeout
-        refusal = None
-        headers = msg.headers
-        if headers is not None:
-            budget = headers.get(p.HDR_TIMEOUT)
-            if budget is not None:
-                deadline, refusal = caller_deadline(budget, definition, arrival, deadline)
-        if refusal is None and self.admission.running >= definition.concurrency:
-            if self.admission.park(msg, definition, arrival, deadline):
-                self._idle.clear()  # its slots may all be held by stuck threads, with no task
-                return
-            refusal = queue_full_error(definition)
+        admitted = self.admission.admit(msg, definition)
+        if admitted is None:  # it waits in the line
+            self._idle.clear()  # its slots may all be held by stuck threads, with no task
+            return
+        arrival, deadline, refusal = admitted
         if refusal is not None:  # answered here, with no task: a flood costs as little as can be
             started_ns = time.perf_counter_ns()
             error = await self._answer(msg, definition, arrival, deadline, refusal)
@@ -224,11 +208,10 @@ class Service:
             return await definition.handler.invoke(
                 payload, self._context(definition, request_id, deadline))
         assert isinstance(definition, PipelineDef)
-        loop = asyncio.get_running_loop()  # steps get no more than the request has left
-        return await definition.compiled.run(
+        return await definition.compiled.run(  # steps get no more than the request has left
             payload, call=self.caller, bus=self.caller, request_id=request_id,
             mesh_name=self.mesh_name, default_timeout=definition.step_timeout,
-            caller_deadline=loop.time() + (deadline - time.monotonic()))
+            caller_left=deadline - time.monotonic())
 
     async def _stream(self, definition: Endpoint, payload: Any, request_id: str,
                       deadline: float) -> None:
