@@ -252,10 +252,25 @@ class System:
     def client_cpu(self) -> float:
         return median([t.cpu[0] for t in self.throughputs if t.cpu[0] is not None])
 
+    def cpu_costs(self) -> list[float]:
+        """The serving process's CPU per request in each round, in µs."""
+        return [t.cpu[1] / t.rps * 1e6 for t in self.throughputs if len(t.cpu) > 1 and t.cpu[1]]
+
+    def cpu_per_request(self) -> float:
+        return median(self.cpu_costs())
+
     def peer_cpu_per_request(self) -> str:
         """The serving process's CPU per request, in µs: its cost, whoever is the bottleneck."""
-        costs = [t.cpu[1] / t.rps * 1e6 for t in self.throughputs if len(t.cpu) > 1 and t.cpu[1]]
+        costs = self.cpu_costs()
         return f"{median(costs):.1f}" if costs else "?"
+
+    def spread(self) -> list[str]:
+        """min / median / max over the rounds: req/s@64, p50@1 and CPU µs per request."""
+        figures = ([t.rps for t in self.throughputs], [x.p50_us for x in self.latencies],
+                   self.cpu_costs())
+        digits = (0, 0, 1)
+        return [" / ".join(f"{v:,.{d}f}" for v in (min(f), median(f), max(f))) if f else "?"
+                for f, d in zip(figures, digits, strict=True)]
 
     def cpu(self) -> str:
         """Median CPU use during the throughput windows, in % of one core, per process."""

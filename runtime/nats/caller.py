@@ -6,7 +6,6 @@ agent knows when nobody waits any more and a deadline holds across hops.
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 import nats.errors
@@ -14,6 +13,7 @@ import orjson
 from nats.aio.client import Client
 
 from runtime.core import protocol as p
+from runtime.core.requestids import new_request_id
 
 # How much longer than its budget a caller listens: an agent answers `expired` or `timeout`
 # at the deadline it was sent, and that answer says more than the caller's own timeout.
@@ -36,7 +36,7 @@ async def call_agent(nc: Client, name: str, payload: Any, timeout: float,
 async def request(nc: Client, name: str, payload: Any, timeout: float,
                   request_id: str | None = None, *, capability: bool = False) -> Any:
     """The successful reply message itself (its headers say who answered)."""
-    request_id = request_id or uuid.uuid4().hex
+    request_id = request_id or new_request_id()
     body = payload if isinstance(payload, bytes) else orjson.dumps(payload)
     subject = p.capability_subject(name) if capability else p.agent_subject(name)
     what = f"capability '{name}'" if capability else f"'{name}'"

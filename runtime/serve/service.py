@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import uuid
 from collections.abc import Coroutine
 from typing import Any
 
@@ -20,9 +19,11 @@ from nats.aio.subscription import Subscription
 
 from runtime.core import protocol as p
 from runtime.core.context import Bus, Context
+from runtime.core.requestids import new_request_id
 from runtime.core.text import is_request_id, shown
 from runtime.load.handlers import ThreadOverrun
 from runtime.load.mesh import AgentDef, Endpoint, PipelineDef
+from runtime.nats.headerblock import HeaderBlock, publish
 from runtime.serve.admission import PENDING_BYTES, PENDING_MSGS, YIELD_EVERY, Admission, run_error
 from runtime.serve.capabilities import Offers
 from runtime.serve.codec import as_mesh_error, decode_input, encode_output, mismatch_error
@@ -52,6 +53,10 @@ class Service:
         self.subscription: Subscription | None = None
         self.offers = Offers(nc, self._on_message)  # capability and broadcast subscriptions
         self.instance = instance  # this process, named in broadcast answers
+        # A reply's header bytes, made once: each reply only adds its request id.
+        self.ok_block = HeaderBlock({p.HDR_STATUS: "ok", p.HDR_SOURCE: self.name})
+        self.broadcast_ok_block = HeaderBlock({p.HDR_STATUS: "ok", p.HDR_SOURCE: self.name,
+                                               p.HDR_INSTANCE_ID: instance})
         self.in_flight = 0  # request tasks (running, or answering a refusal)
         self.stats = EndpointStats()
         self.failures = FailureLog(self.logger)
@@ -141,10 +146,10 @@ class Service:
         request_id = headers.get(p.HDR_REQUEST_ID) if headers else None
         streaming = headers is not None and headers.get(p.HDR_STREAM) == "true"
         if not request_id:
-            request_id = uuid.uuid4().hex
+            request_id = new_request_id()
         elif not is_request_id(request_id):  # it would be spliced into mesh.stream.<id>
             error = _bad_request_id(request_id)
-            await self._fail(msg, error, uuid.uuid4().hex, False)
+            await self._fail(msg, error, new_request_id(), False)
             self.failures.failed(error, error)
             return error
         task = asyncio.current_task()
@@ -173,13 +178,11 @@ class Service:
                 self.deadlines.done(task)
             body = encode_output(result, definition)
             if msg.reply:
-                headers = {p.HDR_STATUS: "ok", p.HDR_REQUEST_ID: request_id,
-                           p.HDR_SOURCE: self.name}
-                if msg.subject.startswith(p.BROADCAST_SUBJECT_PREFIX):
-                    headers[p.HDR_INSTANCE_ID] = self.instance  # which process answered
+                block = (self.broadcast_ok_block  # says which process answered
+                         if msg.subject.startswith(p.BROADCAST_SUBJECT_PREFIX) else self.ok_block)
                 if len(body) > self.nc.max_payload - self.headroom:
-                    raise too_big(body, headers, self.nc.max_payload)
-                await self.nc.publish(msg.reply, body, headers=headers)
+                    raise too_big(body, block.headers_for(request_id), self.nc.max_payload)
+                await publish(self.nc, msg.reply, body, block, request_id)
             return None
         except asyncio.CancelledError as exc:
             if task.cancelling():
