@@ -54,10 +54,22 @@ class HeaderBlock:
         return {**self.fixed, p.HDR_REQUEST_ID: request_id}
 
 
+_INTERNALS = ("_status", "_max_payload", "stats", "_send_command", "_flush_queue", "_flush_pending")
+_fast: bool | None = None  # whether this nats-py has the internals above (checked once)
+
+
+def _has_internals(nc: Client) -> bool:
+    global _fast
+    if _fast is None:  # another nats-py version: fall back to publish() rather than break
+        _fast = all(hasattr(nc, name) for name in _INTERNALS) and hasattr(Client, "CONNECTED")
+    return _fast
+
+
 async def publish(nc: Client, subject: str, body: bytes, block: HeaderBlock,
                   request_id: str) -> None:
     """nc.publish(subject, body, headers=block.headers_for(request_id)), sooner."""
-    if nc._status != Client.CONNECTED or len(body) > nc._max_payload:
+    if (not _has_internals(nc) or nc._status != Client.CONNECTED
+            or len(body) > nc._max_payload):
         # Not connected, draining or closed, or too big: nats-py's publish() says what to do.
         await nc.publish(subject, body, headers=block.headers_for(request_id))
         return
