@@ -10,7 +10,7 @@ from typing import Any
 
 from runtime.core.issues import Issue
 from runtime.load.mesh import AgentDef, ExternalDef
-from runtime.load.schemas import PayloadSchema
+from runtime.load.schemas import PayloadSchema, schema_document
 from runtime.load.yamlsource import SourceDoc
 from runtime.pipeline.engine import check_constants
 from runtime.pipeline.fit import check_fit
@@ -26,9 +26,9 @@ def fit_issues(doc: SourceDoc, pipelines: dict[str, PipelineSpec], agents: dict[
     def schemas_of(name: str) -> tuple[Any, Any] | None:
         found = agents.get(name) or external.get(name)
         if found is not None:
-            return _doc(found.input), _doc(found.output)
+            return schema_document(found.input), schema_document(found.output)
         if name in own:
-            return _doc(own[name][0]), _doc(own[name][1])
+            return schema_document(own[name][0]), schema_document(own[name][1])
         return None
 
     def input_schema_of(name: str) -> dict[str, Any] | None:
@@ -42,14 +42,10 @@ def fit_issues(doc: SourceDoc, pipelines: dict[str, PipelineSpec], agents: dict[
         for path, message in check_constants(name, spec, input_schema_of):
             errors.append(doc.issue((*where, *path), message))  # a constant is proven either way
         try:
-            proven, possible = check_fit(spec, _doc(own.get(name, (None, None))[0]), schemas_of)
+            proven, possible = check_fit(spec, schema_document(own.get(name, (None, None))[0]), schemas_of)
         except RecursionError:  # a schema deeper than any check should follow: claim nothing
             continue
         errors += [doc.issue((*where, *path), message) for path, message in proven]
         warnings += [doc.issue((*where, *path), message, severity="warning")
                      for path, message in possible]
     return errors, warnings
-
-
-def _doc(schema: PayloadSchema | None) -> Any:
-    return schema.document if schema is not None else None

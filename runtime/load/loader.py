@@ -24,7 +24,14 @@ from runtime.load.hints import handler_file_hint, module_hint
 from runtime.load.importer import ImportFromStringError, ModuleNotFound, import_from_string
 from runtime.load.mesh import AgentDef, ExternalDef, Mesh, PipelineDef, fingerprint
 from runtime.load.model import AgentSpec, Defaults, ExternalAgent, MeshSpec
-from runtime.load.schemas import PayloadSchema, SchemaCache, SchemaResolver, compile_schema
+from runtime.load.schemas import (
+    PayloadSchema,
+    SchemaCache,
+    SchemaResolver,
+    compile_schema,
+    refers_to_files,
+    schema_document,
+)
 from runtime.load.sourcecache import SourceCache
 from runtime.load.yamlsource import SourceDoc, load_source
 from runtime.pipeline.engine import compile_pipeline, find_cycles
@@ -199,7 +206,7 @@ class _Loading:
                 and name in self.cache.self_contained):  # type: ignore[union-attr]
             self.self_contained.add(name)
             return before  # nothing it depends on changed: not even its schemas are redone
-        if not _refers_to_files(spec.input) and not _refers_to_files(spec.output):
+        if not refers_to_files(spec.input) and not refers_to_files(spec.output):
             self.self_contained.add(name)
         input_schema = self._schema(spec.input, (*where, "input"), handler.input_schema)
         output_schema = self._schema(spec.output, (*where, "output"), handler.output_schema)
@@ -212,7 +219,8 @@ class _Loading:
             tags=tuple(spec.tags), input=input_schema, output=output_schema,
             timeout=timeout, concurrency=concurrency, queue=limits[2], streaming=handler.streaming,
             capabilities=tuple(dict.fromkeys(spec.capabilities)),
-            fingerprint=fingerprint(spec.model_dump(), _doc(input_schema), _doc(output_schema), *limits),
+            fingerprint=fingerprint(spec.model_dump(), schema_document(input_schema),
+                                    schema_document(output_schema), *limits),
             spec=spec, handler=handler,
         )
 
@@ -282,8 +290,8 @@ class _Loading:
                 tags=tuple(dict.fromkeys(["pipeline", *spec.tags])), input=input_schema,
                 output=output_schema, timeout=timeout, concurrency=mesh.defaults.concurrency,
                 queue=mesh.defaults.queue_for(), streaming=False, step_timeout=mesh.defaults.timeout,
-                fingerprint=fingerprint(spec.model_dump(by_alias=True), _doc(input_schema),
-                                        _doc(output_schema), timeout, mesh.defaults.timeout,
+                fingerprint=fingerprint(spec.model_dump(by_alias=True), schema_document(input_schema),
+                                        schema_document(output_schema), timeout, mesh.defaults.timeout,
                                         mesh.defaults.concurrency, mesh.defaults.queue_for()),
                 spec=spec, compiled=compiled,
             )
@@ -291,22 +299,6 @@ class _Loading:
         self.issues += errors
         self.warnings += warnings
         return result
-
-
-def _doc(schema: PayloadSchema | None) -> Any:
-    return schema.document if schema else None
-
-
-def _refers_to_files(schema: Any) -> bool:
-    """Whether a schema has a `$ref` to a file (whose content may have changed since)."""
-    if isinstance(schema, dict):
-        ref = schema.get("$ref")
-        if isinstance(ref, str) and not ref.startswith("#"):
-            return True
-        return any(_refers_to_files(v) for v in schema.values())
-    if isinstance(schema, list):
-        return any(_refers_to_files(v) for v in schema)
-    return False
 
 
 __all__ = ["MeshFileError", "PipelineSpec", "load_mesh"]

@@ -46,6 +46,23 @@ class PayloadSchema:
         return found
 
 
+def schema_document(schema: PayloadSchema | None) -> Any:
+    """The JSON Schema document behind a compiled schema (None where there is none)."""
+    return schema.document if schema is not None else None
+
+
+def refers_to_files(schema: Any) -> bool:
+    """Whether a schema has a `$ref` to a file (whose content may have changed since)."""
+    if isinstance(schema, dict):
+        ref = schema.get("$ref")
+        if isinstance(ref, str) and not ref.startswith("#"):
+            return True
+        return any(refers_to_files(v) for v in schema.values())
+    if isinstance(schema, list):
+        return any(refers_to_files(v) for v in schema)
+    return False
+
+
 class SchemaCache:
     """What stays true across loads: meta-schema checks, compiled validators and parsed
     schema files, keyed by their exact text, so a reload re-does only what was edited."""
