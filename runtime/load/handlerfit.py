@@ -55,23 +55,25 @@ def result_schema(annotation: Any) -> dict[str, Any] | None:
         return None
 
 
-def handler_fit_issues(doc: SourceDoc, name: str,
-                       agent: AgentDef) -> tuple[list[Issue], list[Issue]]:
-    """(errors, warnings) for one agent whose file declares `input:` or `output:`."""
+def handler_fit_issues(doc: SourceDoc,
+                       agents: dict[str, AgentDef]) -> tuple[list[Issue], list[Issue]]:
+    """(errors, warnings) for the agents whose file declares `input:` or `output:`."""
     errors: list[Issue] = []
     warnings: list[Issue] = []
-    handler, spec = agent.handler, agent.spec
-    returns = _cached_schema(handler.returns)
-    if spec.output is not None and returns is not None and agent.output is not None:
-        found = _Compare(f"the handler returns {_named(handler.returns)}")
-        found.result(of_schema(returns), of_schema(agent.output.document), ())
-        where = ("agents", name, "output")
-        errors += [doc.issue(where, m, key=True) for m in found.errors]
-        warnings += [doc.issue(where, m, key=True, severity="warning") for m in found.warnings]
-    if spec.input is not None and handler.input_schema is not None and agent.input is not None:
-        where = ("agents", name, "input")
-        errors += [doc.issue(where, m, key=True) for m in
-                   _unprovided(handler.input_schema, agent.input.document, handler.takes)]
+    for name, agent in agents.items():
+        handler, spec = agent.handler, agent.spec
+        returns = _cached_schema(handler.returns)
+        if spec.output is not None and returns is not None and agent.output is not None:
+            found = _Compare(f"the handler returns {_named(handler.returns)}")
+            found.result(of_schema(returns), of_schema(agent.output.document), ())
+            where = ("agents", name, "output")
+            errors += [doc.issue(where, m, key=True) for m in found.errors]
+            warnings += [doc.issue(where, m, key=True, severity="warning")
+                         for m in found.warnings]
+        if spec.input is not None and handler.input_schema is not None and agent.input:
+            where = ("agents", name, "input")
+            errors += [doc.issue(where, m, key=True) for m in
+                       _unprovided(handler.input_schema, agent.input.document, handler.takes)]
     return errors, warnings
 
 

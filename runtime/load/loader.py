@@ -18,7 +18,6 @@ from runtime.core.issues import DocPath, Issue, MeshFileError
 from runtime.load import capabilities, model
 from runtime.load.explain import explain
 from runtime.load.fitcheck import fit_issues
-from runtime.load.handlerfit import handler_fit_issues
 from runtime.load.handlers import Handler, HandlerShapeError, inspect_handler
 from runtime.load.hints import handler_file_hint, module_hint
 from runtime.load.importer import ImportFromStringError, ModuleNotFound, import_from_string
@@ -110,10 +109,6 @@ class _Loading:
                         for at, message in model.endpoint_name_clashes(spec)]
         agents = {name: a for name, s in spec.agents.items()
                   if (a := self._agent(spec.defaults, name, s))}
-        for name, agent in agents.items():
-            errors, warnings = handler_fit_issues(self.doc, name, agent)
-            self.issues += errors
-            self.warnings += warnings
         external = {name: self._external(name, s) for name, s in spec.external.items()}
         pipelines = self._pipelines(spec, agents, external)
         self.issues.extend(self.schemas.issues)
