@@ -13,7 +13,7 @@ from runtime.cli import main
 from tests.helpers import write_mesh
 
 HANDLERS = """
-    from typing import Literal, Optional
+    from typing import AsyncIterator, Literal, Optional
     from pydantic import BaseModel, ConfigDict
 
     class Meta(BaseModel):
@@ -48,6 +48,12 @@ HANDLERS = """
 
     def order(req: Order) -> dict:
         return {}
+
+    async def chunks(payload) -> AsyncIterator[Meta]:
+        yield Meta(owner="me")
+
+    def nothing(payload) -> None:
+        pass
 """
 
 
@@ -124,7 +130,7 @@ def test_nested_fields_and_literal_values_are_followed(
         "no result can ever match it"])
 
 
-def test_a_result_of_the_wrong_kind_is_an_error(tmp_path: Path,
+def test_a_result_or_stream_chunk_of_the_wrong_kind_is_an_error(tmp_path: Path,
                                                 capsys: pytest.CaptureFixture[str]) -> None:
     assert validate(tmp_path, """
         version: 1
@@ -132,9 +138,19 @@ def test_a_result_of_the_wrong_kind_is_an_error(tmp_path: Path,
           a:
             handler: {mod}:words
             output: {type: object}
+          b:
+            handler: {mod}:nothing
+            output: {type: object}
+          c:
+            handler: {mod}:chunks
+            output: {type: object, required: [owner, team]}
         """, capsys) == (1, [
         "mesh.yaml:5:5: agents.a.output: the handler returns list[str], which is array, but "
-        "output takes object: no result can ever match it"])
+        "output takes object: no result can ever match it",
+        "mesh.yaml:8:5: agents.b.output: the handler returns None, which is null, but output "
+        "takes object: no result can ever match it",
+        "mesh.yaml:11:5: agents.c.output: output requires 'team', but the handler returns "
+        "Meta, which has no field 'team': no result can ever match it"])
 
 
 def test_a_possible_misfit_is_a_warning(tmp_path: Path,

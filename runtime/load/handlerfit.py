@@ -98,11 +98,11 @@ class _Compare:
         source, target = _one_object(given), _one_object(wanted)
         if source is None or target is None or len(chain) >= _DEPTH:
             return
-        has = source.schema.get("properties") or {}
-        always = set(source.schema.get("required") or ()) & set(has)
-        takes = target.schema.get("properties") if isinstance(
-            target.schema.get("properties"), dict) else {}
-        for key in target.schema.get("required") or ():
+        has = _properties(source)
+        always = set(has).intersection(source.schema.get("required") or ())
+        takes = _properties(target)
+        required = target.schema.get("required")
+        for key in required if isinstance(required, list) else ():
             if not isinstance(key, str) or key in always:
                 continue
             field = _dotted(chain, key)
@@ -117,7 +117,7 @@ class _Compare:
                 self._note(proven and key in always,
                            f"output allows no field '{_dotted(chain, key)}' (additionalProperties: "
                            f"false), but {self.said}, which always has it: {_NEVER}")
-            elif isinstance(takes, dict) and key in takes:
+            elif key in takes:
                 self.result(of_schema(has[key], source.root), of_schema(takes[key], target.root),
                             (*chain, key), proven and key in always)
 
@@ -173,12 +173,17 @@ def _one_object(shape: Shape) -> Schema | None:
     found = shape.alternatives
     if found is None or len(found) != 1 or not isinstance(found[0], Schema):
         return None
-    alone = found[0]
-    props = alone.schema.get("properties")
-    return alone if shape.types() == {"object"} and isinstance(props, dict) else None
+    return found[0] if shape.types() == {"object"} else None
+
+
+def _properties(alternative: Schema) -> dict[str, Any]:
+    found = alternative.schema.get("properties")
+    return found if isinstance(found, dict) else {}
 
 
 def _named(annotation: Any) -> str:
+    if annotation is type(None):
+        return "None"
     if isinstance(annotation, type) and not getattr(annotation, "__args__", None):
         return annotation.__name__
     return re.sub(r"\b[\w.]+\.(\w+)", r"\1", str(annotation))  # typing.Optional[m.T]: Optional[T]
