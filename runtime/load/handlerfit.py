@@ -10,7 +10,6 @@ parameter model whose required field `input:` can never provide. Shapes over-app
 from __future__ import annotations
 
 import functools
-import json
 import re
 from typing import Any
 
@@ -21,6 +20,7 @@ from pydantic_core import core_schema
 from runtime.core.issues import Issue
 from runtime.load.mesh import AgentDef
 from runtime.load.yamlsource import SourceDoc
+from runtime.pipeline.fit import _listed, _names, _same  # the words pipelines' checks use
 from runtime.pipeline.shapes import Schema, Shape, of_schema
 
 _DEPTH = 8  # nested objects followed; deeper ones are not checked
@@ -191,17 +191,3 @@ def _named(annotation: Any) -> str:
 
 def _dotted(chain: tuple[str, ...], key: str) -> str:
     return ".".join((*chain, key))
-
-
-def _names(types: frozenset[str]) -> str:
-    return " or ".join(sorted(types - {"integer"} if "number" in types else types))
-
-
-def _same(a: Any, b: Any) -> bool:
-    """JSON equality: 1 equals 1.0, but true is not 1."""
-    return isinstance(a, bool) == isinstance(b, bool) and a == b
-
-
-def _listed(values: list[Any]) -> str:
-    return ", ".join(json.dumps(v, default=str) for v in values[:10]) + (
-        ", ..." if len(values) > 10 else "")
