@@ -14,7 +14,7 @@ from tests.helpers import write_mesh
 
 HANDLERS = """
     from typing import AsyncIterator, Literal, Optional
-    from pydantic import BaseModel, ConfigDict
+    from pydantic import BaseModel, ConfigDict, Field, model_serializer
 
     class Meta(BaseModel):
         owner: str
@@ -54,6 +54,22 @@ HANDLERS = """
 
     def nothing(payload) -> None:
         pass
+
+    class Wrapped(BaseModel):
+        x: int
+
+        @model_serializer(mode="wrap")
+        def add(self, handler):
+            return {**handler(self), "extra": 1}
+
+    def wrapped(payload) -> Wrapped:
+        return Wrapped(x=1)
+
+    class Named(BaseModel):
+        y: int = Field(alias="why")
+
+    def named(payload) -> Named:
+        return Named(why=1)  # dumped as {"y": 1}: by field name
 """
 
 
@@ -172,6 +188,8 @@ def test_a_possible_misfit_is_a_warning(tmp_path: Path,
     ("loose", "{type: object, required: [extra]}"),  # extra="allow": it may be there
     ("words", "{type: array, items: {type: string}}"),
     ("order", "{type: object, required: [anything]}"),  # a plain dict: nothing known
+    ("wrapped", "{type: object, required: [extra]}"),  # its serializer adds keys
+    ("named", "{type: object, additionalProperties: false, required: [y], properties: {y: {}}}"),
 ])
 def test_results_that_may_fit_are_not_second_guessed(
         tmp_path: Path, capsys: pytest.CaptureFixture[str], handler: str, output: str) -> None:

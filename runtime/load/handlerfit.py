@@ -35,9 +35,15 @@ class _Dumped(GenerateJsonSchema):
                           | core_schema.TypedDictField, total: bool) -> bool:
         if field["type"] == "typed-dict-field":
             return super().field_is_required(field, total)
-        return not field.get("serialization_exclude")
+        return not field.get("serialization_exclude") and not field.get(
+            "serialization_exclude_if")
 
     def model_schema(self, schema: core_schema.ModelSchema) -> JsonSchemaValue:
+        cls = schema["cls"]
+        decorators = getattr(cls, "__pydantic_decorators__", None)
+        if getattr(cls, "model_config", {}).get("serialize_by_alias") or (decorators and (
+                decorators.model_serializers or decorators.field_serializers)):
+            return {}  # its own serializer (or aliases) decides what it dumps: claim nothing
         found = super().model_schema(schema)
         if "properties" in found and "additionalProperties" not in found:
             found["additionalProperties"] = False
@@ -50,7 +56,8 @@ def result_schema(annotation: Any) -> dict[str, Any] | None:
     if annotation is None or annotation is Any:
         return None
     try:
-        return TypeAdapter(annotation).json_schema(mode="serialization", schema_generator=_Dumped)
+        return TypeAdapter(annotation).json_schema(by_alias=False, mode="serialization",
+                                                   schema_generator=_Dumped)
     except Exception:  # not a type pydantic can describe: claim nothing
         return None
 
