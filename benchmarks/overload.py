@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import sys
 import time
@@ -33,6 +34,7 @@ from _harness import (
     Child,
     Children,
     cpu_seconds,
+    descendants,
     machine_line,
     mesh_runtime_argv,
     orphan_notes,
@@ -53,10 +55,21 @@ def parse_args() -> argparse.Namespace:
 
 
 def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
+    """The RSS of `up` and its worker processes (Linux /proc)."""
+    total = 0.0
+    for each in [pid, *descendants(pid)]:
+        try:
+            lines = Path(f"/proc/{each}/status").read_text().splitlines()
+        except OSError:
+            continue  # gone meanwhile
+        total += sum(int(x.split()[1]) / 1024 for x in lines if x.startswith("VmRSS:"))
+    return total
+
+
+async def drained(nc: Client) -> None:
+    """Wait until `up` has taken in what it was sent: a request behind the backlog answers."""
+    with contextlib.suppress(Exception):
+        await nc.request("mesh.agent.bench.slow", b'{"seconds": 0}', timeout=60)
 
 
 @dataclass
@@ -148,6 +161,7 @@ async def measure(url: str, child: Child, seconds: float) -> list[str]:
     try:
         await wait_ready(nc, child)
         for times in (4, 20):
+            await drained(nc)
             base = rss_mb(pid)
             phase = await offer(nc, pid, "mesh.agent.bench.slow", CAPACITY * times, seconds)
             ordered = sorted(phase.ok_ms)
@@ -162,6 +176,7 @@ async def measure(url: str, child: Child, seconds: float) -> list[str]:
                 f"per offered request (up {phase.cpu / phase.wall:.0%} of a core, client "
                 f"{phase.client_cpu / phase.wall:.0%})")
             print(lines[-1], file=sys.stderr)
+        await drained(nc)
         base = rss_mb(pid)
         body = orjson.dumps({"pad": "x" * (FLOOD_BYTES - 12)})
         phase = await offer(nc, pid, "mesh.agent.bench.slow", 0, FLOOD, body, settle=20)
@@ -171,6 +186,7 @@ async def measure(url: str, child: Child, seconds: float) -> list[str]:
             f"ok {len(phase.ok_ms):,}, overloaded {phase.codes.get('overloaded', 0):,}, "
             f"unanswered {phase.sent - phase.answered:,}")
         print(lines[-1], file=sys.stderr)
+        await drained(nc)
         lines.append(await parked(nc, pid))
     finally:
         await nc.close()

@@ -5,7 +5,9 @@
 (a) Code reload: `mesh-runtime up` serving a handler module; each edit changes the value
 the handler's code returns. Timed from the write to the first reply of the new code
 (requests in a tight loop), and to the `reloaded` line. Edits alternate between a write
-in place and a write renamed over the file; one warm-up edit is not counted.
+in place and a write renamed over the file, PAUSE seconds apart (a person saves every
+few seconds at most; `up` keeps a spare worker ready meanwhile); one warm-up edit is not
+counted.
 (b) `up` from launch to its `ready:` line with one worker, against a running nats-server
 (--nats) and with its own embedded server.
 (c) A CPU-bound handler (about 200 µs of pure Python per request, calibrated here first):
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import shutil
 import socket
 import statistics
@@ -54,6 +57,7 @@ sys.path.insert(0, str(BENCH_DIR / "workers"))
 from handlers import spin  # noqa: E402
 
 UP = [sys.executable, "-m", "runtime", "up"]
+PAUSE = 2.0  # seconds between code edits
 WORK_US = 200.0
 Row = list[str]
 
@@ -78,6 +82,7 @@ async def code_reload(url: str, folder: Path, edits: int) -> list[Row]:
         nc = await open_client(url)
         try:
             for i in range(edits + 1):  # edit 0 warms up and is not counted
+                await asyncio.sleep(PAUSE)
                 start, began = len(up.lines), time.perf_counter()
                 (write_by_rename if i % 2 else write_in_place)(code, CODE.format(value=i + 1))
                 while True:  # a tight, bounded loop of requests until the new code answers
@@ -202,6 +207,10 @@ async def cpu_bound(url: str, folder: Path, rounds: int, seconds: float,
     return rows, notes, True
 
 
+def _load() -> str:
+    return " ".join(f"{value:.1f}" for value in os.getloadavg())
+
+
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--edits", type=int, default=10, help="code edits timed (default 10)")
@@ -213,6 +222,7 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> int:
     args = parse_args()
+    load_at_start = _load()
     rows: list[Row] = []
     ok = True
     server = start_nats()
@@ -237,6 +247,8 @@ def main() -> int:
     finally:
         server.stop()
     print(format_table(["measure", "median (ms)", "max (ms)", "runs", "target"], rows))
+    print(f"code edits {PAUSE:g} s apart; load average {load_at_start} at the start, "
+          f"{_load()} at the end (2 cores: above 2, other processes share them)")
     print()
     print(format_table(["CPU-bound handler", "req/s@64", "cpu% client/served", "errors"],
                        cpu_rows))

@@ -168,3 +168,24 @@ async def test_metrics_add_up_every_worker(tmp_path: Path, nats_url: str, unique
     assert len(seen) == 2  # both workers answered some of the 40
     assert f'mesh_requests_total{{code="ok",name="w{unique}.pid"}} 40.0' in lines
     assert "mesh_generation 1.0" in lines
+
+
+@pytest.mark.parametrize(("text", "flag", "expected"), [
+    ("version: 1\n", None, (4222, None)),
+    ("version: 1\nnats: {embedded: {port: 0, store_dir: s}}\n", None, (0, "s")),
+    ("version: 1\nnats: {url: 'nats://h:1'}\n", None, None),
+    ("version: 1\nnats: {url: 'nats://h:1'}\n", "embedded", (4222, None)),
+    ("version: 1\nnats: {embedded: {port: '${P}'}}\n", None, None),
+    ("version: 1\n", "nats://h:1", None),
+    ("[not, closed", None, None),
+])
+def test_the_embedded_server_is_started_ahead_only_when_the_file_will_want_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text: str, flag: str | None,
+        expected: tuple[int, str | None] | None) -> None:
+    from runtime.serve.embedded_ahead import _wanted
+
+    monkeypatch.delenv("NATS_URL", raising=False)
+    path = tmp_path / "mesh.yaml"
+    path.write_text(text)
+    wanted = _wanted(path, flag)
+    assert wanted == (None if expected is None else (*expected, tmp_path.resolve()))

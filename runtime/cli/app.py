@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any
 
 from runtime.cli import (
     bus_commands,
@@ -41,10 +42,21 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+class _Version(argparse.Action):
+    """--version, reading the installed version only when asked."""
+
+    def __init__(self, option_strings: list[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any) -> None:
+        print(f"mesh-runtime {package_version()}")
+        parser.exit()
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mesh-runtime", description="A declarative agent mesh on NATS.")
-    parser.add_argument("--version", action="version", version=f"mesh-runtime {package_version()}")
+    parser.add_argument("--version", action=_Version, help="print the version and exit")
     global_options(parser, top=True)
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
     for module in COMMAND_MODULES:

@@ -18,8 +18,8 @@ from runtime.cli.common import (
     run_client,
 )
 from runtime.core import protocol as p
+from runtime.core.names import check_name
 from runtime.core.text import escape
-from runtime.load.model import check_name
 
 
 def register(commands: Commands) -> None:

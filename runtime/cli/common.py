@@ -9,7 +9,6 @@ import os
 import re
 import sys
 from collections.abc import Callable, Coroutine
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +64,8 @@ def duration_arg(text: str) -> float:
 
 
 def package_version() -> str:
+    from importlib import metadata  # only for --version: it costs tens of ms at every start
+
     try:
         return metadata.version("mesh-runtime")
     except metadata.PackageNotFoundError:  # run from a source tree that was never installed

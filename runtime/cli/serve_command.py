@@ -67,8 +67,8 @@ def _up(args: argparse.Namespace) -> int:
     from runtime.serve.supervisor import Options, Supervisor, WorkersFailed
 
     metrics = None if args.metrics_port is None else (args.metrics_host, args.metrics_port)
-    options = Options(argv=args.argv, workers=args.workers, reload=not args.no_reload,
-                      grace=args.grace, metrics=metrics)
+    options = Options(argv=args.argv, file=args.file, nats=args.nats, workers=args.workers,
+                      reload=not args.no_reload, grace=args.grace, metrics=metrics)
     try:
         asyncio.run(Supervisor(options).run())  # it serves nothing itself: no need of uvloop
     except WorkersFailed as exc:

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any
-
-from pydantic import BeforeValidator, WithJsonSchema
+from typing import Any
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
@@ -28,18 +26,3 @@ def parse_duration(value: Any) -> float:
     if seconds <= 0:
         raise ValueError(f"invalid duration {value!r}: must be greater than zero")
     return seconds
-
-
-Duration = Annotated[
-    float,
-    BeforeValidator(parse_duration),
-    WithJsonSchema(
-        {
-            "anyOf": [
-                {"type": "string", "pattern": DURATION_PATTERN},
-                {"type": "number", "exclusiveMinimum": 0},
-            ],
-            "description": "A duration: 250ms, 5s, 2m, 1h, or a number of seconds.",
-        }
-    ),
-]

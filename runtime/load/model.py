@@ -7,25 +7,12 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from runtime.core.durations import Duration
+from runtime.core.fields import Duration
+from runtime.core.names import check_name
 from runtime.pipeline.spec import PipelineSpec
 
-NAME_PATTERN = r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$"
-_NAME = re.compile(NAME_PATTERN)
 QUEUE_HELP = ("requests that may wait for a slot past `concurrency`, per agent per process "
               "(default 4 x concurrency); beyond that the answer is `overloaded` at once")
-
-
-def check_name(name: str) -> str:
-    """A dotted name whose segments are [A-Za-z0-9_-]+: it becomes a NATS subject tail."""
-    if not _NAME.fullmatch(name):  # match() would let a trailing newline through ($)
-        bad = [c for c in (" ", "*", ">", "\t") if c in name]
-        hint = f" (it contains {' and '.join(repr(c) for c in bad)})" if bad else ""
-        raise ValueError(
-            f"invalid name '{name}'{hint}: use dot-separated segments of letters, digits, "
-            "'_' and '-', like nlp.summarizer"
-        )
-    return name
 
 
 Name = Annotated[str, AfterValidator(check_name)]
@@ -85,7 +72,7 @@ _SERVICE_NAME = re.compile(SERVICE_NAME_PATTERN)
 
 
 def check_service_name(name: str) -> str:
-    if not _SERVICE_NAME.match(name):
+    if not _SERVICE_NAME.fullmatch(name):  # match() would let a trailing newline through
         raise ValueError(f"invalid mesh name {name!r}: use letters, digits, '_' and '-' "
                          "(it is the NATS micro service name), like nlp-demo")
     return name

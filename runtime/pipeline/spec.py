@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from runtime.core.durations import Duration
+from runtime.core.fields import Duration
 
 # Plain identifiers, so an expression can write `steps.<id>` without quoting. Checked by
 # compile_pipeline (with a friendlier message than pydantic's); here it only feeds the schema.

@@ -21,11 +21,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from runtime.nats.embedded import NatsServer
 from runtime.serve.control import EXIT_CONNECTION_LOST
+from runtime.serve.embedded_ahead import EmbeddedServer
 from runtime.serve.filewatch import FileWatch, modified_after, python_files_beside, shown
 from runtime.serve.generations import Generation, GenerationFailed, Starter
-from runtime.serve.startup import StartupError, embedded_server
+from runtime.serve.startup import StartupError
 from runtime.serve.workers import WorkerProcess
 
 log = logging.getLogger("mesh-runtime")
@@ -48,6 +48,8 @@ class WorkersFailed(Exception):
 @dataclass
 class Options:
     argv: list[str]  # `up`'s own arguments: each worker runs `up` again with them
+    file: Path = Path("mesh.yaml")
+    nats: str | None = None  # --nats
     workers: int = 1
     reload: bool = True
     grace: float = 30.0
@@ -63,8 +65,7 @@ class Supervisor:
         self.starter = Starter(options.argv, self._on_message, spare=options.reload)
         self.serving: Generation | None = None
         self.generation = 0  # the latest generation number a serving worker reported
-        self.embedded: NatsServer | None = None
-        self._embedded_lock = asyncio.Lock()
+        self.embedded = EmbeddedServer()
         self.watch = FileWatch(self._watched, since=time.time())
         self._files: frozenset[Path] = frozenset()  # the user's code the workers run
         self._broken: frozenset[Path] = frozenset()  # after new code failed: its folders' files
@@ -83,12 +84,14 @@ class Supervisor:
         metrics = self._serve_metrics()  # first: a taken port stops `up` before it serves
         try:
             first = asyncio.ensure_future(self.starter.generation(1, self.options.workers))
+            self.embedded.start_ahead(self.options.file, self.options.nats)  # meanwhile
             await _either(first, self.stop)
             if first.done():
                 result = first.result()
                 if isinstance(result, GenerationFailed):
                     raise WorkersFailed(result)
                 self._promote(result)
+                await self.embedded.drop_unasked()
                 report = result.workers[0].report
                 several = self.options.workers
                 log.info("ready: %d agents, %d pipelines on %s%s", report["agents"],
@@ -112,8 +115,7 @@ class Supervisor:
             await self._stop_workers()
             if metrics is not None:
                 metrics.shutdown()
-            if self.embedded is not None:
-                await asyncio.to_thread(self.embedded.stop)
+            await self.embedded.stop()
 
     def _serve_metrics(self) -> Any:
         if self.options.metrics is None:
@@ -143,16 +145,13 @@ class Supervisor:
             self._reload_code({STALE})
 
     async def _give_embedded(self, worker: WorkerProcess, ask: dict[str, Any]) -> None:
-        async with self._embedded_lock:
-            if self.embedded is None:
-                try:
-                    self.embedded = await asyncio.to_thread(
-                        embedded_server, int(ask.get("port") or 0), ask.get("store_dir"),
-                        Path(ask.get("folder") or "."))
-                except StartupError as exc:
-                    worker.reply("nats", error=str(exc))
-                    return
-        worker.reply("nats", url=self.embedded.url)
+        try:
+            url = await self.embedded.url(int(ask.get("port") or 0), ask.get("store_dir"),
+                                          Path(ask.get("folder") or "."))
+        except StartupError as exc:
+            worker.reply("nats", error=str(exc))
+            return
+        worker.reply("nats", url=url)
 
     def _serves(self, worker: WorkerProcess) -> bool:
         return self.serving is not None and worker in self.serving.workers

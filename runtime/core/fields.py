@@ -1,0 +1,24 @@
+"""Field types that pydantic models of mesh.yaml share (kept apart from the plain parsers they
+wrap, so that commands which only parse a duration never import pydantic)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import BeforeValidator, WithJsonSchema
+
+from runtime.core.durations import DURATION_PATTERN, parse_duration
+
+Duration = Annotated[
+    float,
+    BeforeValidator(parse_duration),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "pattern": DURATION_PATTERN},
+                {"type": "number", "exclusiveMinimum": 0},
+            ],
+            "description": "A duration: 250ms, 5s, 2m, 1h, or a number of seconds.",
+        }
+    ),
+]
