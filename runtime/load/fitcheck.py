@@ -1,4 +1,5 @@
-"""Pipelines against the schemas of what they call: `with:` payloads and expression reads.
+"""Pipelines against the schemas of what they call: `with:` payloads and expression reads
+(and, first, handlers against their agents' schemas: see runtime.load.handlerfit).
 
 Run once every schema of the file is resolved, since a pipeline may call one defined
 after it. Proven misfits are errors; possible ones are warnings (see runtime.pipeline.fit).
@@ -9,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from runtime.core.issues import Issue
+from runtime.load.handlerfit import handler_fit_issues
 from runtime.load.mesh import AgentDef, ExternalDef
 from runtime.load.schemas import PayloadSchema, schema_document
 from runtime.load.yamlsource import SourceDoc
@@ -22,7 +24,7 @@ Schemas = tuple[PayloadSchema | None, PayloadSchema | None]
 def fit_issues(doc: SourceDoc, pipelines: dict[str, PipelineSpec], agents: dict[str, AgentDef],
                external: dict[str, ExternalDef],
                own: dict[str, Schemas]) -> tuple[list[Issue], list[Issue]]:
-    """(errors, warnings) for every pipeline of the file."""
+    """(errors, warnings) for every pipeline (and annotated handler) of the file."""
     def schemas_of(name: str) -> tuple[Any, Any] | None:
         found = agents.get(name) or external.get(name)
         if found is not None:
@@ -35,8 +37,7 @@ def fit_issues(doc: SourceDoc, pipelines: dict[str, PipelineSpec], agents: dict[
         schemas = schemas_of(name)
         return schemas[0] if schemas is not None else None
 
-    errors: list[Issue] = []
-    warnings: list[Issue] = []
+    errors, warnings = handler_fit_issues(doc, agents)
     for name, spec in pipelines.items():
         where = ("pipelines", name)
         for path, message in check_constants(name, spec, input_schema_of):

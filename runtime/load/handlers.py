@@ -76,6 +76,8 @@ class Handler:
     stream: Stream | None
     input_schema: dict[str, Any] | None  # derived from a pydantic annotation, if any
     output_schema: dict[str, Any] | None
+    returns: Any = None  # the return annotation (a stream's chunk type), for load-time checks
+    takes: Any = None  # the payload parameter's pydantic model, if any
 
 
 def inspect_handler(func: Any, spec: str) -> Handler:
@@ -100,12 +102,13 @@ def inspect_handler(func: Any, spec: str) -> Handler:
     in_model = _model(hints.get(positional[0].name)) if positional else None
     out_type = hints.get("return")
     streaming = inspect.isasyncgenfunction(func)
-    out_model = _model(_chunk_type(out_type) if streaming else out_type)
+    returns = _chunk_type(out_type) if streaming else out_type
+    out_model = _model(returns)
     adapt_in = _input_adapter(in_model)
     call = _caller(func, arity)
     if streaming:
         return Handler(spec, True, arity == 2, None, _streamer(call, adapt_in),
-                       _schema(in_model), _schema(out_model))
+                       _schema(in_model), _schema(out_model), returns, in_model)
     if inspect.isgeneratorfunction(func):
         raise HandlerShapeError(
             f"'{spec}' is a sync generator; streaming handlers are `async def` with `yield`")
@@ -113,7 +116,7 @@ def inspect_handler(func: Any, spec: str) -> Handler:
     call_method = vars(type(func)).get("__call__")
     is_async = inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(call_method)
     return Handler(spec, False, arity == 2, _invoker(call, adapt_in, is_async), None,
-                   _schema(in_model), _schema(out_model))
+                   _schema(in_model), _schema(out_model), returns, in_model)
 
 
 def _caller(func: Any, arity: int) -> Callable[[Any, Context | None], Any]:
