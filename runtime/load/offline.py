@@ -13,8 +13,6 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
-from referencing.jsonschema import UnknownDialect, specification_with
-
 from runtime.core.issues import DocPath
 
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:")  # `http:`, `file:`, `urn:`...
@@ -68,6 +66,8 @@ def known_dialect(uri: str) -> bool:
     """Whether `uri` names a JSON Schema draft both validators know without fetching."""
     if "draft-03" in uri:
         return False  # Python's jsonschema knows it; jsonschema-rs does not
+    from referencing.jsonschema import UnknownDialect, specification_with  # only for $schema
+
     try:
         specification_with(uri)
     except UnknownDialect:

@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import jsonschema
 import jsonschema_rs
 
 from runtime.core.issues import DocPath, Issue
@@ -231,6 +230,8 @@ def _meta_problems(schema: dict[str, Any]) -> tuple[tuple[DocPath, str], ...]:
             return ()
     except (jsonschema_rs.ReferencingError, ValueError):
         pass  # an unknown $schema URI: the Python check below (or the compile step) says so
+    import jsonschema  # only to word a bad schema's errors: most starts never import it
+
     try:
         cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
     except Exception:  # an unknown $schema URI: checked by the compile step instead
@@ -244,7 +245,7 @@ def _text(schema: Any) -> str:
     return json.dumps(schema, default=repr)
 
 
-def _meta_message(error: jsonschema.ValidationError) -> str:
+def _meta_message(error: Any) -> str:  # a jsonschema.ValidationError
     if error.path and error.path[-1] == "type" and isinstance(error.instance, str):
         return f"'{error.instance}' is not a JSON Schema type (use one of: {', '.join(_TYPES)})"
     return error.message

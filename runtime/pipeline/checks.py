@@ -8,10 +8,6 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from jsonschema import Draft202012Validator, validators
-from jsonschema.exceptions import best_match
-from referencing import Registry
-
 from runtime.pipeline.expressions import Path, Problem, compile_template
 from runtime.pipeline.spec import PipelineSpec, walk_steps
 
@@ -134,6 +130,11 @@ def check_constants(
 def _check_with(
     agent: str, given: dict[str, Any], schema: dict[str, Any], path: Path
 ) -> Iterator[Problem]:
+    # Imported here: only files with `with:` constants pay jsonschema's import at start-up.
+    from jsonschema import Draft202012Validator, validators
+    from jsonschema.exceptions import best_match
+    from referencing import Registry
+
     # An empty registry: jsonschema's default one fetches remote `$ref`s over the network.
     cls = validators.validator_for(schema, default=Draft202012Validator)
     validator = cls(schema, registry=Registry())
