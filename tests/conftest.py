@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
+import nats
 import pytest
+from nats.aio.client import Client
 
 from runtime.nats.embedded import NatsServer
+from tests.helpers import UpProcess
 
 
 @pytest.fixture(scope="session")
@@ -33,3 +36,11 @@ def fresh_nats() -> Iterator[NatsServer]:
 def unique() -> str:
     """A short unique token, so agent names never collide on a shared server."""
     return uuid.uuid4().hex[:8]
+
+
+@pytest.fixture
+async def nc(up: UpProcess, nats_url: str) -> AsyncIterator[Client]:
+    """A client of the test server, once the module's own `up` fixture (its served mesh) is up."""
+    client = await nats.connect(nats_url)
+    yield client
+    await client.close()

@@ -6,10 +6,9 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
-import nats
 import orjson
 import pytest
 from nats.aio.client import Client
@@ -75,12 +74,6 @@ def up(nats_server: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[U
     with UpProcess(path, nats_server.url, "--no-reload") as process:
         yield process
 
-
-@pytest.fixture
-async def nc(up: UpProcess, nats_url: str) -> AsyncIterator[Client]:
-    client = await nats.connect(nats_url)
-    yield client
-    await client.close()
 
 
 async def request(nc: Client, short: str, payload: Any = None, budget: str | None = None,

@@ -7,7 +7,7 @@ import asyncio
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import nats
@@ -84,12 +84,6 @@ def up(nats_server: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[U
     with UpProcess(path, nats_server.url, "--no-reload") as process:
         yield process
 
-
-@pytest.fixture
-async def nc(up: UpProcess, nats_url: str) -> AsyncIterator[Client]:
-    client = await nats.connect(nats_url)
-    yield client
-    await client.close()
 
 
 def test_cli_broadcast_reports_answers_errors_and_silence(up: UpProcess, nats_url: str) -> None:

@@ -8,7 +8,6 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
-import nats
 import pytest
 from nats.aio.client import Client
 
@@ -79,12 +78,6 @@ def up(nats_server: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[U
     with UpProcess(path, nats_server.url, "--no-reload") as process:
         yield process
 
-
-@pytest.fixture
-async def nc(up: UpProcess, nats_url: str) -> AsyncIterator[Client]:
-    client = await nats.connect(nats_url)
-    yield client
-    await client.close()
 
 
 @pytest.fixture
