@@ -182,7 +182,7 @@ async def test_metrics_add_up_every_worker(tmp_path: Path, nats_url: str, unique
 def test_the_embedded_server_is_started_ahead_only_when_the_file_will_want_it(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text: str, flag: str | None,
         expected: tuple[int, str | None] | None) -> None:
-    from runtime.serve.embedded_ahead import _wanted
+    from runtime.supervise.embedded_ahead import _wanted
 
     monkeypatch.delenv("NATS_URL", raising=False)
     path = tmp_path / "mesh.yaml"

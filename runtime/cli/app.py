@@ -12,10 +12,10 @@ from runtime.cli import (
     file_commands,
     init_command,
     llm_commands,
-    meshtest_command,
     orchestration_commands,
     serve_command,
     status_command,
+    test_command,
 )
 from runtime.cli.common import global_options, package_version
 from runtime.core.issues import MeshFileError
@@ -23,7 +23,7 @@ from runtime.core.logs import setup_logging
 
 # Each module adds its own subcommands; a new group of commands is one more entry here.
 COMMAND_MODULES = (serve_command, file_commands, bus_commands, describe_command,
-                   meshtest_command, init_command, llm_commands, status_command,
+                   test_command, init_command, llm_commands, status_command,
                    orchestration_commands)
 
 

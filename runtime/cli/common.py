@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import difflib
 import os
 import re
 import sys
@@ -15,6 +14,7 @@ from typing import Any
 from runtime.core import protocol as p
 from runtime.core.durations import parse_duration
 from runtime.core.logs import LEVELS
+from runtime.core.text import suggest
 
 Commands = Any  # argparse's _SubParsersAction, which has no public type
 _NUMBER = re.compile(r"^\s*\d+(\.\d+)?\s*$")
@@ -108,9 +108,3 @@ async def did_you_mean(nc: Any, name: str, *, capability: bool = False) -> str:
     offered = {str(c) for e in entries if isinstance(e.get("capabilities"), list)
                for c in e["capabilities"]}
     return suggest(name, sorted(offered))
-
-
-def suggest(name: str, names: list[str]) -> str:
-    """`; did you mean 'x'?` for the one name closest to `name`, else ''."""
-    close = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
-    return f"; did you mean '{close[0]}'?" if close else ""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import sys
 
@@ -54,17 +53,17 @@ def _grace(text: str) -> float:
 
 
 def _up(args: argparse.Namespace) -> int:
-    from runtime.serve.control import worker_fd
+    from runtime.supervise.control import worker_fd
 
     fd = worker_fd()
     if fd is not None:  # this process is one of the workers of an `up`
-        from runtime.cli.up_worker import run_worker
+        from runtime.supervise.worker_main import run_worker
 
         return run_worker(fd, args)
     import asyncio
 
-    from runtime.serve.startup import StartupError
-    from runtime.serve.supervisor import Options, Supervisor, WorkersFailed
+    from runtime.supervise.startup import StartupError
+    from runtime.supervise.supervisor import Options, Supervisor, WorkersFailed
 
     metrics = None if args.metrics_port is None else (args.metrics_host, args.metrics_port)
     options = Options(argv=args.argv, file=args.file, nats=args.nats, workers=args.workers,
@@ -80,14 +79,3 @@ def _up(args: argparse.Namespace) -> int:
         return 2
     return 0
 
-
-def exit_now_if_unfinished(left: int) -> None:
-    """A sync handler that never returns would hold the interpreter's exit forever (it joins
-    its threads), and a handler that ignores cancellation would hold the event loop's: past
-    the grace period, `up` leaves without them."""
-    from runtime.load.handlers import threads_busy
-
-    if left or threads_busy():
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(0)

@@ -7,6 +7,7 @@ here is what stands between such text and the protocol or the log.
 
 from __future__ import annotations
 
+import difflib
 import re
 
 # A request id goes into `mesh.stream.<id>`: one subject token, no wildcards, no spaces.
@@ -57,3 +58,9 @@ _USERINFO = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://)([^/@\s]+)@")
 
 def _masked(userinfo: str) -> str:
     return f"{MASK}:{MASK}" if ":" in userinfo else MASK
+
+
+def suggest(name: str, names: list[str]) -> str:
+    """`; did you mean 'x'?` for the one name closest to `name`, else ''."""
+    close = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
+    return f"; did you mean '{close[0]}'?" if close else ""

@@ -1,1 +1,2 @@
-"""Serving a Mesh on NATS: the server, each agent's service, catalog, deadlines, reload, the runner."""
+"""The request path: each agent's service, admission, deadlines, codecs, replies, stats,
+and the server that holds them."""

@@ -22,6 +22,17 @@ MESSAGE_LIMIT = 1000  # characters of an error message
 ENTRY_LIMIT = 200  # characters of each path or message in details
 ERRORS_LIMIT = 20  # validation errors listed in details.errors
 DROP_LOG_SECONDS = 10.0  # at most one log line this often about dropped requests
+# ADR-32 asks for a number in Nats-Service-Error-Code; HTTP's meanings fit our codes.
+SERVICE_ERROR_CODES = {p.INVALID_INPUT: 400, p.INVOCATION_MISMATCH: 400, p.NOT_FOUND: 404,
+                       p.EXPIRED: 408, p.OVERLOADED: 429, p.TIMEOUT: 504}
+_HEADER_MAX = 1024  # the error text in a header is cut here
+
+
+def service_error_headers(error: p.MeshError) -> dict[str, str]:
+    """Nats-Service-Error and Nats-Service-Error-Code (ADR-32) for an error reply."""
+    text = " ".join(error.message.split())[:_HEADER_MAX]  # a header is one line
+    return {p.HDR_SERVICE_ERROR: text or error.code,
+            p.HDR_SERVICE_ERROR_CODE: str(SERVICE_ERROR_CODES.get(error.code, 500))}
 
 
 def header_size(headers: dict[str, str]) -> int:

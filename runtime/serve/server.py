@@ -20,7 +20,7 @@ from nats.aio.client import Client
 
 from runtime.load.mesh import Endpoint, Mesh
 from runtime.nats.bus import NatsBus
-from runtime.serve.catalog import Discovery
+from runtime.nats.catalog import Discovery
 from runtime.serve.deadlines import Deadlines
 from runtime.serve.service import Service
 from runtime.serve.stats import ServerStats

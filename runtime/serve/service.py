@@ -29,8 +29,14 @@ from runtime.serve.capabilities import Offers
 from runtime.serve.codec import as_mesh_error, decode_input, encode_output, mismatch_error
 from runtime.serve.deadlines import Deadlines
 from runtime.serve.failures import FailureLog
-from runtime.serve.micro import service_error_headers
-from runtime.serve.replies import DROPPED, error_body, header_size, headroom, too_big
+from runtime.serve.replies import (
+    DROPPED,
+    error_body,
+    header_size,
+    headroom,
+    service_error_headers,
+    too_big,
+)
 from runtime.serve.stats import EndpointStats
 
 log = logging.getLogger("mesh-runtime")

@@ -18,9 +18,12 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector, CollectorRegistry
 
-from runtime.serve.health import MetricsPortError
 from runtime.serve.server import MeshServer
 from runtime.serve.stats import BUCKETS
+
+
+class MetricsPortError(RuntimeError):
+    """The metrics port could not be bound."""
 
 
 class MeshCollector(Collector):

@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING
 from runtime.cli.common import Commands, add_command
 
 if TYPE_CHECKING:  # imported when the command runs: other commands should not pay for them
-    from runtime.cli.meshtest_file import TestFile
-    from runtime.cli.meshtest_run import Outcome
+    from runtime.meshtest.run import Outcome
+    from runtime.meshtest.testfile import TestFile
 
 
 def register(commands: Commands) -> None:
@@ -28,10 +28,10 @@ def register(commands: Commands) -> None:
 
 
 def _test(args: argparse.Namespace) -> int:
-    from runtime.cli.meshtest_file import TEST_SUFFIX, TestFileError, find_test_files, load_test_file
-    from runtime.cli.meshtest_run import Outcome, report_errors, summary
+    from runtime.meshtest.run import Outcome, report_errors, summary
+    from runtime.meshtest.testfile import TEST_SUFFIX, TestFileError, find_test_files, load_test_file
     from runtime.nats.embedded import NatsServerError
-    from runtime.serve.runner import run_fast
+    from runtime.supervise.runner import run_fast
 
     started = time.perf_counter()
     if not (args.verbose or args.log_level):  # keep the case lines readable: warnings only
@@ -84,12 +84,12 @@ def _exit_now_if_threads_run_on(code: int) -> None:
 
 
 async def _run_all(by_mesh: dict[Path, list[TestFile]], outcome: Outcome, only: str) -> None:
-    from runtime.cli.meshtest_run import report_errors, run_mesh
     from runtime.core.issues import MeshFileError
     from runtime.load.loader import load_mesh
+    from runtime.meshtest.run import report_errors, run_mesh
+    from runtime.nats.catalog import Discovery
     from runtime.nats.connection import connect
     from runtime.nats.embedded import NatsServer, NatsServerError
-    from runtime.serve.catalog import Discovery
     from runtime.serve.server import MeshServer
 
     try:

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from runtime.serve.workers import OnMessage, WorkerProcess
+from runtime.supervise.workers import OnMessage, WorkerProcess
 
 log = logging.getLogger("mesh-runtime")
 

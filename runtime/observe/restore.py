@@ -16,7 +16,7 @@ import logging
 from nats.aio.client import Client
 from nats.js.errors import NoKeysError
 
-from runtime.serve.catalog import INSTANCES, Discovery
+from runtime.nats.catalog import INSTANCES, Discovery
 from runtime.serve.server import MeshServer
 
 log = logging.getLogger("mesh-runtime")

@@ -10,13 +10,13 @@ from typing import Any
 
 from nats.aio.client import Client
 
-from runtime.cli.common import suggest
-from runtime.cli.meshtest_check import differences
-from runtime.cli.meshtest_file import Case, Stubbed, TestFile
-from runtime.cli.meshtest_stubs import stub_for
 from runtime.core import protocol as p
 from runtime.core.issues import Issue
+from runtime.core.text import suggest
 from runtime.load.mesh import ExternalDef, Mesh
+from runtime.meshtest.check import differences
+from runtime.meshtest.stubs import stub_for
+from runtime.meshtest.testfile import Case, Stubbed, TestFile
 from runtime.nats.caller import call_agent
 from runtime.serve.server import MeshServer
 

@@ -17,7 +17,7 @@ from prometheus_client.core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector, CollectorRegistry
 
-from runtime.serve.startup import StartupError
+from runtime.supervise.startup import StartupError
 
 SAME_IN_EVERY_WORKER = {"mesh_generation", "mesh_reloads"}
 SCRAPE_SECONDS = 2.0

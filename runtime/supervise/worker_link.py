@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from runtime.serve.control import Channel
-from runtime.serve.filewatch import modified_after
-from runtime.serve.reload import ReloadHooks
 from runtime.serve.server import Change
+from runtime.supervise.control import Channel
+from runtime.supervise.filewatch import modified_after
+from runtime.supervise.reload import ReloadHooks
 
 RUNTIME_HOME = Path(__file__).resolve().parent.parent  # our own code is not the user's
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from runtime.cli.meshtest_file import Case
 from runtime.core.protocol import MeshError
+from runtime.meshtest.testfile import Case
 from runtime.pipeline.expressions import EvaluationError, compile_expression
 
 

@@ -15,17 +15,17 @@ from runtime.core.issues import MeshFileError
 
 def run_worker(fd: int, args: argparse.Namespace) -> int:
     """Serve as a worker until told to stop; the exit code tells the supervisor why it ended."""
-    from runtime.serve.loop import run_fast
+    from runtime.supervise.loop import run_fast
 
     return run_fast(_serve(fd, args))
 
 
 async def _serve(fd: int, args: argparse.Namespace) -> int:
-    from runtime.cli.serve_command import exit_now_if_unfinished
-    from runtime.serve.control import EXIT_CONNECTION_LOST
-    from runtime.serve.runner import ConnectionLost, serve
-    from runtime.serve.startup import StartupError
-    from runtime.serve.worker_link import WorkerLink
+    from runtime.supervise.control import EXIT_CONNECTION_LOST
+    from runtime.supervise.loop import exit_now_if_unfinished
+    from runtime.supervise.runner import ConnectionLost, serve
+    from runtime.supervise.startup import StartupError
+    from runtime.supervise.worker_link import WorkerLink
 
     try:
         link = await WorkerLink.open(fd)

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from runtime.serve.control import WORKER_ENV, Channel
+from runtime.supervise.control import WORKER_ENV, Channel
 
 OnMessage = Callable[["WorkerProcess", dict[str, Any]], None]
 

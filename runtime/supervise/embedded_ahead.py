@@ -18,7 +18,7 @@ from pathlib import Path
 import yaml
 
 from runtime.nats.embedded import NatsServer
-from runtime.serve.startup import StartupError, embedded_server
+from runtime.supervise.startup import StartupError, embedded_server
 
 GUESS_LIMIT = 1 << 20  # a bigger file is left to the worker's loader
 DEFAULT_PORT = 4222

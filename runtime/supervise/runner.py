@@ -16,16 +16,17 @@ from runtime.core.issues import MeshFileError
 from runtime.core.text import mask_urls
 from runtime.load.loader import LoadCache, load_mesh
 from runtime.load.mesh import Mesh
+from runtime.nats.catalog import Discovery
 from runtime.nats.connection import AuthorizationRefused, choose_servers, connect, connect_options
-from runtime.serve.catalog import Discovery
-from runtime.serve.health import Health, MetricsPortError
-from runtime.serve.loop import run_fast
-from runtime.serve.restore import restore
+from runtime.observe.health import Health
+from runtime.observe.metrics import MetricsPortError
+from runtime.observe.restore import restore
 from runtime.serve.server import MeshServer
-from runtime.serve.startup import StartupError, embedded_server
+from runtime.supervise.loop import run_fast
+from runtime.supervise.startup import StartupError, embedded_server
 
 if TYPE_CHECKING:
-    from runtime.serve.worker_link import WorkerLink
+    from runtime.supervise.worker_link import WorkerLink
 
 log = logging.getLogger("mesh-runtime")
 
@@ -171,7 +172,7 @@ def _level(level: int, link: WorkerLink | None) -> int:
 
 async def _watch(server: MeshServer, mesh: Mesh, cache: LoadCache,
                  link: WorkerLink | None) -> None:
-    from runtime.serve.reload import watch_and_apply
+    from runtime.supervise.reload import watch_and_apply
 
     await watch_and_apply(server, mesh, cache, link.hooks() if link else None)
 

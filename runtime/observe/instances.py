@@ -20,8 +20,8 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from runtime.nats.catalog import Discovery
 from runtime.nats.liveness import Record, all_records, instances_of, is_alive, read_records
-from runtime.serve.catalog import Discovery
 from runtime.serve.server import MeshServer
 
 log = logging.getLogger("mesh-runtime")

@@ -22,9 +22,9 @@ from nats.js.kv import KeyValue
 
 from runtime.core import protocol as p
 from runtime.load.mesh import Endpoint
+from runtime.nats.bulk_put import put_all
+from runtime.nats.catalog_fit import OverflowWarning, fit_catalog
 from runtime.nats.cluster import create_replicated, replica_choices
-from runtime.serve.bulk_put import put_all
-from runtime.serve.catalog_fit import OverflowWarning, fit_catalog
 
 log = logging.getLogger("mesh-runtime")
 _CAS_ATTEMPTS = 50

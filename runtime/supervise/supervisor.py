@@ -21,12 +21,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from runtime.serve.control import EXIT_CONNECTION_LOST
-from runtime.serve.embedded_ahead import EmbeddedServer
-from runtime.serve.filewatch import FileWatch, modified_after, python_files_beside, shown
-from runtime.serve.generations import Generation, GenerationFailed, Starter
-from runtime.serve.startup import StartupError
-from runtime.serve.workers import WorkerProcess
+from runtime.supervise.control import EXIT_CONNECTION_LOST
+from runtime.supervise.embedded_ahead import EmbeddedServer
+from runtime.supervise.filewatch import FileWatch, modified_after, python_files_beside, shown
+from runtime.supervise.generations import Generation, GenerationFailed, Starter
+from runtime.supervise.startup import StartupError
+from runtime.supervise.workers import WorkerProcess
 
 log = logging.getLogger("mesh-runtime")
 
@@ -120,7 +120,7 @@ class Supervisor:
     def _serve_metrics(self) -> Any:
         if self.options.metrics is None:
             return None
-        from runtime.serve.metrics_sum import serve_summed_metrics
+        from runtime.supervise.metrics_sum import serve_summed_metrics
 
         host, port = self.options.metrics
         return serve_summed_metrics(self._metrics_ports, host, port)

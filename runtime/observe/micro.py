@@ -21,28 +21,17 @@ from nats.aio.subscription import Subscription
 from runtime.core import protocol as p
 from runtime.serve.stats import endpoint_data
 
-if TYPE_CHECKING:  # service.py imports this module's error headers
+if TYPE_CHECKING:
     from runtime.serve.service import Service
 
 log = logging.getLogger("mesh-runtime")
 PREFIX = "$SRV"
 VERBS = ("PING", "INFO", "STATS")
-# ADR-32 asks for a number in Nats-Service-Error-Code; HTTP's meanings fit our codes.
-SERVICE_ERROR_CODES = {p.INVALID_INPUT: 400, p.INVOCATION_MISMATCH: 400, p.NOT_FOUND: 404,
-                       p.EXPIRED: 408, p.OVERLOADED: 429, p.TIMEOUT: 504}
-_HEADER_MAX = 1024  # the error text in a header is cut here
 
 try:
     RUNTIME_VERSION = version("mesh-runtime")
 except PackageNotFoundError:  # run from a source tree that was never installed
     RUNTIME_VERSION = "0.1.0"
-
-
-def service_error_headers(error: p.MeshError) -> dict[str, str]:
-    """Nats-Service-Error and Nats-Service-Error-Code for an error reply."""
-    text = " ".join(error.message.split())[:_HEADER_MAX]  # a header is one line
-    return {p.HDR_SERVICE_ERROR: text or error.code,
-            p.HDR_SERVICE_ERROR_CODE: str(SERVICE_ERROR_CODES.get(error.code, 500))}
 
 
 def endpoint_name(name: str) -> str:

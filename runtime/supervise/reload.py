@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 from runtime.core.issues import MeshFileError
 from runtime.load.loader import LoadCache, load_mesh
 from runtime.load.mesh import Mesh
-from runtime.serve.filewatch import FileWatch, shown
 from runtime.serve.server import Change, MeshServer
+from runtime.supervise.filewatch import FileWatch, shown
 
 log = logging.getLogger("mesh-runtime")
 

@@ -7,10 +7,10 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
-from runtime.cli.meshtest_file import Answer, Stubbed
 from runtime.core import protocol as p
 from runtime.load.mesh import Mesh
 from runtime.load.schemas import PayloadSchema
+from runtime.meshtest.testfile import Answer, Stubbed
 
 STUB_INSTANCE = "test-stub"  # the instance id a stub's broadcast answers carry
 

@@ -15,16 +15,12 @@ from nats.aio.client import Client
 
 from runtime.core import protocol as p
 from runtime.load.mesh import Mesh
-from runtime.serve.catalog import Discovery
-from runtime.serve.instances import Heartbeat
-from runtime.serve.micro import MicroResponder
+from runtime.nats.catalog import Discovery
+from runtime.observe.instances import Heartbeat
+from runtime.observe.micro import MicroResponder
 from runtime.serve.server import MeshServer
 
 log = logging.getLogger("mesh-runtime")
-
-
-class MetricsPortError(RuntimeError):
-    """The metrics port could not be bound."""
 
 
 class Health:
@@ -52,7 +48,7 @@ class Health:
                             exc or type(exc).__name__)
         health = cls(nc, server, heartbeat)
         if metrics_port is not None:  # first: a port that is taken stops `up` before it serves
-            from runtime.serve.metrics import serve_metrics
+            from runtime.observe.metrics import serve_metrics
 
             health._metrics = serve_metrics(server, metrics_host, metrics_port)
         return health

@@ -1,0 +1,1 @@
+"""`mesh-runtime test`: YAML test files, their checks, stubs and the run against a real mesh."""
