@@ -24,6 +24,7 @@ if TYPE_CHECKING:
         TIMEOUT,
         MeshError,
     )
+    from runtime.tracing.hop import current_trace_id
 
 __all__ = [
     "EXPIRED",
@@ -37,6 +38,7 @@ __all__ = [
     "TIMEOUT",
     "Context",
     "MeshError",
+    "current_trace_id",
 ]
 
 
@@ -46,6 +48,10 @@ def __getattr__(name: str) -> Any:
         from runtime.core.context import Context
 
         return Context
+    if name == "current_trace_id":  # the trace of the request being served (docs/tracing.md)
+        from runtime.tracing.hop import current_trace_id
+
+        return current_trace_id
     if name in __all__:
         from runtime.core import protocol
 

@@ -10,6 +10,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from runtime.core.fields import Duration
 from runtime.core.names import check_name
 from runtime.pipeline.spec import PipelineSpec
+from runtime.tracing.settings import TracingSettings
 
 QUEUE_HELP = ("requests that may wait for a slot past `concurrency`, per agent per process "
               "(default 4 x concurrency); beyond that the answer is `overloaded` at once")
@@ -133,6 +134,7 @@ class MeshSpec(Strict):
         description="the mesh's name (its NATS micro service name): letters, digits, _ and -")
     nats: NatsSettings = NatsSettings()
     health: HealthSettings = HealthSettings()
+    tracing: TracingSettings | None = None
     defaults: Defaults = Defaults()
     agents: dict[Name, AgentSpec] = {}
     pipelines: dict[Name, PipelineSpec] = {}

@@ -22,6 +22,7 @@ from nats.aio.msg import Msg
 
 from runtime.core import protocol as p
 from runtime.nats.caller import budget_header
+from runtime.tracing import outgoing, send_span
 
 MAX_ANSWERS = 10_000  # anyone on the bus may answer: bound what one broadcast holds
 INSTANCES = "x-instances"  # the catalog key listing the processes serving an entry
@@ -50,11 +51,13 @@ class Broadcaster:
         gathering = self._open[token] = _Gathering()
         counting: asyncio.Future[int | None] | None = None
         try:
-            await self.nc.publish(
-                p.broadcast_subject(capability), orjson.dumps(payload),
-                reply=f"{await self._inbox()}.{token}",
-                headers={p.HDR_REQUEST_ID: request_id or uuid.uuid4().hex,
-                         p.HDR_TIMEOUT: budget_header(within)})
+            subject, request_id = p.broadcast_subject(capability), request_id or uuid.uuid4().hex
+            headers = {p.HDR_REQUEST_ID: request_id, p.HDR_TIMEOUT: budget_header(within)}
+            inbox = f"{await self._inbox()}.{token}"
+            # A CLIENT span when recorded (it covers the publish, not the gathering).
+            with send_span(subject, request_id) or contextlib.nullcontext(outgoing()) as trace_headers:
+                await self.nc.publish(subject, orjson.dumps(payload), reply=inbox,
+                                      headers={**headers, **trace_headers})
             if answerers is not None:
                 counting = asyncio.ensure_future(answerers())
                 counting.add_done_callback(gathering.counted)

@@ -1,11 +1,13 @@
 """Calling an agent over NATS request/reply, as pipelines, `ctx.call` and the CLI do.
 
 Every call carries `X-Mesh-Timeout`, the caller's remaining budget in seconds, so the
-agent knows when nobody waits any more and a deadline holds across hops.
+agent knows when nobody waits any more and a deadline holds across hops, and W3C
+`traceparent`, so the callee continues the caller's trace (runtime/tracing).
 """
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from typing import Any
 
 import nats.errors
@@ -14,6 +16,7 @@ from nats.aio.client import Client
 
 from runtime.core import protocol as p
 from runtime.core.requestids import new_request_id
+from runtime.tracing import outgoing, send_span
 
 # How much longer than its budget a caller listens: an agent answers `expired` or `timeout`
 # at the deadline it was sent, and that answer says more than the caller's own timeout.
@@ -39,11 +42,21 @@ async def request(nc: Client, name: str, payload: Any, timeout: float,
     request_id = request_id or new_request_id()
     body = payload if isinstance(payload, bytes) else orjson.dumps(payload)
     subject = p.capability_subject(name) if capability else p.agent_subject(name)
+    # Injected inside the CLIENT span (when recorded) and awaited there; else the trace
+    # context alone, continued or new.
+    with send_span(subject, request_id) or nullcontext(outgoing()) as trace_headers:
+        return await _request(nc, subject, name, body, timeout, request_id, capability,
+                              trace_headers)
+
+
+async def _request(nc: Client, subject: str, name: str, body: bytes, timeout: float,
+                   request_id: str, capability: bool, trace_headers: dict[str, str]) -> Any:
     what = f"capability '{name}'" if capability else f"'{name}'"
     try:
         reply = await nc.request(
             subject, body, timeout=max(timeout, 0.001) + ANSWER_GRACE,
-            headers={p.HDR_REQUEST_ID: request_id, p.HDR_TIMEOUT: budget_header(timeout)})
+            headers={p.HDR_REQUEST_ID: request_id, p.HDR_TIMEOUT: budget_header(timeout),
+                     **trace_headers})
     except nats.errors.NoRespondersError:
         message = (f"no agent offers capability '{name}'" if capability
                    else f"no agent named '{name}' is serving")

@@ -14,6 +14,7 @@ from typing import Any, Protocol
 from runtime.core.bus import Bus, Caller
 from runtime.core.protocol import HANDLER_ERROR, INVALID_INPUT, STEP_FAILED, TIMEOUT, MeshError
 from runtime.pipeline.expressions import EvaluationError, Expression, Template
+from runtime.tracing import step_span
 
 CallFn = Caller
 """`await call(agent_name, payload, timeout_seconds, request_id)`: output, or raises MeshError."""
@@ -96,7 +97,16 @@ async def run_sequence(steps: tuple[StepNode, ...], scope: Scope, ctx: RunContex
 
 
 async def run_step(step: StepNode, scope: Scope, ctx: RunContext) -> Any:
-    """One step: `when`, then its body once or for each item; `on_error` replaces a failure."""
+    """One step: `when`, then its body once or for each item; `on_error` replaces a failure.
+    When the run is traced, inside a `step <path>` span (the parent of its calls)."""
+    span = step_span(step.id) if step.id is not None else None
+    if span is None:
+        return await _step(step, scope, ctx)
+    with span:
+        return await _step(step, scope, ctx)
+
+
+async def _step(step: StepNode, scope: Scope, ctx: RunContext) -> Any:
     try:
         if step.when is not None and not evaluate(step.when.truthy, scope):
             return None
@@ -179,6 +189,13 @@ async def _run_body(body: CallNode | ParallelNode | BusNode, scope: Scope,
 
 async def _parallel(node: ParallelNode, scope: Scope, ctx: RunContext) -> dict[str, Any]:
     async def branch(name: str, steps: tuple[StepNode, ...]) -> Any:
+        span = step_span(name)  # `step <parallel step>.<branch>`, when traced
+        if span is None:
+            return await run_branch(name, steps)
+        with span:
+            return await run_branch(name, steps)
+
+    async def run_branch(name: str, steps: tuple[StepNode, ...]) -> Any:
         try:
             if len(steps) == 1:
                 return await run_step(steps[0], scope, ctx)

@@ -1,8 +1,9 @@
 """Failed requests in the log: each one once, at most a line per agent and code per second.
 
-A flood of bad requests must not become a flood of log lines: past the first line of a
-second, failures of that code are only counted, and the count is logged when the second
-is over. A `handler_error` also logs its traceback at debug level.
+Each line ends with the request's trace id. A flood of bad requests must not become a
+flood of log lines: past the first line of a second, failures of that code are only
+counted, and the count is logged when the second is over. A `handler_error` also logs
+its traceback at debug level.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ class FailureLog:
         self._last: dict[str, float] = {}  # code -> when its last line was logged
         self._held: dict[str, int] = {}  # code -> failures counted but not logged since
 
-    def failed(self, error: p.MeshError, exc: BaseException) -> None:
+    def failed(self, error: p.MeshError, exc: BaseException, trace_id: str = "") -> None:
         code = error.code
         now = time.monotonic()
         last = self._last.get(code)
@@ -37,8 +38,11 @@ class FailureLog:
                 self._report_later(code, last + WINDOW - now)
             return
         self._last[code] = now
-        self.logger.warning("request %s failed: %s: %s", shown(error.request_id, _MAX_SHOWN), code,
-                            shown(error.message, _MAX_SHOWN))
+        # The trace id ends the line (and is a field of a JSON line): the way to the trace.
+        self.logger.warning("request %s failed: %s: %s%s", shown(error.request_id, _MAX_SHOWN),
+                            code, shown(error.message, _MAX_SHOWN),
+                            f" (trace {trace_id})" if trace_id else "",
+                            extra={"trace_id": trace_id} if trace_id else None)
         if code == p.HANDLER_ERROR and exc is not error and self.logger.isEnabledFor(logging.DEBUG):
             self.logger.debug("traceback of request %s", shown(error.request_id, _MAX_SHOWN),
                               exc_info=(type(exc), exc, exc.__traceback__))

@@ -49,13 +49,13 @@ class Change:
 class MeshServer:
     """Everything one `up` process serves on one NATS connection."""
 
-    def __init__(self, nc: Client, discovery: Discovery | None):
+    def __init__(self, nc: Client, discovery: Discovery | None, instance: str | None = None):
         self.nc = nc
         self.discovery = discovery
         self.services: dict[str, Service] = {}
         self.mesh: Mesh | None = None
         self.generation = 0
-        self.instance_id = uuid.uuid4().hex[:12]  # this process, in catalog, micro and KV
+        self.instance_id = instance or uuid.uuid4().hex[:12]  # this process: catalog, micro, KV
         self.stats = ServerStats()
         if discovery is not None:
             discovery.instance = self.instance_id

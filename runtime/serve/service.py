@@ -38,6 +38,7 @@ from runtime.serve.replies import (
     too_big,
 )
 from runtime.serve.stats import EndpointStats
+from runtime.tracing import enter, recorder, trace_id_for
 
 log = logging.getLogger("mesh-runtime")
 
@@ -66,6 +67,7 @@ class Service:
         self.in_flight = 0  # request tasks (running, or answering a refusal)
         self.stats = EndpointStats()
         self.failures = FailureLog(self.logger)
+        self.spans = recorder()  # None unless this process exports spans
         self.admission = Admission(self.name, deadlines, self._start,
                                    lambda: self.definition.concurrency, self.logger)
         self._idle = asyncio.Event()
@@ -156,8 +158,18 @@ class Service:
         elif not is_request_id(request_id):  # it would be spliced into mesh.stream.<id>
             error = _bad_request_id(request_id)
             await self._fail(msg, error, new_request_id(), False)
-            self.failures.failed(error, error)
+            self.failures.failed(error, error, trace_id_for(headers))
             return error
+        if self.spans is not None:  # extract, attach, run and detach, in the request's span
+            return await self.spans.serve(
+                self._respond(msg, definition, arrival, deadline, refusal, request_id, streaming),
+                headers, self.subject, request_id)
+        return await self._respond(msg, definition, arrival, deadline, refusal, request_id,
+                                   streaming)
+
+    async def _respond(self, msg: Msg, definition: Endpoint, arrival: float, deadline: float,
+                       refusal: p.MeshError | None, request_id: str,
+                       streaming: bool) -> p.MeshError | None:
         task = asyncio.current_task()
         assert task is not None
         try:
@@ -168,9 +180,9 @@ class Service:
             payload = decode_input(msg.data, definition)
             try:
                 if streaming:
-                    await self._stream(definition, payload, request_id, deadline)
+                    await self._stream(definition, payload, request_id, deadline, msg.headers)
                     return None
-                result = await self._run(definition, payload, request_id, deadline)
+                result = await self._run(definition, payload, request_id, deadline, msg.headers)
             except ThreadOverrun as overrun:
                 self.admission.hold(overrun.thread)
                 if not self.deadlines.done(task):
@@ -201,33 +213,36 @@ class Service:
                       streaming: bool) -> p.MeshError:
         error = as_mesh_error(exc, definition)
         await self._fail(msg, error, request_id, streaming)
-        self.failures.failed(error, exc)
+        self.failures.failed(error, exc, trace_id_for(msg.headers))
         return error
 
-    def _context(self, definition: AgentDef, request_id: str, deadline: float) -> Context | None:
+    def _context(self, definition: AgentDef, request_id: str, deadline: float,
+                 headers: dict[str, str] | None) -> Context | None:
         if not definition.handler.wants_context:
             return None  # most handlers take only the payload: build nothing for them
+        enter(headers)  # its ctx.call, broadcasts and state writes continue the caller's trace
         return Context(request_id, self.name, definition.spec.config, self.logger,
                        deadline, self.caller)
 
     async def _run(self, definition: Endpoint, payload: Any, request_id: str,
-                   deadline: float) -> Any:
+                   deadline: float, headers: dict[str, str] | None) -> Any:
         if isinstance(definition, AgentDef):
             assert definition.handler.invoke is not None
             return await definition.handler.invoke(
-                payload, self._context(definition, request_id, deadline))
+                payload, self._context(definition, request_id, deadline, headers))
         assert isinstance(definition, PipelineDef)
+        enter(headers)  # a run always has a trace (its journal's trace_id), its steps continue it
         return await definition.compiled.run(  # steps get no more than the request has left
             payload, call=self.caller, bus=self.caller, request_id=request_id,
             mesh_name=self.mesh_name, default_timeout=definition.step_timeout,
             caller_left=deadline - time.monotonic())
 
     async def _stream(self, definition: Endpoint, payload: Any, request_id: str,
-                      deadline: float) -> None:
+                      deadline: float, headers: dict[str, str] | None) -> None:
         assert isinstance(definition, AgentDef) and definition.handler.stream is not None
         subject = p.stream_subject(request_id)
         seq = 0
-        ctx = self._context(definition, request_id, deadline)
+        ctx = self._context(definition, request_id, deadline, headers)
         async for chunk in definition.handler.stream(payload, ctx):
             body = encode_output(chunk, definition)
             headers = {p.HDR_STREAM_SEQ: str(seq), p.HDR_STREAM_END: "false",

@@ -6,12 +6,14 @@ import asyncio
 import contextlib
 import logging
 import signal
+import uuid
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from nats.aio.client import Client
 
+from runtime import tracing
 from runtime.core.issues import MeshFileError
 from runtime.core.text import mask_urls
 from runtime.load.loader import LoadCache, load_mesh
@@ -116,7 +118,12 @@ async def _serve_on(nc: Client, mesh: Mesh, reload: bool, cache: LoadCache, lost
                     metrics: tuple[str, int | None] = ("127.0.0.1", None),
                     grace: float = 30.0) -> int:
     discovery = await Discovery.open(nc)
-    server = MeshServer(nc, discovery)
+    # Spans, if a collector is configured: each process (each worker) exports its own,
+    # set up before the first service exists (each takes the span maker when it starts).
+    instance = uuid.uuid4().hex[:12]
+    tracing.start(mesh.spec.tracing, mesh.name, instance,
+                  announce=link is None or link.start.announce)
+    server = MeshServer(nc, discovery, instance)
     if link is not None:  # generations count on across the workers of one `up`
         server.generation = link.start.generation - 1
     try:
@@ -159,6 +166,7 @@ async def _serve_on(nc: Client, mesh: Mesh, reload: bool, cache: LoadCache, lost
         if left:
             log.warning("grace period (%gs) over: %d request(s) left unanswered", grace, left)
         await health.close()
+        await asyncio.to_thread(tracing.stop)  # the last spans, at most 2 s
         with contextlib.suppress(Exception):
             await nc.drain()
         log.log(_level(logging.INFO, link), "stopped")
