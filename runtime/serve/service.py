@@ -160,7 +160,7 @@ class Service:
             await self._fail(msg, error, new_request_id(), False)
             self.failures.failed(error, error, trace_id_for(headers))
             return error
-        if self.spans is not None:  # extract, attach, run and detach, in the request's span
+        if self.spans is not None and self.spans.sampled(headers):  # in the request's span
             return await self.spans.serve(
                 self._respond(msg, definition, arrival, deadline, refusal, request_id, streaming),
                 headers, self.subject, request_id)

@@ -61,4 +61,4 @@ def step_span(path: str) -> AbstractContextManager[Any] | None:
     hop = current()
     if spans is None or hop is None or hop.span is None:
         return None
-    return spans.step(path)
+    return spans.step(hop, path)

@@ -39,7 +39,7 @@ class Hop:
         self.span_id = new_span_id()  # this hop's own; callees see it as their parent
         self.sampled = sampled
         self.tracestate = tracestate
-        self.span: Any = None  # the exported span of this hop, when spans are on and sampled
+        self.span: int | None = None  # the trace id as a number, once this hop is recorded
 
     @classmethod
     def from_headers(cls, headers: Mapping[str, str] | None) -> Hop:

@@ -1,29 +1,42 @@
-"""Spans, when tracing exports (imported only then: it needs the OpenTelemetry SDK).
+"""The mesh's spans, when tracing exports (imported only then: it needs the `otel` extra).
 
 Modelled on OpenTelemetry's aio-pika instrumentation: the server wrapper extracts the
 caller's context, attaches, runs and detaches in `finally`; a send injects the headers
-*inside* its CLIENT span and awaits the publish there. Whether a request is sampled is
-decided here, before any span exists, so an unsampled request costs no OpenTelemetry call.
+*inside* its CLIENT span and awaits the publish there. Two choices keep a span cheap on
+the request path: whether a request is sampled is decided before anything is made (an
+unsampled one costs a dict lookup and a random draw), and a span is one finished
+`ReadableSpan` built when it ends, handed to the SDK's batch processor, instead of a
+live SDK span (a tenth of the CPU). A handler's own OpenTelemetry spans nest under the
+request's span: its context is attached while the handler runs.
 """
 
 from __future__ import annotations
 
 import contextlib
+import random
+import time
 from collections.abc import Awaitable, Iterator, Mapping
 from contextvars import ContextVar
 from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, Status, StatusCode
 
 from runtime.core.protocol import MeshError
 from runtime.tracing import hop as hops
-from runtime.tracing.w3c import TRACEPARENT, TRACESTATE, SpanRef
+from runtime.tracing.w3c import TRACEPARENT, parse_traceparent
 
-_step_path: ContextVar[str] = ContextVar("mesh_trace_step", default="")
-REQUEST_ID = "mesh.request_id"  # also tells the sampler a span the mesh already sampled
+SCOPE = InstrumentationScope("mesh-runtime")
 _SAMPLED = trace.TraceFlags(trace.TraceFlags.SAMPLED)
+_UNSET = Status(StatusCode.UNSET)
+_bits = random.getrandbits
+# The innermost open span of the mesh's in this task (a step's), parent of what it sends.
+_parent: ContextVar[int] = ContextVar("mesh_trace_parent", default=0)
+_step_path: ContextVar[str] = ContextVar("mesh_trace_step", default="")
 
 
 def _code_of(exc: BaseException) -> str:
@@ -32,98 +45,97 @@ def _code_of(exc: BaseException) -> str:
     return code if isinstance(code, str) and code else type(exc).__name__
 
 
-def _fail(span: Any, code: str) -> None:
-    span.set_attribute("mesh.code", code)
-    span.set_status(Status(StatusCode.ERROR, code))
+def _messaging(operation: str, subject: str, request_id: str) -> dict[str, Any]:
+    return {"messaging.system": "nats", "messaging.operation.type": operation,
+            "messaging.destination.name": subject, "mesh.request_id": request_id}
 
 
 class Recorder:
-    """Makes the mesh's spans with one tracer, sampling `ratio` of new traces."""
+    """Makes the mesh's spans and hands each, finished, to `sink` (a span processor)."""
 
-    def __init__(self, tracer: trace.Tracer, ratio: float):
-        self.tracer = tracer
+    def __init__(self, sink: SpanProcessor, resource: Resource, ratio: float):
+        self.sink = sink
+        self.resource = resource
         self.ratio = ratio
 
-    def _sampled(self, parent: SpanRef | None) -> bool:
+    def sampled(self, headers: Mapping[str, str] | None) -> bool:
+        """Whether a request is recorded: a caller's sampled trace always; else the same
+        trace-id ratio rule as OpenTelemetry's TraceIdRatioBased, or a draw for a new one."""
+        value = headers.get(TRACEPARENT) if headers else None
+        parent = parse_traceparent(value) if value is not None else None
         if parent is None:
             return hops.draw(self.ratio)
         return parent.sampled or hops.ratio_sampled(parent.trace_id, self.ratio)
 
     async def serve(self, answer: Awaitable[MeshError | None], headers: Mapping[str, str] | None,
                     subject: str, request_id: str) -> MeshError | None:
-        """Await `answer` (a request being served) inside its SERVER span, if sampled."""
+        """Await `answer` (a sampled request being served) inside its SERVER span."""
         hop = hops.Hop.from_headers(headers)
-        hop.sampled = self._sampled(hop.parent)
+        hop.sampled = True
+        trace_id, span_id = int(hop.trace_id, 16), _bits(64) or 1
+        hop.span_id, hop.span = f"{span_id:016x}", trace_id
+        parent = int(hop.parent.span_id, 16) if hop.parent is not None else 0
+        attributes = _messaging("process", subject, request_id)
+        start, code = time.time_ns(), "ok"
         token = hops.attach(hop)
-        if not hop.sampled:
-            try:
-                return await answer
-            finally:
-                hops.detach(token)
-        span = self.tracer.start_span(
-            f"process {subject}", context=_remote(hop.parent), kind=SpanKind.SERVER,
-            attributes={"messaging.system": "nats", "messaging.operation.type": "process",
-                        "messaging.destination.name": subject, REQUEST_ID: request_id})
-        ids = span.get_span_context()
-        hop.trace_id, hop.span_id, hop.span = f"{ids.trace_id:032x}", f"{ids.span_id:016x}", span
-        attached = otel_context.attach(trace.set_span_in_context(span))
+        here = SpanContext(trace_id, span_id, is_remote=False, trace_flags=_SAMPLED)
+        attached = otel_context.attach(trace.set_span_in_context(NonRecordingSpan(here)))
         try:
             error = await answer
-        except BaseException as exc:
-            _fail(span, _code_of(exc))
-            raise
-        else:
-            if error is None:
-                span.set_attribute("mesh.code", "ok")
-            else:
-                _fail(span, error.code)
+            if error is not None:
+                code = error.code
             return error
+        except BaseException as exc:
+            code = _code_of(exc)
+            raise
         finally:
             otel_context.detach(attached)
             hops.detach(token)
-            span.end()
+            attributes["mesh.code"] = code
+            self._end(f"process {subject}", SpanKind.SERVER, trace_id, span_id, parent, start,
+                      attributes, code, remote_parent=True)
 
     @contextlib.contextmanager
-    def step(self, name: str) -> Iterator[None]:
+    def step(self, hop: hops.Hop, name: str) -> Iterator[None]:
         """A pipeline step's span, the parent of the calls it makes; a step inside a
         parallel branch is named by its path (`analysis.keywords`)."""
         outer = _step_path.get()
         path = f"{outer}.{name}" if outer else name
-        token = _step_path.set(path)
+        parent = _parent.get() or int(hop.span_id, 16)
+        span_id, start, code = _bits(64) or 1, time.time_ns(), "ok"
+        path_token, parent_token = _step_path.set(path), _parent.set(span_id)
         try:
-            with self.tracer.start_as_current_span(
-                    f"step {path}", kind=SpanKind.INTERNAL, attributes={"mesh.step": path},
-                    record_exception=False, set_status_on_exception=False) as span:
-                try:
-                    yield
-                except BaseException as exc:
-                    _fail(span, _code_of(exc))
-                    raise
+            yield
+        except BaseException as exc:
+            code = _code_of(exc)
+            raise
         finally:
-            _step_path.reset(token)
+            _step_path.reset(path_token)
+            _parent.reset(parent_token)
+            self._end(f"step {path}", SpanKind.INTERNAL, hop.span or 0, span_id, parent, start,
+                      {"mesh.step": path}, code)
 
     @contextlib.contextmanager
     def send(self, subject: str, hop: hops.Hop, request_id: str) -> Iterator[dict[str, str]]:
         """A CLIENT span for one message sent; yields the headers that carry it."""
-        with self.tracer.start_as_current_span(
-                f"send {subject}", kind=SpanKind.CLIENT,
-                attributes={"messaging.system": "nats", "messaging.operation.type": "send",
-                            "messaging.destination.name": subject, REQUEST_ID: request_id},
-                record_exception=False, set_status_on_exception=False) as span:
-            try:
-                yield hop.headers(f"{span.get_span_context().span_id:016x}")
-            except BaseException as exc:
-                _fail(span, _code_of(exc))
-                raise
+        parent = _parent.get() or int(hop.span_id, 16)
+        span_id, start, code = _bits(64) or 1, time.time_ns(), "ok"
+        try:
+            yield hop.headers(f"{span_id:016x}")
+        except BaseException as exc:
+            code = _code_of(exc)
+            raise
+        finally:
+            self._end(f"send {subject}", SpanKind.CLIENT, hop.span or 0, span_id, parent, start,
+                      _messaging("send", subject, request_id), code)
 
-
-def _remote(parent: SpanRef | None) -> otel_context.Context | None:
-    """The caller's span as the parent of ours (flagged sampled: the decision is made)."""
-    if parent is None:
-        return otel_context.Context()  # a root, whatever the task's own context holds
-    remote = SpanContext(int(parent.trace_id, 16), int(parent.span_id, 16), is_remote=True,
-                         trace_flags=_SAMPLED)
-    return trace.set_span_in_context(NonRecordingSpan(remote), otel_context.Context())
-
-
-__all__ = ["TRACEPARENT", "TRACESTATE", "Recorder"]
+    def _end(self, name: str, kind: SpanKind, trace_id: int, span_id: int, parent: int,
+             start: int, attributes: dict[str, Any], code: str,
+             remote_parent: bool = False) -> None:
+        status = _UNSET if code == "ok" else Status(StatusCode.ERROR, code)
+        self.sink.on_end(ReadableSpan(
+            name=name, context=SpanContext(trace_id, span_id, False, _SAMPLED),
+            parent=SpanContext(trace_id, parent, remote_parent, _SAMPLED) if parent else None,
+            resource=self.resource, attributes=attributes, kind=kind,
+            instrumentation_scope=SCOPE, status=status, start_time=start,
+            end_time=time.time_ns()))
