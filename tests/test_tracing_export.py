@@ -24,7 +24,9 @@ HANDLERS = '''
         return {"a": True, "b": await ctx.call("{u}.b", {})}
 
     async def b(payload):
-        return {"b": True}
+        from opentelemetry import trace  # a handler's own instrumentation
+        with trace.get_tracer("handler").start_as_current_span("own work"):
+            return {"b": True}
 
     async def boom(payload):
         raise ValueError("no luck")
@@ -93,7 +95,7 @@ def test_one_trace_across_a_pipeline_its_steps_and_the_agents_they_call(
         data = asyncio.run(call(nats_url, f"mesh.agent.{u}.flow",
                                 {"traceparent": TRACEPARENT, "X-Mesh-Request-Id": "run-1"}))
         assert data == b'{"x":{"b":true},"y":{"b":true}}'
-        spans = receiver.wait(lambda spans: len(named(spans, f"process mesh.agent.{u}.b")) == 3
+        spans = receiver.wait(lambda spans: len(named(spans, "own work")) == 3
                               and len(named(spans, f"process mesh.agent.{u}.flow")) == 1)
     assert "tracing: spans to http://127.0.0.1" in up.log
     assert {s.trace_id for s in spans} == {CALLER_TRACE}
@@ -114,7 +116,10 @@ def test_one_trace_across_a_pipeline_its_steps_and_the_agents_they_call(
     served_a = one(spans, f"process mesh.agent.{u}.a", send_a)  # the callee's, its child
     assert served_a.kind == "server"
     inner = one(spans, f"send mesh.agent.{u}.b", served_a)  # a's own ctx.call
-    one(spans, f"process mesh.agent.{u}.b", inner)
+    # A handler's own spans nest under the request's span, in the same trace.
+    served_b = one(spans, f"process mesh.agent.{u}.b", inner)
+    own = one(spans, "own work", served_b)
+    assert own.kind == "internal"
     both = one(spans, "step both", flow)
     for branch in ("x", "y"):
         step = one(spans, f"step both.{branch}", both)
@@ -150,7 +155,8 @@ def test_a_new_trace_starts_without_a_traceparent_and_sample_zero_records_none(
                          HANDLERS.replace("{u}", u))
     with UpProcess(path, nats_url, "--no-reload", env=FAST_EXPORT):
         asyncio.run(call(nats_url, f"mesh.agent.{u}.a"))
-        spans = receiver.wait(lambda spans: named(spans, f"process mesh.agent.{u}.b"))
+        spans = receiver.wait(lambda spans: named(spans, f"process mesh.agent.{u}.b")
+                              and named(spans, f"process mesh.agent.{u}.a"))
     served = one(spans, f"process mesh.agent.{u}.a")
     assert served.parent == ""  # a root: the trace started here
     assert len({s.trace_id for s in spans}) == 1 and served.trace_id != CALLER_TRACE
@@ -165,8 +171,9 @@ def test_a_new_trace_starts_without_a_traceparent_and_sample_zero_records_none(
             asyncio.run(call(nats_url, f"mesh.agent.{u}z.a"))
         # A caller's sampled traceparent is still followed.
         asyncio.run(call(nats_url, f"mesh.agent.{u}z.b", {"traceparent": TRACEPARENT}))
-        spans = receiver.wait(lambda spans: named(spans, f"process mesh.agent.{u}z.b"))
-    assert [s.name for s in spans[before:]] == [f"process mesh.agent.{u}z.b"]
+        spans = receiver.wait(lambda spans: named(spans, f"process mesh.agent.{u}z.b")
+                              and named(spans, "own work")[len(named(spans[:before], "own work")):])
+    assert sorted(s.name for s in spans[before:]) == ["own work", f"process mesh.agent.{u}z.b"]
 
 
 def test_a_collector_that_is_down_never_affects_requests(

@@ -47,18 +47,16 @@ __all__ = [
 def send_span(subject: str, request_id: str) -> AbstractContextManager[dict[str, str]] | None:
     """A CLIENT span for a message sent now, yielding its trace headers; None when this
     task's request is not recorded (then send `outgoing()`)."""
-    spans = recorder()
     hop = current()
-    if spans is None or hop is None or hop.span is None:
+    if hop is None or hop.recorder is None:
         return None
-    return spans.send(subject, hop, request_id)
+    return hop.recorder.send(subject, hop, request_id)
 
 
 def step_span(path: str) -> AbstractContextManager[Any] | None:
     """A pipeline step's span; None when this task's request is not recorded (or the step
     is replayed from a journal: call nothing then)."""
-    spans = recorder()
     hop = current()
-    if spans is None or hop is None or hop.span is None:
+    if hop is None or hop.recorder is None:
         return None
-    return spans.step(hop, path)
+    return hop.recorder.step(hop, path)

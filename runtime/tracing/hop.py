@@ -30,7 +30,7 @@ from runtime.tracing.w3c import (
 class Hop:
     """One request served here: its trace, this hop's span id, and whether it is sampled."""
 
-    __slots__ = ("parent", "sampled", "span", "span_id", "trace_id", "tracestate")
+    __slots__ = ("parent", "recorder", "sampled", "span", "span_id", "trace_id", "tracestate")
 
     def __init__(self, parent: SpanRef | None, tracestate: str | None, sampled: bool,
                  trace_id: str | None = None):
@@ -40,6 +40,7 @@ class Hop:
         self.sampled = sampled
         self.tracestate = tracestate
         self.span: int | None = None  # the trace id as a number, once this hop is recorded
+        self.recorder: Any = None  # and what records it (runtime.tracing.spans.Recorder)
 
     @classmethod
     def from_headers(cls, headers: Mapping[str, str] | None) -> Hop:

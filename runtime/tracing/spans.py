@@ -73,7 +73,7 @@ class Recorder:
         hop = hops.Hop.from_headers(headers)
         hop.sampled = True
         trace_id, span_id = int(hop.trace_id, 16), _bits(64) or 1
-        hop.span_id, hop.span = f"{span_id:016x}", trace_id
+        hop.span_id, hop.span, hop.recorder = f"{span_id:016x}", trace_id, self
         parent = int(hop.parent.span_id, 16) if hop.parent is not None else 0
         attributes = _messaging("process", subject, request_id)
         start, code = time.time_ns(), "ok"
