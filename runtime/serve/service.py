@@ -68,6 +68,7 @@ class Service:
         self.stats = EndpointStats()
         self.failures = FailureLog(self.logger)
         self.spans = recorder()  # None unless this process exports spans
+        self.answer = self._answer if self.spans is None else self._traced
         self.admission = Admission(self.name, deadlines, self._start,
                                    lambda: self.definition.concurrency, self.logger)
         self._idle = asyncio.Event()
@@ -108,7 +109,7 @@ class Service:
         arrival, deadline, refusal = admitted
         if refusal is not None:  # answered here, with no task: a flood costs as little as can be
             started_ns = time.perf_counter_ns()
-            error = await self._answer(msg, definition, arrival, deadline, refusal)
+            error = await self.answer(msg, definition, arrival, deadline, refusal)
             self.stats.record(time.perf_counter_ns() - started_ns, error)
             # nats-py hands over a backlog without ever yielding: give the requests being
             # served a turn every 5 ms of refusals, or a flood starves them of the loop.
@@ -133,7 +134,7 @@ class Service:
     async def _handle(self, msg: Msg, definition: Endpoint, arrival: float, deadline: float,
                       refusal: p.MeshError | None, started_ns: int) -> None:
         try:
-            error = await self._answer(msg, definition, arrival, deadline, refusal)
+            error = await self.answer(msg, definition, arrival, deadline, refusal)
             self.stats.record(time.perf_counter_ns() - started_ns, error)
         except GeneratorExit:
             # asyncio throws a future's exception into a task's top coroutine; for a
@@ -160,16 +161,6 @@ class Service:
             await self._fail(msg, error, new_request_id(), False)
             self.failures.failed(error, error, trace_id_for(headers))
             return error
-        if self.spans is not None and self.spans.sampled(headers):  # in the request's span
-            return await self.spans.serve(
-                self._respond(msg, definition, arrival, deadline, refusal, request_id, streaming),
-                headers, self.subject, request_id)
-        return await self._respond(msg, definition, arrival, deadline, refusal, request_id,
-                                   streaming)
-
-    async def _respond(self, msg: Msg, definition: Endpoint, arrival: float, deadline: float,
-                       refusal: p.MeshError | None, request_id: str,
-                       streaming: bool) -> p.MeshError | None:
         task = asyncio.current_task()
         assert task is not None
         try:
@@ -208,6 +199,21 @@ class Service:
             return await self._failed(msg, exc, definition, request_id, streaming)
         except BaseException as exc:  # SystemExit from a handler too: every failure is an answer
             return await self._failed(msg, exc, definition, request_id, streaming)
+
+    async def _traced(self, msg: Msg, definition: Endpoint, arrival: float, deadline: float,
+                      refusal: p.MeshError | None) -> p.MeshError | None:
+        """`_answer`, inside the request's SERVER span when it is sampled (spans on only)."""
+        assert self.spans is not None
+        headers = msg.headers
+        if not self.spans.sampled(headers):
+            return await self._answer(msg, definition, arrival, deadline, refusal)
+        request_id = headers.get(p.HDR_REQUEST_ID) if headers else None
+        if not request_id:  # made here, so that the span and the reply name the same id
+            request_id = new_request_id()
+            msg.headers = headers = {**(headers or {}), p.HDR_REQUEST_ID: request_id}
+        return await self.spans.serve(self._answer(msg, definition, arrival, deadline, refusal),
+                                      headers, self.subject,
+                                      request_id if is_request_id(request_id) else "")
 
     async def _failed(self, msg: Msg, exc: BaseException, definition: Endpoint, request_id: str,
                       streaming: bool) -> p.MeshError:
