@@ -201,3 +201,26 @@ def test_a_collector_that_is_down_never_affects_requests(
     assert time.monotonic() - stopping < 10  # the last spans get at most 2 s
     assert "spans dropped" in up.log
     assert "Traceback" not in up.log
+
+
+def test_each_worker_exports_its_own_spans_and_up_says_so_once(
+        nats_url: str, tmp_path: Path, unique: str, receiver: Receiver) -> None:
+    u = f"t{unique}"
+    path, _ = write_mesh(tmp_path, mesh_text(unique, receiver.endpoint),
+                         HANDLERS.replace("{u}", u))
+    with UpProcess(path, nats_url, "--no-reload", "--workers", "2", env=FAST_EXPORT) as up:
+
+        async def many() -> None:
+            nc = await nats.connect(nats_url)
+            try:
+                await asyncio.gather(*(nc.request(f"mesh.agent.{u}.b", b"{}", timeout=10)
+                                       for _ in range(200)))
+            finally:
+                await nc.close()
+
+        asyncio.run(many())
+        spans = receiver.wait(
+            lambda spans: len(named(spans, f"process mesh.agent.{u}.b")) == 200)
+    served = named(spans, f"process mesh.agent.{u}.b")
+    assert len({s.extra["instance"] for s in served}) == 2  # both workers served and exported
+    assert len([line for line in up.lines if "tracing: spans to" in line]) == 1
