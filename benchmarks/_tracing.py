@@ -26,7 +26,7 @@ TARGETS = {"propagation/before": 1.02, "sample 0.1/before": 1.10}
 SAMPLES = {"export-1.0": 1.0, "export-0.1": 0.1}
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
@@ -47,6 +47,28 @@ def code_before(folder: Path) -> Path | None:
     return folder
 
 
+def echo_mesh(root: Path, key: str, tracing: str = "") -> Path:
+    """The echo mesh in a folder of its own, its agent named bench.<key> (dots dropped),
+    with `tracing` (YAML lines) at the top."""
+    folder = root / key.replace(".", "")
+    folder.mkdir()
+    text = (BENCH_DIR / "echo" / "mesh.yaml").read_text()
+    text = text.replace("bench.mesh", f"bench.{key.replace('.', '')}")
+    text = text.replace("name: bench\n", f"name: bench\n{tracing}")
+    (folder / "mesh.yaml").write_text(text)
+    (folder / "handlers.py").write_text((BENCH_DIR / "echo" / "handlers.py").read_text())
+    return folder / "mesh.yaml"
+
+
+def tracing_yaml(port: int, sample: float) -> str:
+    return f"tracing: {{endpoint: 'http://127.0.0.1:{port}', sample: {sample}}}\n"
+
+
+def sink(port: int) -> Child:
+    """An OTLP/HTTP collector that takes every batch and keeps nothing."""
+    return python_child("otlp-sink", PEERS_DIR / "otlp_sink.py", str(port))
+
+
 class TracingRows:
     """Mesh folders and children for the tracing systems; removed on close."""
 
@@ -59,14 +81,7 @@ class TracingRows:
                                        f"mesh.agent.bench.{key.replace('.', '')}")
 
     def _folder(self, key: str, tracing: str = "") -> Path:
-        folder = self.root / key.replace(".", "")
-        folder.mkdir()
-        text = (BENCH_DIR / "echo" / "mesh.yaml").read_text()
-        text = text.replace("bench.mesh", f"bench.{key.replace('.', '')}")
-        text = text.replace("name: bench\n", f"name: bench\n{tracing}")
-        (folder / "mesh.yaml").write_text(text)
-        (folder / "handlers.py").write_text((BENCH_DIR / "echo" / "handlers.py").read_text())
-        return folder / "mesh.yaml"
+        return echo_mesh(self.root, key, tracing)
 
     def launch(self, url: str, children: Children) -> None:
         argv = mesh_runtime_argv()
@@ -84,11 +99,10 @@ class TracingRows:
             self.systems["before"].launch(children, Child(
                 "up-before", [*run, str(mesh)], cwd=mesh.parent,
                 env=child_env(PYTHONPATH=str(before))))
-        port = _free_port()
-        children.start(python_child("otlp-sink", PEERS_DIR / "otlp_sink.py", str(port)))
+        port = free_port()
+        children.start(sink(port))
         for key, sample in SAMPLES.items():
-            mesh = self._folder(key, f"tracing: {{endpoint: 'http://127.0.0.1:{port}', "
-                                     f"sample: {sample}}}\n")
+            mesh = self._folder(key, tracing_yaml(port, sample))
             self.systems[key].launch(children, Child(f"up-{key}", [*run, str(mesh)],
                                                      cwd=mesh.parent))
 

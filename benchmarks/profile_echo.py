@@ -3,6 +3,7 @@
     python benchmarks/profile_echo.py [--requests 20000] [--rounds 5]
     python benchmarks/profile_echo.py --py-spy [--seconds 15]
     python benchmarks/profile_echo.py --callgrind [--requests 3000]
+    [--compare CHECKOUT] [--tracing] with any of the above
 
 Default: CPU µs per request of each serving process (raw responder, `mesh-runtime up` on
 benchmarks/echo/mesh.yaml), `--requests` at concurrency 64 per round, rounds interleaved;
@@ -10,6 +11,8 @@ min, median and max. `--py-spy`: py-spy samples each serving process under the s
 and the samples are sorted into the parts of the request path (table of µs per request).
 `--callgrind`: each serving process runs under valgrind's callgrind, which counts the
 instructions of exactly `--requests` requests: the same figure on a busy machine.
+`--tracing`: also `up` exporting spans to an OTLP/HTTP sink at sample 1.0 and 0.1 (the
+export thread's instructions included).
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from _harness import (
     start_nats,
 )
 from _profile_parts import PARTS, cpu_ns, instructions, parts, serving_pid
+from _tracing import SAMPLES, echo_mesh, free_port, sink, tracing_yaml
 
 CONCURRENCY = 64
 
@@ -54,6 +58,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--callgrind", action="store_true", help="count instructions")
     parser.add_argument("--compare", type=Path, metavar="CHECKOUT",
                         help="also serve with the runtime package of another checkout")
+    parser.add_argument("--tracing", action="store_true",
+                        help="also serve with spans exported to an OTLP/HTTP sink, sample 1.0 "
+                        "and 0.1")
     return parser.parse_args()
 
 
@@ -97,6 +104,23 @@ class Served:
     child: Child
     url: str
     subject: str
+
+
+def traced(url: str, wrap: list[str], folder: Path, kids: Children) -> list[Served]:
+    """`mesh-runtime up` exporting spans to a sink, at sample 1.0 and at 0.1."""
+    port = free_port()
+    kids.start(sink(port))
+    found = []
+    for key, sample in SAMPLES.items():
+        mesh = echo_mesh(folder, key, tracing_yaml(port, sample))
+        env = child_env(OTEL_BSP_SCHEDULE_DELAY="100")  # spans leave within the window
+        env["PYTHONPATH"] = str(ROOT)
+        child = Child(f"mesh-{key}", [*wrap, sys.executable, "-m", "runtime", "up", "-f",
+                                      str(mesh), "--nats", url, "--no-reload"],
+                      cwd=mesh.parent, env=env)
+        found.append(Served(f"mesh-runtime {key.replace('-', ' ')}", child, url,
+                            f"mesh.agent.bench.{key.replace('.', '')}"))
+    return found
 
 
 def servers(urls: list[str], wrap: list[str], compare: Path | None) -> list[Served]:
@@ -215,6 +239,8 @@ async def callgrind_counts(served: list[Served], args: argparse.Namespace, out: 
             pid = str(worker)
             subprocess.run([control, "-i", "on", pid], check=True, stdout=subprocess.DEVNULL)
             failed = await send(clients[s.url], s.subject, args.requests)
+            if "export" in s.name:  # the export thread's last batch, inside the window
+                await asyncio.sleep(2.0)
             subprocess.run([control, "-d", pid], check=True, stdout=subprocess.DEVNULL)
             subprocess.run([control, "-i", "off", pid], check=True, stdout=subprocess.DEVNULL)
             per_request[s.name] = instructions(out, worker) / args.requests
@@ -245,6 +271,8 @@ def main() -> int:
                     f"--callgrind-out-file={out}/callgrind.out.%p"]
         with Children() as kids:
             served = servers([n.url for n in nats_servers], wrap, args.compare)
+            if args.tracing:
+                served += traced(nats_servers[0].url, wrap, out, kids)
             for s in served:
                 kids.start(s.child)
             if args.callgrind:

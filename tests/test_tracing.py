@@ -3,6 +3,7 @@ and hostile values (malformed, oversized) that never fail a request."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -12,6 +13,8 @@ import pytest
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
+from runtime.tracing import adopt, current_trace_id, outgoing
+from runtime.tracing.settings import TracingSettings, resolve
 from runtime.tracing.w3c import clean_tracestate, parse_traceparent
 from tests.helpers import ROOT, UpProcess, cli, write_mesh
 
@@ -215,3 +218,36 @@ def test_a_future_version_may_append_fields() -> None:
     ref = parse_traceparent(f"01-{CALLER_TRACE}-{CALLER_SPAN}-00-what-comes-next")
     assert ref is not None and (ref.trace_id, ref.sampled) == (CALLER_TRACE, False)
     assert clean_tracestate(" a=1 , ,b@c=2 ") == "a=1,b@c=2"
+
+
+def test_the_environment_wins_over_the_file_and_bad_values_are_said() -> None:
+    spec = TracingSettings(endpoint="http://collector:4318", sample=0.5)
+    assert resolve(None, {}) is None  # nothing configured: no export
+    assert resolve(spec, {"OTEL_SDK_DISABLED": "true"}) is None
+    from_file = resolve(spec, {})
+    assert from_file is not None
+    assert (from_file.traces_url, from_file.sample) == ("http://collector:4318/v1/traces", 0.5)
+    env = resolve(spec, {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://other:4318/",
+                         "OTEL_TRACES_SAMPLER_ARG": "0.25", "OTEL_SERVICE_NAME": "shop"})
+    assert env is not None
+    assert (env.traces_url, env.sample, env.service_name) == (
+        "http://other:4318/v1/traces", 0.25, "shop")
+    full = resolve(None, {"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "https://u:p@x/in/traces"})
+    assert full is not None and full.traces_url == "https://u:p@x/in/traces"
+    assert full.shown_endpoint == "https://x/in/traces"  # no password in a log line
+    bad = resolve(spec, {"OTEL_EXPORTER_OTLP_ENDPOINT": "collector", "OTEL_TRACES_SAMPLER_ARG": "7"})
+    assert bad is not None and (bad.traces_url, bad.sample) == ("http://collector:4318/v1/traces", 0.5)
+    assert bad.problems == (
+        "OTEL_EXPORTER_OTLP_ENDPOINT ignored: not an http(s) URL: 'collector' "
+        "(like http://collector:4318)",
+        "OTEL_TRACES_SAMPLER_ARG ignored: '7' is not a number from 0 to 1")
+
+
+def test_a_resumed_run_can_adopt_its_trace() -> None:
+    async def resumed() -> tuple[str | None, str]:
+        assert adopt("not-a-trace") is None
+        adopt(CALLER_TRACE)
+        return current_trace_id(), outgoing()["traceparent"]
+
+    trace_id, sent = asyncio.run(resumed())
+    assert trace_id == CALLER_TRACE and sent.startswith(f"00-{CALLER_TRACE}-")

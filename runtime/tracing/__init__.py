@@ -13,6 +13,7 @@ from typing import Any
 
 from runtime.tracing.hop import (
     Hop,
+    adopt,
     current,
     current_trace_id,
     enter,
@@ -28,6 +29,7 @@ __all__ = [
     "TRACESTATE",
     "Hop",
     "TracingSettings",
+    "adopt",
     "current",
     "current_trace_id",
     "dropped",

@@ -78,6 +78,16 @@ def enter(headers: Mapping[str, str] | None) -> Hop:
     return hop
 
 
+def adopt(trace_id: str) -> Hop | None:
+    """Continue a known trace in this task (a run resumed by another process, from its
+    journal's trace_id); None, and nothing changed, when `trace_id` is not one."""
+    if parse_traceparent(f"00-{trace_id}-{'1' * 16}-00") is None:
+        return None
+    hop = Hop(None, None, False, trace_id=trace_id)
+    _current.set(hop)
+    return hop
+
+
 def attach(hop: Hop) -> Any:
     """Make `hop` current; returns the token `detach` takes."""
     return _current.set(hop)
