@@ -6,13 +6,17 @@ from __future__ import annotations
 
 import asyncio
 
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
 from runtime.core.protocol import MeshError
 from runtime.tracing import current, outgoing, send_span, step_span
+from runtime.tracing.encode import encode
 from runtime.tracing.spans import Recorder
 from runtime.tracing.w3c import parse_traceparent
 
@@ -90,3 +94,37 @@ class _nothing:
 
     def __exit__(self, *exc: object) -> None:
         pass
+
+
+def test_the_mesh_encoder_writes_what_the_sdk_encoder_writes() -> None:
+    spans, memory = recorder()
+
+    async def handler() -> MeshError | None:
+        with (step_span("é" * 80) or _nothing(),  # a long, non-ASCII name and attribute
+              send_span("mesh.agent.x", "r" * 300) or _nothing()):
+            pass
+        return MeshError("timeout", "")
+
+    asyncio.run(spans.serve(handler(), {"traceparent": f"00-{TRACE}-{PARENT}-01"},
+                            "mesh.agent.p", "rid"))
+    made = list(memory.get_finished_spans())
+    made.append(ReadableSpan(  # a handler's own: other scope, every attribute type
+        "own", made[0].context, None, Resource.create({"service.name": "h"}),
+        {"flag": True, "n": -3, "ratio": 0.5, "text": "x"}, instrumentation_scope=None))
+    ours, sdk = ExportTraceServiceRequest(), ExportTraceServiceRequest()
+    ours.ParseFromString(encode(made))
+    sdk.ParseFromString(encode_spans(made).SerializeToString())
+
+    def spans_of(request: ExportTraceServiceRequest) -> dict[str, object]:
+        found = {}
+        for resource_spans in request.resource_spans:
+            for scope_spans in resource_spans.scope_spans:
+                for span in scope_spans.spans:
+                    if not span.status.code and not span.status.message:
+                        span.ClearField("status")  # the SDK writes an empty one: the same
+                    found[span.name] = (span, sorted((a.key, str(a.value)) for a in
+                                                     resource_spans.resource.attributes))
+        return found
+
+    assert spans_of(ours) == spans_of(sdk)
+    assert len(spans_of(ours)) == 4
