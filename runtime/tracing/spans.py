@@ -2,12 +2,13 @@
 
 Modelled on OpenTelemetry's aio-pika instrumentation: the server wrapper extracts the
 caller's context, attaches, runs and detaches in `finally`; a send injects the headers
-*inside* its CLIENT span and awaits the publish there. Two choices keep a span cheap on
-the request path: whether a request is sampled is decided before anything is made (an
-unsampled one costs a dict lookup and a random draw), and a span is one finished
-`ReadableSpan` built when it ends, handed to the SDK's batch processor, instead of a
-live SDK span (a tenth of the CPU). A handler's own OpenTelemetry spans nest under the
-request's span: its context is attached while the handler runs.
+*inside* its CLIENT span and awaits the publish there. Three choices keep a span cheap
+on the request path: whether a request is sampled is decided before anything is made
+(an unsampled one costs a dict lookup and a random draw); a span is one `Record` (a
+tuple) made when it ends, not a live SDK span; and records wait in a bounded queue that
+a thread of their own encodes and sends (runtime/tracing/batches.py). A handler's own
+OpenTelemetry spans nest under the request's span: its context is attached while the
+handler runs, and they go through the SDK as usual.
 """
 
 from __future__ import annotations
@@ -15,14 +16,14 @@ from __future__ import annotations
 import contextlib
 import random
 import time
-from collections.abc import Awaitable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextvars import ContextVar
-from typing import Any
+from typing import Any, NamedTuple
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, Status, StatusCode
 
@@ -51,11 +52,10 @@ def _messaging(operation: str, subject: str, request_id: str) -> dict[str, Any]:
 
 
 class Recorder:
-    """Makes the mesh's spans and hands each, finished, to `sink` (a span processor)."""
+    """Makes the mesh's spans and hands each, finished, to `sink`."""
 
-    def __init__(self, sink: SpanProcessor, resource: Resource, ratio: float):
+    def __init__(self, sink: Callable[[Record], None], ratio: float):
         self.sink = sink
-        self.resource = resource
         self.ratio = ratio
 
     def sampled(self, headers: Mapping[str, str] | None) -> bool:
@@ -132,10 +132,31 @@ class Recorder:
     def _end(self, name: str, kind: SpanKind, trace_id: int, span_id: int, parent: int,
              start: int, attributes: dict[str, Any], code: str,
              remote_parent: bool = False) -> None:
-        status = _UNSET if code == "ok" else Status(StatusCode.ERROR, code)
-        self.sink.on_end(ReadableSpan(
-            name=name, context=SpanContext(trace_id, span_id, False, _SAMPLED),
-            parent=SpanContext(trace_id, parent, remote_parent, _SAMPLED) if parent else None,
-            resource=self.resource, attributes=attributes, kind=kind,
-            instrumentation_scope=SCOPE, status=status, start_time=start,
-            end_time=time.time_ns()))
+        self.sink(Record(name, kind.value, trace_id, span_id, parent, remote_parent, start,
+                         time.time_ns(), attributes, "" if code == "ok" else code))
+
+
+class Record(NamedTuple):
+    """A finished span of the mesh's: what OTLP needs, nothing more."""
+
+    name: str
+    kind: int  # SpanKind's value
+    trace_id: int
+    span_id: int
+    parent: int  # 0: a root
+    remote_parent: bool
+    start: int  # ns since the epoch
+    end: int
+    attributes: dict[str, Any]
+    error: str  # the error code, or "" (status unset)
+
+    def readable(self, resource: Resource) -> ReadableSpan:
+        """The same span as the SDK's exporters take it."""
+        parent = (SpanContext(self.trace_id, self.parent, self.remote_parent, _SAMPLED)
+                  if self.parent else None)
+        return ReadableSpan(
+            name=self.name, context=SpanContext(self.trace_id, self.span_id, False, _SAMPLED),
+            parent=parent, resource=resource, attributes=self.attributes,
+            kind=SpanKind(self.kind), instrumentation_scope=SCOPE,
+            status=Status(StatusCode.ERROR, self.error) if self.error else _UNSET,
+            start_time=self.start, end_time=self.end)
