@@ -20,12 +20,15 @@ TRACEPARENT = f"00-{CALLER_TRACE}-{CALLER_SPAN}-01"
 FAST_EXPORT = {"OTEL_BSP_SCHEDULE_DELAY": "50"}  # a batch every 50 ms, not every 5 s
 
 HANDLERS = '''
+    from opentelemetry import trace  # a handler's own instrumentation
+
+    TRACER = trace.get_tracer("handler")
+
     async def a(payload, ctx):
         return {"a": True, "b": await ctx.call("{u}.b", {})}
 
     async def b(payload):
-        from opentelemetry import trace  # a handler's own instrumentation
-        with trace.get_tracer("handler").start_as_current_span("own work"):
+        with TRACER.start_as_current_span("own work"):
             return {"b": True}
 
     async def boom(payload):

@@ -16,7 +16,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 from runtime.core.protocol import MeshError
 from runtime.tracing import current, outgoing, send_span, step_span
 from runtime.tracing.encode import encode, resource_block
-from runtime.tracing.spans import Record, Recorder
+from runtime.tracing.spans import Record, Recorder, readable
 from runtime.tracing.w3c import parse_traceparent
 
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -30,7 +30,7 @@ def recorder(ratio: float = 1.0) -> tuple[Recorder, InMemorySpanExporter]:
     """A Recorder whose spans go, as the SDK's ReadableSpans, to its in-memory exporter."""
     memory = InMemorySpanExporter()
     processor = SimpleSpanProcessor(memory)
-    return Recorder(lambda record: processor.on_end(record.readable(RESOURCE)), ratio), memory
+    return Recorder(lambda record: processor.on_end(readable(record, RESOURCE)), ratio), memory
 
 
 def test_server_step_and_send_spans_nest_and_carry_their_ids() -> None:
@@ -112,11 +112,12 @@ def test_the_mesh_encoder_writes_what_the_sdk_encoder_writes() -> None:
 
     asyncio.run(spans.serve(handler(), {"traceparent": f"00-{TRACE}-{PARENT}-01"},
                             "mesh.agent.p", "rid"))
-    records.append(records[0]._replace(attributes={"flag": True, "n": -3, "ratio": 0.5},
-                                       name="other types", parent=0))
+    _, kind, trace_id, span_id, *_ = records[0]
+    records.append(("other types", kind, trace_id, span_id, 0, False, 1, 2,
+                    {"flag": True, "n": -3, "ratio": 0.5}, ""))
     ours, sdk = ExportTraceServiceRequest(), ExportTraceServiceRequest()
     ours.ParseFromString(encode(records, resource_block(RESOURCE.attributes)))
-    sdk.ParseFromString(encode_spans([r.readable(RESOURCE) for r in records]).SerializeToString())
+    sdk.ParseFromString(encode_spans([readable(r, RESOURCE) for r in records]).SerializeToString())
     for request in (ours, sdk):
         for span in request.resource_spans[0].scope_spans[0].spans:
             if not span.status.code and not span.status.message:

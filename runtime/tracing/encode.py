@@ -70,17 +70,16 @@ def attributes(tag: bytes, found: Mapping[str, Any] | None) -> bytes:
 
 
 def _span(record: Record) -> bytes:
-    parts = [b"\x0a\x10", record.trace_id.to_bytes(16, "big"),
-             b"\x12\x08", record.span_id.to_bytes(8, "big")]
-    if record.parent:
-        parts += [b"\x22\x08", record.parent.to_bytes(8, "big")]
-    parts += [_field(b"\x2a", record.name.encode()),
-              b"\x30", _SMALL[record.kind + 1],  # OTLP counts from UNSPECIFIED
-              b"\x39", _Q(record.start), b"\x41", _Q(record.end),
-              attributes(b"\x4a", record.attributes)]
-    if record.error:  # Span.status (15): message (2), code (3) ERROR
-        parts.append(_field(b"\x7a", _field(b"\x12", record.error.encode()) + b"\x18\x02"))
-    parts.append(_FLAGS_REMOTE if record.parent and record.remote_parent else _FLAGS_LOCAL)
+    name, kind, trace_id, span_id, parent, remote, start, end, found, error = record
+    parts = [b"\x0a\x10", trace_id.to_bytes(16, "big"), b"\x12\x08", span_id.to_bytes(8, "big")]
+    if parent:
+        parts += [b"\x22\x08", parent.to_bytes(8, "big")]
+    parts += [_field(b"\x2a", name.encode()),
+              b"\x30", _SMALL[kind + 1],  # OTLP counts from UNSPECIFIED
+              b"\x39", _Q(start), b"\x41", _Q(end), attributes(b"\x4a", found)]
+    if error:  # Span.status (15): message (2), code (3) ERROR
+        parts.append(_field(b"\x7a", _field(b"\x12", error.encode()) + b"\x18\x02"))
+    parts.append(_FLAGS_REMOTE if parent and remote else _FLAGS_LOCAL)
     return _field(b"\x12", b"".join(parts))  # ScopeSpans.spans (2)
 
 

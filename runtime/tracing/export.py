@@ -24,7 +24,7 @@ from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 from runtime.tracing.batches import Batches
 from runtime.tracing.encode import encode, resource_block
 from runtime.tracing.settings import Resolved
-from runtime.tracing.spans import Record, Recorder
+from runtime.tracing.spans import Record, Recorder, readable
 
 log = logging.getLogger("mesh-runtime")
 SHUTDOWN_SECONDS = 2.0  # what `up`'s exit gives the last spans to leave
@@ -63,16 +63,16 @@ class Exporting:
         self.batches = Batches(self._send, settings.shown_endpoint)
         self.recorder = Recorder(self.batches, settings.sample)
         self.counted = Counted(OTLPSpanExporter(endpoint=settings.traces_url), self.batches)
-        self.provider = TracerProvider(  # closed by `up`, bounded: not at exit, unbounded
-            resource=self.resource, sampler=ParentBased(TraceIdRatioBased(settings.sample)),
-            shutdown_on_exit=False)
+        self.provider = Provider(  # closed by `up`, bounded: not at exit, unbounded
+            self.recorder, resource=self.resource,
+            sampler=ParentBased(TraceIdRatioBased(settings.sample)), shutdown_on_exit=False)
         self.provider.add_span_processor(BatchSpanProcessor(self.counted))
         _quiet_sdk_logs()
 
     def _send(self, records: list[Record]) -> bool:
         client: Any = getattr(self.exporter, "_client", None)  # the SDK's HTTP client (1.40+)
         if client is None:  # another SDK version: through its exporter, the slower way
-            spans = [r.readable(self.resource) for r in records]
+            spans = [readable(r, self.resource) for r in records]
             return self.exporter.export(spans) is SpanExportResult.SUCCESS
         return bool(client.export(encode(records, self._resource_block)).success)
 
@@ -88,6 +88,18 @@ class Exporting:
         done = threading.Thread(target=self.provider.shutdown, daemon=True)
         done.start()
         done.join(0.5)
+
+
+class Provider(TracerProvider):
+    """The SDK's provider, telling the recorder once a handler asks it for a tracer."""
+
+    def __init__(self, recorder: Recorder, **options: Any):
+        super().__init__(**options)
+        self.recorder = recorder
+
+    def get_tracer(self, *args: Any, **kwargs: Any) -> trace.Tracer:
+        self.recorder.handlers_trace = True  # from now on, requests attach their context
+        return super().get_tracer(*args, **kwargs)
 
 
 def install_global(provider: TracerProvider) -> None:

@@ -33,24 +33,25 @@ class Hop:
     __slots__ = ("parent", "recorder", "sampled", "span", "span_id", "trace_id", "tracestate")
 
     def __init__(self, parent: SpanRef | None, tracestate: str | None, sampled: bool,
-                 trace_id: str | None = None):
+                 trace_id: str | None = None, span_id: str | None = None):
         self.parent = parent  # the caller's span, when it sent a valid traceparent
         self.trace_id = parent.trace_id if parent is not None else trace_id or new_trace_id()
-        self.span_id = new_span_id()  # this hop's own; callees see it as their parent
+        self.span_id = span_id or new_span_id()  # this hop's own; callees' parent
         self.sampled = sampled
         self.tracestate = tracestate
         self.span: int | None = None  # the trace id as a number, once this hop is recorded
         self.recorder: Any = None  # and what records it (runtime.tracing.spans.Recorder)
 
     @classmethod
-    def from_headers(cls, headers: Mapping[str, str] | None) -> Hop:
+    def from_headers(cls, headers: Mapping[str, str] | None, span_id: str | None = None) -> Hop:
         """Continue the trace a request's headers carry, or start one (never raises)."""
-        if not headers:
-            return cls(None, None, False)
-        parent = parse_traceparent(headers.get(TRACEPARENT))
+        value = headers.get(TRACEPARENT) if headers else None
+        parent = parse_traceparent(value) if value is not None else None
         if parent is None:  # no trace, or a malformed one: a new trace, and its state goes
-            return cls(None, None, False)
-        return cls(parent, clean_tracestate(headers.get(TRACESTATE)), parent.sampled)
+            return cls(None, None, False, span_id=span_id)
+        assert headers is not None
+        return cls(parent, clean_tracestate(headers.get(TRACESTATE)), parent.sampled,
+                   span_id=span_id)
 
     def headers(self, span_id: str | None = None) -> dict[str, str]:
         """`traceparent` (and `tracestate`) for a message sent on this request's behalf."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
@@ -40,6 +41,9 @@ def start(spec: TracingSettings | None, service: str, instance: str, *, announce
         return False
     for problem in resolved.problems:
         log.log(logging.WARNING if announce else logging.DEBUG, "tracing: %s", problem)
+    # Handlers (or what they use) that imported OpenTelemetry themselves make spans of
+    # their own: each request's context is then attached for theirs to nest under.
+    handlers_trace = "opentelemetry.trace" in sys.modules
     try:
         from runtime.tracing.export import Exporting, install_global
     except ImportError as exc:
@@ -51,6 +55,7 @@ def start(spec: TracingSettings | None, service: str, instance: str, *, announce
     if _exporting is not None:
         _exporting.close()
     _exporting = Exporting(resolved, service, instance)
+    _exporting.recorder.handlers_trace = handlers_trace
     install_global(_exporting.provider)
     log.log(level, "tracing: spans to %s (sample %g, from %s)", resolved.shown_endpoint,
             resolved.sample, resolved.source)

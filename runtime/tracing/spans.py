@@ -18,7 +18,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextvars import ContextVar
-from typing import Any, NamedTuple
+from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
@@ -57,6 +57,9 @@ class Recorder:
     def __init__(self, sink: Callable[[Record], None], ratio: float):
         self.sink = sink
         self.ratio = ratio
+        # Whether handlers use OpenTelemetry themselves (they asked the provider for a
+        # tracer): only then is each request's span context attached for theirs to nest.
+        self.handlers_trace = False
 
     def sampled(self, headers: Mapping[str, str] | None) -> bool:
         """Whether a request is recorded: a caller's sampled trace always; else the same
@@ -70,16 +73,18 @@ class Recorder:
     async def serve(self, answer: Awaitable[MeshError | None], headers: Mapping[str, str] | None,
                     subject: str, request_id: str) -> MeshError | None:
         """Await `answer` (a sampled request being served) inside its SERVER span."""
-        hop = hops.Hop.from_headers(headers)
-        hop.sampled = True
-        trace_id, span_id = int(hop.trace_id, 16), _bits(64) or 1
-        hop.span_id, hop.span, hop.recorder = f"{span_id:016x}", trace_id, self
+        span_id = _bits(64) or 1
+        hop = hops.Hop.from_headers(headers, f"{span_id:016x}")
+        hop.sampled, hop.recorder = True, self
+        hop.span = trace_id = int(hop.trace_id, 16)
         parent = int(hop.parent.span_id, 16) if hop.parent is not None else 0
         attributes = _messaging("process", subject, request_id)
         start, code = time.time_ns(), "ok"
         token = hops.attach(hop)
-        here = SpanContext(trace_id, span_id, is_remote=False, trace_flags=_SAMPLED)
-        attached = otel_context.attach(trace.set_span_in_context(NonRecordingSpan(here)))
+        attached = None
+        if self.handlers_trace:
+            here = SpanContext(trace_id, span_id, is_remote=False, trace_flags=_SAMPLED)
+            attached = otel_context.attach(trace.set_span_in_context(NonRecordingSpan(here)))
         try:
             error = await answer
             if error is not None:
@@ -89,7 +94,8 @@ class Recorder:
             code = _code_of(exc)
             raise
         finally:
-            otel_context.detach(attached)
+            if attached is not None:
+                otel_context.detach(attached)
             hops.detach(token)
             attributes["mesh.code"] = code
             self._end(f"process {subject}", SpanKind.SERVER, trace_id, span_id, parent, start,
@@ -132,31 +138,22 @@ class Recorder:
     def _end(self, name: str, kind: SpanKind, trace_id: int, span_id: int, parent: int,
              start: int, attributes: dict[str, Any], code: str,
              remote_parent: bool = False) -> None:
-        self.sink(Record(name, kind.value, trace_id, span_id, parent, remote_parent, start,
-                         time.time_ns(), attributes, "" if code == "ok" else code))
+        self.sink((name, kind.value, trace_id, span_id, parent, remote_parent, start,
+                   time.time_ns(), attributes, "" if code == "ok" else code))
 
 
-class Record(NamedTuple):
-    """A finished span of the mesh's: what OTLP needs, nothing more."""
+# A finished span of the mesh's, as a plain tuple (the cheapest thing to make): name,
+# SpanKind's value, trace id, span id, parent span id (0: a root), whether the parent is
+# remote, start and end (ns since the epoch), attributes, error code ("": status unset).
+Record = tuple[str, int, int, int, int, bool, int, int, dict[str, Any], str]
 
-    name: str
-    kind: int  # SpanKind's value
-    trace_id: int
-    span_id: int
-    parent: int  # 0: a root
-    remote_parent: bool
-    start: int  # ns since the epoch
-    end: int
-    attributes: dict[str, Any]
-    error: str  # the error code, or "" (status unset)
 
-    def readable(self, resource: Resource) -> ReadableSpan:
-        """The same span as the SDK's exporters take it."""
-        parent = (SpanContext(self.trace_id, self.parent, self.remote_parent, _SAMPLED)
-                  if self.parent else None)
-        return ReadableSpan(
-            name=self.name, context=SpanContext(self.trace_id, self.span_id, False, _SAMPLED),
-            parent=parent, resource=resource, attributes=self.attributes,
-            kind=SpanKind(self.kind), instrumentation_scope=SCOPE,
-            status=Status(StatusCode.ERROR, self.error) if self.error else _UNSET,
-            start_time=self.start, end_time=self.end)
+def readable(record: Record, resource: Resource) -> ReadableSpan:
+    """A Record as the SDK's exporters take it."""
+    name, kind, trace_id, span_id, parent, remote, start, end, attributes, error = record
+    return ReadableSpan(
+        name=name, context=SpanContext(trace_id, span_id, False, _SAMPLED),
+        parent=SpanContext(trace_id, parent, remote, _SAMPLED) if parent else None,
+        resource=resource, attributes=attributes, kind=SpanKind(kind),
+        instrumentation_scope=SCOPE, status=Status(StatusCode.ERROR, error) if error else _UNSET,
+        start_time=start, end_time=end)
