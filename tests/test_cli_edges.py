@@ -1,0 +1,145 @@
+"""The command line where people trip: options anywhere, typos, pipes, Ctrl-C, odd input."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import pty
+import select
+import subprocess
+import sys
+import termios
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from runtime.nats.embedded import NatsServer
+from tests.helpers import ROOT, UpProcess, cli, write_mesh
+
+P = f"e{uuid.uuid4().hex[:6]}"
+
+HANDLERS = """
+    def echo(payload):
+        return payload
+"""
+
+MESH = f"""
+    version: 1
+    agents:
+      {P}.echo: {{handler: "{{mod}}:echo", capabilities: [{P}.cap]}}
+"""
+
+
+@pytest.fixture(scope="module")
+def up(nats_server: NatsServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[UpProcess]:
+    path, _ = write_mesh(tmp_path_factory.mktemp("edges"), MESH, HANDLERS)
+    with UpProcess(path, nats_server.url, "--no-reload") as process:
+        yield process
+
+
+def test_options_may_follow_the_payload(up: UpProcess, nats_url: str) -> None:
+    called = cli("call", f"{P}.echo", "--timeout", "2", '{"a": 1}', "--nats", nats_url)
+    cast = cli("broadcast", f"{P}.cap", "--within", "2s", '{"b": 2}', "--nats", nats_url)
+    assert (called.returncode, json.loads(called.stdout)) == (0, {"a": 1}), called.stderr
+    assert cast.returncode == 0, cast.stderr
+    assert [a["result"] for a in json.loads(cast.stdout)] == [{"b": 2}]
+
+
+def test_a_mistyped_command_gets_a_did_you_mean() -> None:
+    typed = cli("cal", "x")
+    assert typed.returncode == 2
+    assert typed.stderr.splitlines()[-1] == (
+        "mesh-runtime: error: unknown command 'cal'; did you mean 'call'?")
+
+
+def test_a_closed_pipe_ends_quietly(up: UpProcess, nats_url: str) -> None:
+    reading, writing = os.pipe()
+    os.close(reading)  # as `| head -1` does once it has its line
+    try:
+        done = subprocess.run([sys.executable, "-m", "runtime", "ls", "--nats", nats_url],
+                              stdout=writing, stderr=subprocess.PIPE, text=True, timeout=60,
+                              env={**os.environ, "PYTHONPATH": str(ROOT)})
+    finally:
+        os.close(writing)
+    assert (done.returncode, done.stderr) == (141, "")
+
+
+def _mcp(nats_url: str, **streams: Any) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-m", "runtime", "mcp", "--nats", nats_url],
+                            env={**os.environ, "PYTHONPATH": str(ROOT)}, **streams)
+
+
+def _line(stream: Any, timeout: float = 20) -> bytes:
+    """The next line from a pipe (or pty), waited for up to `timeout` seconds."""
+    data = b""
+    deadline = time.monotonic() + timeout
+    while not data.endswith(b"\n") and time.monotonic() < deadline:
+        ready, _, _ = select.select([stream], [], [], deadline - time.monotonic())
+        if not ready:
+            break
+        chunk = os.read(stream if isinstance(stream, int) else stream.fileno(), 1)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+INITIALIZE = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+    "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}}
+
+
+def _own_terminal() -> None:
+    """In the child: a session of its own, whose controlling terminal is its stdin."""
+    os.setsid()
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+
+def test_mcp_in_a_terminal_ends_on_ctrl_c(nats_url: str) -> None:
+    terminal, tty = pty.openpty()
+    settings = termios.tcgetattr(tty)
+    settings[3] &= ~termios.ECHO  # what is typed is not shown back: the answers alone
+    termios.tcsetattr(tty, termios.TCSANOW, settings)
+    server = _mcp(nats_url, stdin=tty, stdout=tty, stderr=subprocess.PIPE,
+                  preexec_fn=_own_terminal)
+    os.close(tty)
+    try:
+        assert _line(server.stderr).startswith(b"mcp: serving the mesh at ")
+        os.write(terminal, json.dumps(INITIALIZE).encode() + b"\n")
+        assert json.loads(_line(terminal))["id"] == 1  # it is reading the terminal now
+        os.write(terminal, b"\x03")  # Ctrl-C, typed: the terminal sends SIGINT
+        code = server.wait(10)
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait()
+        os.close(terminal)
+    assert code == 130
+
+
+def test_mcp_answers_a_call_nested_500_deep_with_an_error(nats_url: str) -> None:
+    server = _mcp(nats_url, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert server.stdin is not None and server.stdout is not None
+
+    def send(message: dict[str, Any] | str) -> None:
+        text = message if isinstance(message, str) else json.dumps(message)
+        server.stdin.write(text.encode() + b"\n")  # type: ignore[union-attr]
+        server.stdin.flush()  # type: ignore[union-attr]
+
+    try:
+        send(INITIALIZE)
+        assert json.loads(_line(server.stdout))["id"] == 1
+        send({"jsonrpc": "2.0", "method": "notifications/initialized"})
+        deep = '{"a": ' * 500 + "1" + "}" * 500
+        send('{"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": '
+             f'{{"name": "{P}_echo", "arguments": {deep}}}}}')
+        answer = json.loads(_line(server.stdout))
+    finally:
+        server.kill()
+        server.wait()
+    assert answer == {"jsonrpc": "2.0", "id": 2, "error": {
+        "code": -32602,
+        "message": "the message is nested more than 100 levels deep; flatten the arguments"}}
