@@ -13,6 +13,7 @@ import termios
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -143,3 +144,20 @@ def test_mcp_answers_a_call_nested_500_deep_with_an_error(nats_url: str) -> None
     assert answer == {"jsonrpc": "2.0", "id": 2, "error": {
         "code": -32602,
         "message": "the message is nested more than 100 levels deep; flatten the arguments"}}
+
+
+def test_init_writes_handlers_that_say_saves_are_picked_up(tmp_path: Path) -> None:
+    assert cli("init", cwd=tmp_path).returncode == 0
+    docstring = (tmp_path / "handlers.py").read_text().split('"""')[1]
+    assert "restart" not in docstring.replace("no restart needed", "")
+    assert "picks up every save of this file" in docstring
+
+
+def test_init_refuses_to_write_through_a_dangling_symlink(tmp_path: Path) -> None:
+    (tmp_path / "mesh.yaml").symlink_to(tmp_path / "elsewhere.yaml")
+    result = cli("init", cwd=tmp_path)
+    assert (result.returncode, result.stderr) == (1, (
+        "error: mesh.yaml already exists; init never overwrites a file (name a new folder: "
+        "mesh-runtime init my-mesh)\n"))
+    assert not (tmp_path / "elsewhere.yaml").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mesh.yaml"]
