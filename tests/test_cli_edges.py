@@ -161,3 +161,12 @@ def test_init_refuses_to_write_through_a_dangling_symlink(tmp_path: Path) -> Non
         "mesh-runtime init my-mesh)\n"))
     assert not (tmp_path / "elsewhere.yaml").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mesh.yaml"]
+
+
+def test_a_nats_url_from_a_variable_set_but_empty_is_an_error(tmp_path: Path) -> None:
+    (tmp_path / "mesh.yaml").write_text("version: 1\nnats:\n  url: ${MESH_NATS_URL}\nagents: {}\n")
+    result = cli("up", cwd=tmp_path, env={"MESH_NATS_URL": "", "NATS_URL": ""})
+    assert (result.returncode, result.stdout) == (1, "")
+    assert result.stderr.splitlines() == [
+        "mesh.yaml:3:8: nats.url: is empty (a ${VAR} set to the empty string?); write "
+        "`embedded` for a server of `up`'s own, or a nats:// URL"]
