@@ -170,3 +170,19 @@ def test_a_nats_url_from_a_variable_set_but_empty_is_an_error(tmp_path: Path) ->
     assert result.stderr.splitlines() == [
         "mesh.yaml:3:8: nats.url: is empty (a ${VAR} set to the empty string?); write "
         "`embedded` for a server of `up`'s own, or a nats:// URL"]
+
+
+def test_a_syntax_error_in_a_handler_file_is_logged_once(tmp_path: Path, nats_url: str) -> None:
+    agents = "".join(f"  {P}.s{i}: {{handler: '{{mod}}:echo'}}\n" for i in range(12))
+    path, module = write_mesh(tmp_path, "version: 1\nagents:\n" + agents, HANDLERS)
+    with UpProcess(path, nats_url) as up:
+        start = len(up.lines)
+        (tmp_path / f"{module}.py").write_text("def echo(payload:\n    return payload\n")
+        up.wait_for("reload rejected", start=start)
+        said = up.lines[start:]
+    assert [line for line in said if "SyntaxError" in line] == [
+        f"error: mesh.yaml:3:{len(P) + 18}: agents.{P}.s0.handler: module '{module}' failed to "
+        f"import: {module}.py:1:9: SyntaxError: '(' was never closed (the handler module of 12 "
+        f"agents: {', '.join(f'{P}.s{i}' for i in range(10))} and 2 more)"]
+    assert [line for line in said if line.startswith("error")] == [
+        line for line in said if "SyntaxError" in line]
