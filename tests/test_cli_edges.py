@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import fcntl
 import json
 import os
 import pty
 import select
+import signal
 import subprocess
 import sys
 import termios
@@ -16,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import nats
 import pytest
 
 from runtime.nats.embedded import NatsServer
@@ -24,7 +27,14 @@ from tests.helpers import ROOT, UpProcess, cli, write_mesh
 P = f"e{uuid.uuid4().hex[:6]}"
 
 HANDLERS = """
+    import asyncio
+
     def echo(payload):
+        return payload
+
+    async def slow(payload, ctx):
+        ctx.logger.info("working on %s", payload["n"])
+        await asyncio.sleep(60)
         return payload
 """
 
@@ -186,3 +196,34 @@ def test_a_syntax_error_in_a_handler_file_is_logged_once(tmp_path: Path, nats_ur
         f"agents: {', '.join(f'{P}.s{i}' for i in range(10))} and 2 more)"]
     assert [line for line in said if line.startswith("error")] == [
         line for line in said if "SyntaxError" in line]
+
+
+async def test_a_stop_says_what_it_waits_for_and_a_second_ctrl_c_ends_it_at_once(
+        tmp_path: Path, nats_url: str) -> None:
+    path, _ = write_mesh(tmp_path, f"version: 1\nagents:\n  {P}.slow: {{handler: '{{mod}}:slow'}}\n",
+                         HANDLERS)
+    up = UpProcess(path, nats_url, "--no-reload", new_session=True)
+    try:
+        up.wait_for("ready:")
+        nc = await nats.connect(nats_url)
+        try:
+            asking = [asyncio.ensure_future(nc.request(f"mesh.agent.{P}.slow",
+                                                       json.dumps({"n": n}).encode(), timeout=60))
+                      for n in range(2)]
+            await asyncio.to_thread(up.wait_for, "working on 0")
+            await asyncio.to_thread(up.wait_for, "working on 1")
+            os.killpg(up.process.pid, signal.SIGINT)  # Ctrl-C: the terminal's whole group
+            waiting = await asyncio.to_thread(up.wait_for, "stopping:")
+            os.killpg(up.process.pid, signal.SIGINT)  # and again
+            abandoned = await asyncio.to_thread(up.wait_for, "stopping at once")
+            code = await asyncio.to_thread(up.process.wait, 10)
+        finally:
+            for ask in asking:
+                ask.cancel()
+            await nc.close()
+    finally:
+        up.stop()
+    assert waiting == ("stopping: finishing 2 requests in flight (at most 30s; Ctrl-C again to "
+                       "stop at once)")
+    assert abandoned == "warning: stopping at once: 2 requests in flight abandoned"
+    assert code == 130

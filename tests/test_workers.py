@@ -129,7 +129,8 @@ async def test_a_signal_to_the_process_group_answers_requests_in_flight_and_exit
         up.stop()
     assert [r["done"] for r in replies] == [True] * 4
     assert code == 0
-    assert up.lines[-2:] == ["stopping: finishing requests in flight (at most 30s)", "stopped"]
+    assert up.lines[-2:] == ["stopping: finishing 4 requests in flight (at most 30s; Ctrl-C "
+                             "again to stop at once)", "stopped"]
     assert wait_gone(workers) == set()
 
 

@@ -28,6 +28,7 @@ from runtime.supervise.filewatch import FileWatch, modified_after
 from runtime.supervise.generations import Generation, GenerationFailed, Starter
 from runtime.supervise.pending import PendingEdits
 from runtime.supervise.startup import StartupError
+from runtime.supervise.stopping import EXIT_ABANDONED, Stopping
 from runtime.supervise.workers import WorkerProcess
 
 log = logging.getLogger("mesh-runtime")
@@ -75,12 +76,14 @@ class Supervisor(CodeReload):
         self._replacing: dict[int, asyncio.Task[None]] = {}
         self._tasks: set[asyncio.Future[None]] = set()  # answers to workers, under way
         self._lost = False  # NATS closed a worker's connection for good: `up` exits
+        self.stopping = Stopping()
+        self.exit_code = 0
 
     async def run(self) -> None:
         """Serve until a signal; raises WorkersFailed when the first generation fails."""
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, self.stop.set)
+            loop.add_signal_handler(sig, self._signalled)
         watching: asyncio.Task[None] | None = None
         metrics = self._serve_metrics()  # first: a taken port stops `up` before it serves
         try:
@@ -104,9 +107,13 @@ class Supervisor(CodeReload):
                 await self.stop.wait()
             else:
                 first.cancel()
-            log.info("stopping: finishing requests in flight (at most %gs)", self.options.grace)
-            await self._stop_workers()
+            stopping = asyncio.ensure_future(self._stop_workers())  # SIGTERM: they report
+            await self.stopping.say_what_it_waits_for([w.pid for w in self.starter.alive
+                                                       if self._serves(w)], self.options.grace)
+            await stopping
             log.info("stopped")
+            if self.stopping.abandoned:
+                self.exit_code = EXIT_ABANDONED
             if self._lost:  # the worker said why
                 raise WorkersFailed(GenerationFailed([], EXIT_CONNECTION_LOST))
         finally:
@@ -118,6 +125,16 @@ class Supervisor(CodeReload):
             if metrics is not None:
                 metrics.shutdown()
             await self.embedded.stop()
+
+    def _signalled(self) -> None:
+        """SIGINT or SIGTERM: stop, finishing requests in flight; a second: stop at once."""
+        if not self.stop.is_set():
+            self.stop.set()
+        elif not self.stopping.abandoned:
+            running = [w for w in self.starter.alive if w.process.returncode is None]
+            self.stopping.abandon([w.pid for w in running])
+            for worker in running:
+                worker.kill()
 
     def _serve_metrics(self) -> Any:
         if self.options.metrics is None:
@@ -140,6 +157,8 @@ class Supervisor(CodeReload):
             task = asyncio.ensure_future(self._give_embedded(worker, message))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
+        elif kind == "in_flight":
+            self.stopping.report(worker.pid, int(message.get("count") or 0))
         elif kind == "reloaded" and self._serves(worker):
             self.generation = max(self.generation, int(message.get("generation", 0)))
             self._refresh_files()
