@@ -7,6 +7,7 @@ import fcntl
 import json
 import os
 import pty
+import re
 import select
 import signal
 import subprocess
@@ -31,6 +32,9 @@ HANDLERS = """
 
     def echo(payload):
         return payload
+
+    def flaky(payload):
+        raise RuntimeError("the dependency is down")
 
     async def slow(payload, ctx):
         ctx.logger.info("working on %s", payload["n"])
@@ -227,3 +231,42 @@ async def test_a_stop_says_what_it_waits_for_and_a_second_ctrl_c_ends_it_at_once
                        "stop at once)")
     assert abandoned == "warning: stopping at once: 2 requests in flight abandoned"
     assert code == 130
+
+
+RETRIED = f"""
+    version: 1
+    agents:
+      {P}.flaky: {{handler: "{{mod}}:flaky"}}
+    pipelines:
+      {P}.tries:
+        steps:
+          - id: one
+            call: {P}.flaky
+            retry: {{attempts: 3, backoff: 50ms}}
+            on_error: {{value: null}}
+"""
+
+
+async def test_an_agent_that_keeps_failing_logs_less_and_less_often(
+        tmp_path: Path, nats_url: str) -> None:
+    path, _ = write_mesh(tmp_path, RETRIED, HANDLERS)
+    with UpProcess(path, nats_url, "--no-reload") as up:
+        nc = await nats.connect(nats_url)
+        calls, started = 0, time.monotonic()
+        try:
+            while time.monotonic() - started < 3.5:  # failures for 3.5 s, a pipeline retrying
+                reply = await nc.request(f"mesh.agent.{P}.tries", b"{}", timeout=10)
+                assert json.loads(reply.data) is None
+                calls += 1
+        finally:
+            await nc.close()
+        last = await asyncio.to_thread(up.wait_for, "in the last 4 seconds", 20)
+    lines = [line for line in up.lines if f"[{P}.flaky]" in line]
+    assert len(lines) == 4, lines  # not one a second: after 1, 2 and 4 seconds
+    assert lines[0].startswith(f"warning: [{P}.flaky] request ")
+    assert lines[0].endswith(" failed: handler_error: RuntimeError: the dependency is down")
+    assert [re.sub(r"\d+ more", "N more", line) for line in lines[1:]] == [
+        f"warning: [{P}.flaky] N more requests failed with handler_error in the last {span}"
+        for span in ("second", "2 seconds", "4 seconds")]
+    counted = 1 + sum(int(re.search(r"(\d+) more", line)[1]) for line in lines[1:])  # type: ignore[index]
+    assert counted == 3 * calls and lines[-1] == last
