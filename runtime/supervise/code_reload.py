@@ -12,14 +12,11 @@ import asyncio
 import logging
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from runtime.supervise.filewatch import FileWatch, python_files_beside, shown
 from runtime.supervise.generations import Generation, GenerationFailed, Starter
 from runtime.supervise.pending import PendingEdits
-
-if TYPE_CHECKING:
-    from runtime.supervise.supervisor import Options
 
 log = logging.getLogger("mesh-runtime")
 
@@ -27,10 +24,14 @@ RETIRE_SECONDS = 5.0  # a reload is logged once old workers take no requests, or
 STALE = "code that the mesh file names, changed since the workers started"
 
 
+class _Options(Protocol):
+    workers: int  # how many workers a generation has
+
+
 class CodeReload:
     """The supervisor's code reload (a part of `Supervisor`, which sets these)."""
 
-    options: Options
+    options: _Options
     stop: asyncio.Event
     starter: Starter
     watch: FileWatch

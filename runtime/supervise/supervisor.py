@@ -60,6 +60,8 @@ class Options:
 class Supervisor(CodeReload):
     """The workers of one `up`, generation after generation, until SIGINT or SIGTERM."""
 
+    options: Options
+
     def __init__(self, options: Options):
         self.options = options
         self.stop = asyncio.Event()
