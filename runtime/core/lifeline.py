@@ -20,21 +20,24 @@ PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
 
 
-def _bind_prctl() -> Any:
+def _bind() -> tuple[Any, Any]:
     if not sys.platform.startswith("linux"):
-        return None
+        return None, None
     try:
-        prctl = ctypes.CDLL(None, use_errno=True).prctl
+        libc = ctypes.CDLL(None, use_errno=True)
+        prctl, default = libc.prctl, libc.signal
     except (OSError, AttributeError):
-        return None
+        return None, None
     prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong,
                       ctypes.c_ulong]
     prctl.restype = ctypes.c_int
-    return prctl
+    default.argtypes = [ctypes.c_int, ctypes.c_void_p]
+    default.restype = ctypes.c_void_p
+    return prctl, default
 
 
-# Bound once, in the parent: between fork and exec the child may only call it, not load it.
-_PRCTL = _bind_prctl()
+# Bound once, in the parent: between fork and exec the child may only call them, not load them.
+_PRCTL, _SIGNAL = _bind()
 
 
 def die_with_parent(sig: int = signal.SIGKILL) -> Callable[[], None] | None:
@@ -47,7 +50,10 @@ def die_with_parent(sig: int = signal.SIGKILL) -> Callable[[], None] | None:
         return None
     parent = os.getpid()
 
+    reset = _SIGNAL
+
     def arm() -> None:
+        reset(sig, None)  # SIG_DFL: an ignored signal (under `nohup`, say) stays ignored past exec
         prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0)
         if os.getppid() != parent:  # the parent died before the signal was armed
             os._exit(1)
