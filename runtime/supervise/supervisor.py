@@ -207,7 +207,7 @@ class Supervisor(CodeReload):
         new_files = self._files - before
         touched = {f for f in new_files if modified_after(f, generation.started)}
         self._pending.read(new_files - touched)
-        if touched:
+        if touched and self.options.reload:
             self._reload_code(touched)
         return new_files
 
