@@ -68,7 +68,6 @@ class Service:
         self.stats = EndpointStats()
         self.failures = FailureLog(self.logger)
         self.spans = recorder()  # None unless this process exports spans
-        self.answer = self._answer if self.spans is None else self._traced
         self.admission = Admission(self.name, deadlines, self._start,
                                    lambda: self.definition.concurrency, self.logger)
         self._idle = asyncio.Event()
@@ -109,7 +108,9 @@ class Service:
         arrival, deadline, refusal = admitted
         if refusal is not None:  # answered here, with no task: a flood costs as little as can be
             started_ns = time.perf_counter_ns()
-            error = await self.answer(msg, definition, arrival, deadline, refusal)
+            spans = self.spans  # in the request's span, when spans are on and it is sampled
+            answer = self._traced if spans is not None and spans.sampled(msg.headers) else self._answer
+            error = await answer(msg, definition, arrival, deadline, refusal)
             self.stats.record(time.perf_counter_ns() - started_ns, error)
             # nats-py hands over a backlog without ever yielding: give the requests being
             # served a turn every 5 ms of refusals, or a flood starves them of the loop.
@@ -134,7 +135,9 @@ class Service:
     async def _handle(self, msg: Msg, definition: Endpoint, arrival: float, deadline: float,
                       refusal: p.MeshError | None, started_ns: int) -> None:
         try:
-            error = await self.answer(msg, definition, arrival, deadline, refusal)
+            spans = self.spans  # in the request's span, when spans are on and it is sampled
+            answer = self._traced if spans is not None and spans.sampled(msg.headers) else self._answer
+            error = await answer(msg, definition, arrival, deadline, refusal)
             self.stats.record(time.perf_counter_ns() - started_ns, error)
         except GeneratorExit:
             # asyncio throws a future's exception into a task's top coroutine; for a
@@ -202,11 +205,9 @@ class Service:
 
     async def _traced(self, msg: Msg, definition: Endpoint, arrival: float, deadline: float,
                       refusal: p.MeshError | None) -> p.MeshError | None:
-        """`_answer`, inside the request's SERVER span when it is sampled (spans on only)."""
+        """`_answer`, inside the request's SERVER span (a sampled request, spans on)."""
         assert self.spans is not None
         headers = msg.headers
-        if not self.spans.sampled(headers):
-            return await self._answer(msg, definition, arrival, deadline, refusal)
         request_id = headers.get(p.HDR_REQUEST_ID) if headers else None
         if not request_id:  # made here, so that the span and the reply name the same id
             request_id = new_request_id()
