@@ -55,17 +55,30 @@ def _value(value: Any) -> bytes:
     return _field(b"\x0a", str(value).encode())
 
 
+# Attributes that take few values (all but a request id), encoded once; used by the one
+# sending thread only.
+_PAIRS: dict[tuple[bytes, str, Any], bytes] = {}
+_VARIED = frozenset({"mesh.request_id"})
+
+
 def attributes(tag: bytes, found: Mapping[str, Any] | None) -> bytes:
     """Repeated KeyValue under `tag` (Span.attributes is 9, Resource.attributes 1)."""
     parts = []
     for key, value in (found or {}).items():
+        known = _PAIRS.get((tag, key, value)) if key not in _VARIED else None
+        if known is not None:
+            parts.append(known)
+            continue
         encoded = value.encode() if type(value) is str else None
         if encoded is not None and len(encoded) < 126:  # the mesh's: a short string
             size = len(encoded)
             pair = _key(key) + b"\x12" + _SMALL[size + 2] + b"\x0a" + _SMALL[size] + encoded
         else:
             pair = _key(key) + _field(b"\x12", _value(value))
-        parts.append(_field(tag, pair))
+        field = _field(tag, pair)
+        if key not in _VARIED and len(_PAIRS) < 4096 and type(value) is str:
+            _PAIRS[(tag, key, value)] = field
+        parts.append(field)
     return b"".join(parts)
 
 

@@ -34,6 +34,8 @@ from runtime.tracing.w3c import TRACEPARENT, parse_traceparent
 SCOPE = InstrumentationScope("mesh-runtime")
 _SAMPLED = trace.TraceFlags(trace.TraceFlags.SAMPLED)
 _UNSET = Status(StatusCode.UNSET)
+_SERVER = SpanKind.SERVER.value
+_PROCESS = {"messaging.system": "nats", "messaging.operation.type": "process"}
 _bits = random.getrandbits
 # The innermost open span of the mesh's in this task (a step's), parent of what it sends.
 _parent: ContextVar[int] = ContextVar("mesh_trace_parent", default=0)
@@ -78,7 +80,6 @@ class Recorder:
         hop.sampled, hop.recorder = True, self
         hop.span = trace_id = int(hop.trace_id, 16)
         parent = int(hop.parent.span_id, 16) if hop.parent is not None else 0
-        attributes = _messaging("process", subject, request_id)
         start, code = time.time_ns(), "ok"
         token = hops.attach(hop)
         attached = None
@@ -97,9 +98,10 @@ class Recorder:
             if attached is not None:
                 otel_context.detach(attached)
             hops.detach(token)
-            attributes["mesh.code"] = code
-            self._end(f"process {subject}", SpanKind.SERVER, trace_id, span_id, parent, start,
-                      attributes, code, remote_parent=True)
+            self.sink((f"process {subject}", _SERVER, trace_id, span_id, parent, True, start,
+                       time.time_ns(), {**_PROCESS, "messaging.destination.name": subject,
+                                        "mesh.request_id": request_id, "mesh.code": code},
+                       "" if code == "ok" else code))
 
     @contextlib.contextmanager
     def step(self, hop: hops.Hop, name: str) -> Iterator[None]:
