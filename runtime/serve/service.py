@@ -203,18 +203,19 @@ class Service:
         except BaseException as exc:  # SystemExit from a handler too: every failure is an answer
             return await self._failed(msg, exc, definition, request_id, streaming)
 
-    async def _traced(self, msg: Msg, definition: Endpoint, arrival: float, deadline: float,
-                      refusal: p.MeshError | None) -> p.MeshError | None:
-        """`_answer`, inside the request's SERVER span (a sampled request, spans on)."""
+    def _traced(self, msg: Msg, definition: Endpoint, arrival: float, deadline: float,
+                refusal: p.MeshError | None) -> Coroutine[Any, Any, p.MeshError | None]:
+        """`_answer`, inside the request's SERVER span (a sampled request, spans on); a
+        plain function returning the span's coroutine: no frame of its own to await."""
         assert self.spans is not None
         headers = msg.headers
         request_id = headers.get(p.HDR_REQUEST_ID) if headers else None
         if not request_id:  # made here, so that the span and the reply name the same id
             request_id = new_request_id()
             msg.headers = headers = {**(headers or {}), p.HDR_REQUEST_ID: request_id}
-        return await self.spans.serve(self._answer(msg, definition, arrival, deadline, refusal),
-                                      headers, self.subject,
-                                      request_id if is_request_id(request_id) else "")
+        return self.spans.serve(self._answer(msg, definition, arrival, deadline, refusal),
+                                headers, self.subject,
+                                request_id if is_request_id(request_id) else "")
 
     async def _failed(self, msg: Msg, exc: BaseException, definition: Endpoint, request_id: str,
                       streaming: bool) -> p.MeshError:

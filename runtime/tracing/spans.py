@@ -76,10 +76,14 @@ class Recorder:
                     subject: str, request_id: str) -> MeshError | None:
         """Await `answer` (a sampled request being served) inside its SERVER span."""
         span_id = _bits(64) or 1
-        hop = hops.Hop.from_headers(headers, f"{span_id:016x}")
-        hop.sampled, hop.recorder = True, self
-        hop.span = trace_id = int(hop.trace_id, 16)
-        parent = int(hop.parent.span_id, 16) if hop.parent is not None else 0
+        if headers is None or TRACEPARENT not in headers:  # a new trace: no parsing, no hex
+            trace_id, parent = _bits(128) or 1, 0
+            hop = hops.Hop(None, None, True, f"{trace_id:032x}", f"{span_id:016x}")
+        else:
+            hop = hops.Hop.from_headers(headers, f"{span_id:016x}")
+            trace_id = int(hop.trace_id, 16)
+            parent = int(hop.parent.span_id, 16) if hop.parent is not None else 0
+        hop.sampled, hop.recorder, hop.span = True, self, trace_id
         start, code = time.time_ns(), "ok"
         token = hops.attach(hop)
         attached = None
