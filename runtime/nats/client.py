@@ -16,6 +16,7 @@ from runtime.core import protocol as p
 from runtime.core.text import mask_urls
 from runtime.nats.caller import budget_header, call_agent, request
 from runtime.nats.connection import AUTH_REFUSED, is_auth_error
+from runtime.nats.records import split_entries
 
 
 class UnreachableError(RuntimeError):
@@ -63,10 +64,7 @@ async def catalog(nc: Client) -> list[dict[str, Any]] | None:
         data = json.loads(entry.value or b"[]")
     except ValueError:
         return []
-    if not isinstance(data, list):
-        return []
-    return sorted((e for e in data if isinstance(e, dict) and isinstance(e.get("name"), str)),
-                  key=lambda e: str(e["name"]))
+    return sorted(split_entries(data)[0], key=lambda e: str(e["name"]))
 
 
 async def is_streaming(nc: Client, name: str) -> bool:
