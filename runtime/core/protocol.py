@@ -41,6 +41,15 @@ OVERLOADED = "overloaded"
 EXPIRED = "expired"
 STEP_FAILED = "step_failed"
 INVOCATION_MISMATCH = "invocation_mismatch"
+OTHER = "other"  # metrics and stats: any code not in KNOWN_CODES (DESIGN section 12)
+KNOWN_CODES = frozenset({INVALID_INPUT, INVALID_OUTPUT, HANDLER_ERROR, TIMEOUT, NOT_FOUND,
+                         OVERLOADED, EXPIRED, STEP_FAILED, INVOCATION_MISMATCH})
+
+
+def bounded_code(code: str) -> str:
+    """The code as metrics and stats count it: a known one, else `other` (an error passed
+    through from elsewhere may carry any code; no caller may grow the label set)."""
+    return code if code in KNOWN_CODES else OTHER
 
 
 def agent_subject(name: str) -> str:
