@@ -16,7 +16,7 @@ from runtime.core import protocol as p
 from runtime.core.text import mask_urls
 from runtime.nats.caller import budget_header, call_agent, request
 from runtime.nats.connection import AUTH_REFUSED, is_auth_error
-from runtime.nats.records import split_entries
+from runtime.nats.records import is_oversized
 
 
 class UnreachableError(RuntimeError):
@@ -64,7 +64,10 @@ async def catalog(nc: Client) -> list[dict[str, Any]] | None:
         data = json.loads(entry.value or b"[]")
     except ValueError:
         return []
-    return sorted(split_entries(data)[0], key=lambda e: str(e["name"]))
+    if not isinstance(data, list):
+        return []
+    return sorted((e for e in data if isinstance(e, dict) and isinstance(e.get("name"), str)
+                   and not is_oversized(e)), key=lambda e: str(e["name"]))
 
 
 async def is_streaming(nc: Client, name: str) -> bool:

@@ -84,15 +84,29 @@ class MicroResponder:
         async def answer(msg: Msg) -> None:
             if not msg.reply or msg.reply.startswith("$"):
                 return  # nobody to answer, or a system subject we never publish to
-            body = self.bodies.get(verb, lambda: self._fit(build()))
-            if not self.budget.take(len(body)):
-                return  # past the budget: a flood is dropped, not answered
+            expected = self.bodies.size(verb)
+            if not self.budget.take(expected):
+                return  # past the budget: a flood is dropped before any work
+            body = self.bodies.get(verb, self._token(verb), lambda: self._fit(build()))
+            self.budget.owe(len(body) - expected)
             try:
                 await self.nc.publish(msg.reply, body)
             except Exception as exc:  # the connection is down; the asker will retry
                 log.debug("could not answer $SRV.%s: %s", verb, exc)
 
         return answer
+
+    def _token(self, verb: str) -> tuple[int, ...]:
+        """What the body of `verb` depends on, cheap to read: while it is the same, the
+        body built before is the body."""
+        server = self.server
+        services = list(server.services.values())
+        if verb == "PING":
+            return (server.generation,)
+        if verb == "INFO":
+            return server.generation, len(services), id(server.services)
+        return (server.generation, len(services), sum(s.stats.requests for s in services),
+                sum(s.in_flight for s in services))
 
     def _identity(self, kind: str) -> dict[str, Any]:
         return {"type": f"io.nats.micro.v1.{kind}_response", "name": self.server.mesh_name,
