@@ -118,6 +118,18 @@ def test_malformed_catalog_entries_never_stop_an_up_updating_the_catalog(
     assert cli("ls", "--nats", url).returncode == 0
 
 
+def test_a_catalog_nested_past_what_python_parses_is_replaced(fresh_nats: NatsServer,
+                                                              tmp_path: Path) -> None:
+    put(fresh_nats.url, p.CATALOG_BUCKET, p.CATALOG_KEY, b"[" * 100_000)
+    up = start(tmp_path, fresh_nats.url)
+    try:
+        assert names(fresh_nats.url) == ["rec.echo"]
+        assert cli("ls", "--nats", fresh_nats.url).returncode == 0
+    finally:
+        assert up.stop() == 0
+    assert "Traceback" not in up.log
+
+
 def test_an_800kb_entry_of_50000_ids_costs_a_bounded_slice(fresh_nats: NatsServer,
                                                            tmp_path: Path) -> None:
     url = fresh_nats.url
@@ -140,10 +152,11 @@ def test_an_800kb_entry_of_50000_ids_costs_a_bounded_slice(fresh_nats: NatsServe
     assert max(len(line) for line in up.raw_lines) < 1_000, max(up.raw_lines, key=len)[:300]
 
 
-def _record(instance: str, heartbeat: Any, interval: Any = 0.2) -> bytes:
+def _record(instance: str, heartbeat: Any, interval: Any = 0.2,
+            agent: str = "forged.name") -> bytes:
     body = json.dumps({"instance_id": instance, "mesh": "forged", "host": "h", "pid": 1,
                        "started": "2026-01-01T00:00:00Z", "generation": 1,
-                       "agents": ["forged.name"], "heartbeat": heartbeat,
+                       "agents": [agent], "heartbeat": heartbeat,
                        "interval_s": interval})
     return body.replace('"__inf__"', "Infinity").encode()
 
@@ -158,6 +171,9 @@ def test_forged_heartbeats_cannot_keep_the_dead_listed(fresh_nats: NatsServer,
         put(url, p.INSTANCES_BUCKET, instance, _record(instance, heartbeat))
     for instance, (heartbeat, interval) in old.items():
         put(url, p.INSTANCES_BUCKET, instance, _record(instance, heartbeat, interval))
+    unreadable = {"g0000000000f": b"\xff not json", "h0000000000f": b"[" * 50_000}
+    for instance, value in unreadable.items():
+        put(url, p.INSTANCES_BUCKET, instance, value)
     ids = sorted([*forged, *old])
     put(url, p.CATALOG_BUCKET, p.CATALOG_KEY, [
         {"name": "forged.name", "description": "", "version": "1", "tags": [],
@@ -170,10 +186,10 @@ def test_forged_heartbeats_cannot_keep_the_dead_listed(fresh_nats: NatsServer,
     up = start(tmp_path, url)
     try:
         line = up.wait_for("dead instance", timeout=20)
-        assert line.startswith(f"removed {len(ids)} dead instances")
+        assert line.startswith(f"removed {len(ids) + len(unreadable)} dead instances")
         assert line.endswith("offline now: forged.name")
         assert names(url) == ["rec.echo"]
-        assert set(keys(url, p.INSTANCES_BUCKET)).isdisjoint(ids)
+        assert set(keys(url, p.INSTANCES_BUCKET)).isdisjoint([*ids, *unreadable])
     finally:
         assert up.stop() == 0
 
@@ -187,7 +203,8 @@ def test_a_future_heartbeat_counts_only_as_long_as_the_server_stored_it(
     try:
         up.wait_for("heartbeat every")
         instance = "f1000000000f"
-        put(url, p.INSTANCES_BUCKET, instance, _record(instance, time.time() + 0.5))
+        put(url, p.INSTANCES_BUCKET, instance, _record(instance, time.time() + 0.5,
+                                                        agent="future.name"))
         entries = get(url, p.CATALOG_BUCKET, p.CATALOG_KEY)
         entries.append({"name": "future.name", "x-instances": [instance]})
         put(url, p.CATALOG_BUCKET, p.CATALOG_KEY, entries)

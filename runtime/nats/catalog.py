@@ -187,7 +187,7 @@ class Discovery:
         so they are written back as they are, but for those too big to keep."""
         try:
             data = json.loads(value or b"[]")
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, or nested past what Python parses
             data = []
         good, bad = split_entries(data)
         self.skipped.note(bad)
@@ -199,8 +199,9 @@ class Discovery:
             try:
                 entry = await self.catalog.get(p.CATALOG_KEY)
                 (current, foreign), revision = self._parse(entry.value), entry.revision
+                stored = entry.value
             except KeyNotFoundError:
-                current, foreign, revision = [], [], None
+                current, foreign, revision, stored = [], [], None, None
             entries = edit(current)
             names = {e["name"] for e in entries}  # a malformed entry of one of them is replaced
             entries += [e for e in foreign
@@ -209,6 +210,8 @@ class Discovery:
             try:
                 if revision is None:
                     await self.catalog.create(p.CATALOG_KEY, data)
+                elif data == stored:
+                    pass  # nothing changed (a pass that found no one to remove): no write
                 else:
                     await self.catalog.update(p.CATALOG_KEY, data, last=revision)
                 self._overflow.check(self.left_out, len(entries) - len(self.left_out),

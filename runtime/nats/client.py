@@ -62,7 +62,7 @@ async def catalog(nc: Client) -> list[dict[str, Any]] | None:
         return []
     try:  # any process on the bus may write the catalog: take only well-formed entries
         data = json.loads(entry.value or b"[]")
-    except ValueError:
+    except (ValueError, RecursionError):
         return []
     if not isinstance(data, list):
         return []

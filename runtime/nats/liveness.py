@@ -32,6 +32,7 @@ MAX_RECORD_BYTES = 1024 * 1024  # a record bigger than one NATS message is nobod
 PUT_AT = "\x00put_at"  # set by the reader: when the server stored the record (never JSON's)
 SKEW = 1.0  # seconds a writer's clock may run ahead of the server's
 READ_LIMIT = 2_000  # records read from the bucket at once (the rest: the next pass)
+READ_BYTES = 16 * 1024 * 1024  # ...and at most this much of them (ours: a few hundred bytes)
 Record = dict[str, Any]
 
 
@@ -62,7 +63,7 @@ def parse_record(value: bytes | None, put_at: datetime | None = None) -> Record 
         return None
     try:
         data = json.loads(value or b"")
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
     if not isinstance(data, dict):
         return None
@@ -126,27 +127,35 @@ async def read_records(kv: KeyValue, ids: set[str], js: Any = None) -> dict[str,
 
 
 async def all_records(kv: KeyValue, limit: int | None = None) -> dict[str, Record]:
-    """Every record in the bucket (at most `limit`, oldest first), live or dead, by
-    instance id, each with the time the server stored it: one consumer, not a read each."""
+    """Every record in the bucket (at most `limit`, and READ_BYTES), live or dead."""
+    return (await read_bucket(kv, limit))[0]
+
+
+async def read_bucket(kv: KeyValue, limit: int | None = None) -> tuple[dict[str, Record], bool]:
+    """(the records in the bucket, oldest first, by instance id, each with the time the
+    server stored it; whether that is all of them): one consumer, not a read each, and
+    at most `limit` records and READ_BYTES bytes."""
     found: dict[str, Record] = {}
     try:
         watcher = await kv.watchall(ignore_deletes=True)
     except Exception:  # the bucket is gone, or the connection
-        return found
+        return found, True
+    size, complete = 0, False
     try:
-        while limit is None or len(found) < limit:
+        while (limit is None or len(found) < limit) and size < READ_BYTES:
             entry = await watcher.updates(timeout=5)
             if entry is None:
-                break  # every stored record delivered
-            record = parse_record(entry.value, entry.created)
-            if record is not None:
-                found[entry.key] = record
+                complete = True  # every stored record delivered
+                break
+            size += len(entry.value or b"")
+            # unreadable: an empty record, which nothing vouches for (so it is reaped)
+            found[entry.key] = parse_record(entry.value, entry.created) or {}
     except Exception:  # a stalled read: what was read is what there is
         pass
     finally:
         with contextlib.suppress(Exception):
             await watcher.stop()
-    return found
+    return found, complete
 
 
 def instances_of(entry: dict[str, Any]) -> list[str]:

@@ -48,7 +48,7 @@ def entry_problem(entry: Any) -> str | None:
             return f"{INSTANCES} names {len(serving)} instances (at most {MAX_INSTANCES})"
         if not all(isinstance(i, str) and is_instance_id(i) for i in serving):
             return f"{INSTANCES} holds something else than instance ids"
-    size = len(json.dumps(entry).encode())
+    size = _size(entry)
     if size > MAX_ENTRY_BYTES:
         return f"it is {size} bytes (at most {MAX_ENTRY_BYTES})"
     return None
@@ -61,7 +61,14 @@ def is_oversized(entry: Any) -> bool:
     serving = entry.get(INSTANCES)
     if isinstance(serving, list) and len(serving) > MAX_INSTANCES:
         return True
-    return len(json.dumps(entry).encode()) > MAX_ENTRY_BYTES
+    return _size(entry) > MAX_ENTRY_BYTES
+
+
+def _size(entry: Any) -> int:
+    try:
+        return len(json.dumps(entry).encode())
+    except (ValueError, RecursionError):  # nested past what Python writes: too big to keep
+        return MAX_ENTRY_BYTES + 1
 
 
 def split_entries(data: Any) -> tuple[list[dict[str, Any]], list[tuple[Any, str]]]:

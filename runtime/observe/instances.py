@@ -25,14 +25,15 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from runtime.core import protocol as p
 from runtime.core.text import shown
 from runtime.nats.catalog import Discovery
 from runtime.nats.liveness import (
     READ_LIMIT,
     Record,
-    all_records,
     instances_of,
     is_alive,
+    read_bucket,
     read_records,
 )
 from runtime.nats.records import listed
@@ -41,7 +42,7 @@ from runtime.serve.server import MeshServer
 
 log = logging.getLogger("mesh-runtime")
 REAP_LIMIT = 500  # dead instances buried per pass
-AGENTS_READ = 10_000  # names read of one dead record (for the cards it leaves behind)
+AGENTS_READ = 50_000  # names read of the dead of one pass (for the cards they leave behind)
 
 
 class Heartbeat:
@@ -100,16 +101,15 @@ class Heartbeat:
         if len(others) > READ_LIMIT:  # a bounded pass; the others are checked in later ones
             others = set(random.sample(sorted(others), READ_LIMIT))
         records = await read_records(self.kv, others, self.js) if others else {}
-        dead = {i for i, record in records.items() if not is_alive(record)}
+        dead = set(sorted(i for i, record in records.items() if not is_alive(record))[:REAP_LIMIT])
         if dead:
-            await self._bury(dead, records, complete=False)
+            await self._bury(dead, records)
         await self._heal(entries)
         return dead
 
     async def sweep(self) -> set[str]:
         """At start: remove every dead instance, in the catalog or only in the bucket."""
-        records = await all_records(self.kv, READ_LIMIT)
-        complete = len(records) < READ_LIMIT
+        records, complete = await read_bucket(self.kv, READ_LIMIT)
         dead = {i for i, r in records.items() if not is_alive(r)}
         entries = await self.discovery.entries()
         named = {i for e in entries for i in instances_of(e)} - {self.server.instance_id}
@@ -120,18 +120,16 @@ class Heartbeat:
         self.backlog = not complete or len(dead) > REAP_LIMIT
         dead = set(sorted(dead)[:REAP_LIMIT])
         if dead:
-            await self._bury(dead, records, complete=complete)
+            await self._bury(dead, records)
         return dead
 
     async def leave(self) -> None:
         """A clean stop: this instance's record goes at once."""
-        await self.kv.delete(self.server.instance_id)
+        await self._delete(self.server.instance_id)
 
-    async def _bury(self, dead: set[str], records: Mapping[str, Record | None],
-                    complete: bool) -> None:
+    async def _bury(self, dead: set[str], records: Mapping[str, Record | None]) -> None:
         gone = await self.discovery.forget(dead)
-        if complete:  # only a full read of the bucket tells who serves what
-            gone |= await self._drop_unlisted_cards(dead, records)
+        gone |= await self._drop_unlisted_cards(dead, records)
         await asyncio.gather(*(self._delete(i) for i in dead))
         log.info("removed %d dead instance%s (%s)%s", len(dead), "" if len(dead) == 1 else "s",
                  listed(shown(i) for i in sorted(dead)),
@@ -142,13 +140,13 @@ class Heartbeat:
         """Cards of names the dead served that the catalog key had no room for (a big
         mesh): no entry tracks who serves them, so the live records decide."""
         names = {str(n) for i in dead for n in _agents(records.get(i))[:AGENTS_READ]}
-        if not names:
-            return set()
+        if not names or len(names) > AGENTS_READ:
+            return set()  # nothing, or more than a real mesh serves: keep every card
         unlisted = names - {e.get("name") for e in await self.discovery.entries()}
         if not unlisted:
             return set()
-        everyone = await all_records(self.kv, READ_LIMIT)
-        if len(everyone) >= READ_LIMIT:
+        everyone, complete = await read_bucket(self.kv, READ_LIMIT)
+        if not complete:
             return set()  # too many records to know who serves what: keep every card
         alive = [r for i, r in everyone.items() if i not in dead and is_alive(r)]
         if any(r.get("agents_truncated") for r in alive):
@@ -162,10 +160,18 @@ class Heartbeat:
         return orphans
 
     async def _delete(self, instance_id: str) -> None:
+        """Purge the record (no delete marker left behind: 20,000 of them would cost every
+        later read of the bucket as much as the records did)."""
         try:
-            await self.kv.delete(instance_id)
-        except Exception as exc:  # not a valid key (hostile catalog), or already gone
-            log.debug("could not delete instance %s: %s", instance_id, exc)
+            if self.js is None:
+                raise RuntimeError("no JetStream context")
+            await self.js.purge_stream(f"KV_{p.INSTANCES_BUCKET}",
+                                       subject=f"$KV.{p.INSTANCES_BUCKET}.{instance_id}")
+        except Exception:
+            try:
+                await self.kv.delete(instance_id)
+            except Exception as exc:  # not a valid key (hostile catalog), or already gone
+                log.debug("could not delete instance %s: %s", instance_id, exc)
 
     async def _heal(self, entries: list[dict[str, Any]]) -> None:
         """Names we serve whose entry lost us (another `up` took us for dead): add us back."""
