@@ -31,7 +31,7 @@ MAX_INTERVAL = 60.0  # the longest interval a record may claim (the loader's lim
 MAX_RECORD_BYTES = 1024 * 1024  # a record bigger than one NATS message is nobody's
 PUT_AT = "\x00put_at"  # set by the reader: when the server stored the record (never JSON's)
 SKEW = 1.0  # seconds a writer's clock may run ahead of the server's
-READ_LIMIT = 2_000  # records read from the bucket at once (the rest: the next pass)
+READ_LIMIT = 1_000  # records read from the bucket at once (the rest: the next pass)
 READ_BYTES = 16 * 1024 * 1024  # ...and at most this much of them (ours: a few hundred bytes)
 Record = dict[str, Any]
 
