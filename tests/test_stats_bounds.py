@@ -103,6 +103,9 @@ def test_stats_status_and_metrics_stay_bounded(fresh_nats: NatsServer, tmp_path:
         after = scrape(port)
         assert len(after) == len(before)
         assert 'mesh_requests_total{code="other",name="sb.coded"} 300.0' in after
+        up.wait_for("more requests failed with other in the last second")
+    # ...and share one log line a second, not a line each
+    assert sum("failed: made_up_" in line for line in up.lines) < 30
 
 
 def _many(count: int) -> str:

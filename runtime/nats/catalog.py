@@ -25,14 +25,15 @@ from runtime.load.mesh import Endpoint
 from runtime.nats.bulk_put import put_all
 from runtime.nats.catalog_fit import OverflowWarning, fit_catalog
 from runtime.nats.cluster import create_replicated, replica_choices
-from runtime.nats.records import INSTANCES, SkipLog, is_oversized, listed, split_entries
+from runtime.nats.records import SkipLog, is_oversized, listed, split_entries
 from runtime.nats.twins import joined, schema_hash, without
 
 log = logging.getLogger("mesh-runtime")
 _CAS_ATTEMPTS = 50
-# `x-instances` (INSTANCES): the `up` processes serving a catalog entry. Several may serve
-# one name (a cluster); a stopping one removes only itself, and the entry leaves with the
-# last of them. OpenAgentMesh reads entries with a model that ignores unknown fields.
+# The `up` processes serving a catalog entry. Several may serve one name (a cluster); a
+# stopping one removes only itself, and the entry leaves with the last of them.
+# OpenAgentMesh reads entries with a model that ignores unknown fields.
+INSTANCES = "x-instances"
 Entries = list[dict[str, Any]]
 
 

@@ -37,10 +37,10 @@ RUNTIME_MESSAGES = {
     p.EXPIRED: "the caller's deadline passed before the request started",
     p.STEP_FAILED: "a step of the pipeline failed",
     p.INVOCATION_MISMATCH: "streaming asked of a non-streaming name, or the reverse",
-    p.OTHER: "an error passed through from elsewhere, with a code of its own",
+    p.OTHER_CODE: "an error passed through from elsewhere, with a code of its own",
 }
 
-CODES = sorted({*p.KNOWN_CODES, p.OTHER})  # every `code` label a name's metrics may have
+CODES = sorted({*p.KNOWN_CODES, p.OTHER_CODE})  # every `code` label a name's metrics may have
 LAST_ERRORS = {code: f"{code}: {RUNTIME_MESSAGES.get(code, 'failed')}" for code in CODES}
 
 
