@@ -117,7 +117,9 @@ class Heartbeat:
         if unknown:  # named in the catalog, but no record read: check it again
             dead |= {i for i, r in (await read_records(self.kv, set(unknown), self.js)).items()
                      if not is_alive(r)}
-        self.backlog = not complete or len(dead) > REAP_LIMIT
+        # More to do next pass: dead ones left over, or a partial read (oldest first: the
+        # records not refreshed lately) that found any dead at all.
+        self.backlog = len(dead) > REAP_LIMIT or (not complete and bool(dead))
         dead = set(sorted(dead)[:REAP_LIMIT])
         if dead:
             await self._bury(dead, records)
