@@ -32,6 +32,7 @@ from runtime.load.schemas import (
     schema_document,
 )
 from runtime.load.sourcecache import SourceCache
+from runtime.load.triggercheck import TriggerDef, check_triggers
 from runtime.load.yamlsource import SourceDoc, load_source
 from runtime.pipeline.engine import compile_pipeline, find_cycles
 from runtime.pipeline.spec import PipelineSpec
@@ -111,6 +112,7 @@ class _Loading:
                   if (a := self._agent(spec.defaults, name, s))}
         external = {name: self._external(name, s) for name, s in spec.external.items()}
         pipelines = self._pipelines(spec, agents, external)
+        triggers = self._triggers(spec, agents, pipelines)
         self.issues.extend(self.schemas.issues)
         self.warnings.extend(self.schemas.warnings)
         if self.issues:
@@ -126,6 +128,7 @@ class _Loading:
             watched_files=frozenset({self.path.resolve(), *self.schemas.used_files}),
             handler_files=frozenset(self.handler_files),
             warnings=tuple(sorted(self.warnings)),
+            triggers=tuple(triggers),
         )
 
     # -- structure -------------------------------------------------------------------
@@ -255,6 +258,22 @@ class _Loading:
         where = ("external", name)
         return ExternalDef(name, spec, self._schema(spec.input, (*where, "input")),
                            self._schema(spec.output, (*where, "output")))
+
+    def _triggers(self, spec: MeshSpec, agents: dict[str, AgentDef],
+                  pipelines: dict[str, PipelineDef]) -> list[TriggerDef]:
+        targets = {name: (("agents", name), s.triggers, a.timeout, a.concurrency)
+                   for name, s in spec.agents.items() if s.triggers and (a := agents.get(name))}
+        targets.update({name: (("pipelines", name), s.triggers, p.timeout, p.concurrency)
+                        for name, s in spec.pipelines.items()
+                        if s.triggers and (p := pipelines.get(name))})
+        if not targets:
+            return []
+        known = set(spec.agents) | set(spec.pipelines) | set(spec.external)
+        found, errors, warnings = check_triggers(targets, known)
+        self.issues += [self.doc.issue(path, message) for path, message in errors]
+        self.warnings += [self.doc.issue(path, message, severity="warning")
+                          for path, message in warnings]
+        return found
 
     # -- pipelines -------------------------------------------------------------------
 

@@ -12,6 +12,7 @@ from runtime.core.issues import Issue
 from runtime.load.handlers import Handler
 from runtime.load.model import AgentSpec, ExternalAgent, MeshSpec
 from runtime.load.schemas import PayloadSchema
+from runtime.load.triggercheck import TriggerDef
 from runtime.pipeline.engine import CompiledPipeline
 from runtime.pipeline.spec import PipelineSpec
 
@@ -89,6 +90,7 @@ class Mesh:
     watched_files: frozenset[Path]  # mesh.yaml and every schema file it refers to
     handler_files: frozenset[Path]
     warnings: tuple[Issue, ...] = ()
+    triggers: tuple[TriggerDef, ...] = ()  # every agent's and pipeline's, checked
 
     @property
     def name(self) -> str:

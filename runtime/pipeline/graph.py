@@ -119,6 +119,8 @@ def _action(step: Step) -> str | None:
         return f"get_state {step.get_state}"
     if step.set_state is not None:
         return f"set_state {step.set_state.key}"
+    if step.emit is not None:
+        return f"emit {step.emit.type}"
     return None
 
 
