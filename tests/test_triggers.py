@@ -5,6 +5,7 @@ puts, schedules (once per tick across two processes), events out and in, and rel
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 import uuid
@@ -100,10 +101,8 @@ class Seen:
             left = deadline - time.monotonic()
             assert left > 0, f"{agent}: {len(self.of(agent))} of {count} seen"
             self.changed.clear()
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.changed.wait(), min(left, 1))
-            except TimeoutError:
-                pass
         return self.of(agent)
 
 
