@@ -379,3 +379,12 @@ async def _consumer(js: Any, stream: str, target: str) -> None:
 
 
 __all__ = ["call_agent"]
+
+
+def test_describe_shows_triggers_and_events(up: UpProcess, nats_url: str) -> None:
+    info = json.loads(cli("describe", f"{P}.accept", "--json", "--nats", nats_url).stdout)
+    assert info["triggers"] == [f"subject {P}.pipe.in"]
+    assert info["events"] == ["order.accepted"]
+    text = cli("describe", f"{P}.record", "--nats", nats_url).stdout
+    assert f"trigger:  kv {P}-kv customers.*" in text
+    assert f"trigger:  event {P}.accept order.accepted" in text

@@ -86,6 +86,21 @@ class Trigger(_Strict):
     def kind(self) -> str:
         return next(k for k in TRIGGER_KINDS if getattr(self, k) is not None)
 
+    def describe(self) -> str:
+        """A few words: `stream ORDERS orders.>`, `schedule cron */5 * * * *`."""
+        if self.subject is not None:
+            return f"subject {self.subject}"
+        if self.stream is not None:
+            return f"stream {self.stream.stream} {self.stream.subject}"
+        if self.kv is not None:
+            return f"kv {self.kv.bucket} {self.kv.key}"
+        if self.schedule is not None:
+            every = self.schedule.every
+            return (f"schedule cron {self.schedule.cron}" if every is None
+                    else f"schedule every {every:g}s")
+        assert self.event is not None
+        return f"event {self.event.from_}" + (f" {self.event.type}" if self.event.type else "")
+
 
 class EmitSpec(_Strict):
     """Publishes a CloudEvent on mesh.agent.<pipeline>.events; the step's result is its data."""

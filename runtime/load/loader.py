@@ -35,7 +35,7 @@ from runtime.load.sourcecache import SourceCache
 from runtime.load.triggercheck import TriggerDef, check_triggers
 from runtime.load.yamlsource import SourceDoc, load_source
 from runtime.pipeline.engine import compile_pipeline, find_cycles
-from runtime.pipeline.spec import PipelineSpec
+from runtime.pipeline.spec import PipelineSpec, walk_steps
 
 
 @dataclass
@@ -217,6 +217,7 @@ class _Loading:
             tags=tuple(spec.tags), input=input_schema, output=output_schema,
             timeout=timeout, concurrency=concurrency, queue=limits[2], streaming=handler.streaming,
             capabilities=tuple(dict.fromkeys(spec.capabilities)),
+            triggers=tuple(t.describe() for t in spec.triggers),
             fingerprint=fingerprint(spec.model_dump(), schema_document(input_schema),
                                     schema_document(output_schema), *limits),
             spec=spec, handler=handler,
@@ -308,6 +309,9 @@ class _Loading:
                                         schema_document(output_schema), timeout, mesh.defaults.timeout,
                                         mesh.defaults.concurrency, mesh.defaults.queue_for()),
                 spec=spec, compiled=compiled,
+                triggers=tuple(t.describe() for t in spec.triggers),
+                events=tuple(dict.fromkeys(s.emit.type for _, s in walk_steps(spec.steps)
+                                           if s.emit is not None)),
             )
         errors, warnings = fit_issues(self.doc, dict(mesh.pipelines), agents, external, own)
         self.issues += errors

@@ -38,6 +38,8 @@ class Endpoint:
     fingerprint: str
     capabilities: tuple[str, ...] = ()  # also served on mesh.capability.<c>, mesh.broadcast.<c>
     queue: int | None = None  # requests that may wait for a slot; None: 4 x concurrency
+    triggers: tuple[str, ...] = ()  # what starts it besides calls: `subject orders.created`
+    events: tuple[str, ...] = ()  # the event types its `emit:` steps publish
 
     @property
     def queue_limit(self) -> int:
@@ -54,6 +56,10 @@ class Endpoint:
         }
         if self.capabilities:  # OpenAgentMesh ignores keys it does not know
             entry["capabilities"] = list(self.capabilities)
+        if self.triggers:
+            entry["triggers"] = list(self.triggers)
+        if self.events:
+            entry["events"] = list(self.events)
         return entry
 
 

@@ -48,21 +48,7 @@ class TriggerDef:
 
     def describe(self) -> str:
         """A few words: `stream ORDERS orders.>`, `schedule */5 * * * *`."""
-        return describe(self.spec)
-
-
-def describe(spec: Trigger) -> str:
-    if spec.subject is not None:
-        return f"subject {spec.subject}"
-    if spec.stream is not None:
-        return f"stream {spec.stream.stream} {spec.stream.subject}"
-    if spec.kv is not None:
-        return f"kv {spec.kv.bucket} {spec.kv.key}"
-    if spec.schedule is not None:
-        every = spec.schedule.every
-        return f"schedule cron {spec.schedule.cron}" if every is None else f"schedule every {every:g}s"
-    assert spec.event is not None
-    return f"event {spec.event.from_}" + (f" {spec.event.type}" if spec.event.type else "")
+        return self.spec.describe()
 
 
 def subject_problem(subject: str) -> str | None:
@@ -130,7 +116,7 @@ def _identity(spec: Trigger) -> str:
         return f"stream {spec.stream.stream}"
     if spec.kv is not None:
         return f"kv {spec.kv.bucket}"
-    return describe(spec)
+    return spec.describe()
 
 
 def _problems(target: str, spec: Trigger, at: tuple[Any, ...]) -> Iterator[Found]:

@@ -49,6 +49,9 @@ class _Drawing:
     def pipeline(self, name: str, spec: PipelineSpec) -> list[str]:
         self.lines.append(f'  subgraph {self.prefix} ["{escape(name)}"]')
         start = self._node('(["input"])')
+        for trigger in spec.triggers:  # where runs come from besides calls
+            source = self._node(_shape("[/", "/]", trigger.describe()))
+            self._connect([(source, None, True)], start)
         exits = self._sequence(spec.steps, [(start, None, False)])
         if isinstance(spec.returns, dict) and spec.returns:
             done = self._node(_shape("([", "])", "returns: " + ", ".join(map(str, spec.returns))))
