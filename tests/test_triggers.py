@@ -388,3 +388,25 @@ def test_describe_shows_triggers_and_events(up: UpProcess, nats_url: str) -> Non
     text = cli("describe", f"{P}.record", "--nats", nats_url).stdout
     assert f"trigger:  kv {P}-kv customers.*" in text
     assert f"trigger:  event {P}.accept order.accepted" in text
+
+
+async def test_the_orders_example_runs_as_its_readme_says(nats_url: str) -> None:
+    from tests.helpers import ROOT
+
+    nc = await nats.connect(nats_url)
+    events: list[Msg] = []
+    dead: list[Msg] = []
+    await nc.subscribe("mesh.agent.*.*.events", cb=_collector(events))
+    await nc.subscribe("mesh.dead.orders.process", cb=_collector(dead))
+    with UpProcess(ROOT / "examples" / "triggers" / "mesh.yaml", nats_url) as up:
+        up.wait_for("trigger started: orders.process stream ORDERS")
+        js = nc.jetstream()
+        await _consumer(js, "ORDERS", "orders.process")
+        await js.publish("orders.created", b'{"id": "A-1", "items": [{"price": 12.5}]}')
+        await js.publish("orders.created", b'{"id": "A-3"}')
+        await _until(lambda: len(events) >= 2 and len(dead) >= 1)
+    await nc.close()
+    told = {(m.headers or {})["ce-type"]: json.loads(m.data) for m in events}
+    assert told == {"order.accepted": {"id": "A-1", "total": 12.5}, "mail.sent": {"order": "A-1"}}
+    assert json.loads(dead[0].data) == {"id": "A-3"}
+    assert (dead[0].headers or {})["X-Mesh-Dead-Code"] == "invalid_input"
