@@ -9,7 +9,8 @@ on success); beside it, in its own process, a raw nats-py pull consumer
 request/reply and acks each message on success, keeping as many requests in flight (64)
 as the trigger does. Each round bursts N messages on one subject, then the other (order
 alternating), and times from the first publish until the consumer has nothing pending or
-unacked; figures are the medians of the rounds.
+unacked; the ratio is the median of each round's (the two bursts of a round run one right
+after the other, so a machine whose load changes slows them alike).
 
 Drift: `up` on benchmarks/triggers/ticks.yaml, an agent with `schedule: {every: 1s}` that
 emits when it was called; drift is the time from each tick to the handler's start.
@@ -31,6 +32,7 @@ from _harness import (
     PEERS_DIR,
     Child,
     Children,
+    cpu_seconds,
     format_table,
     machine_line,
     mesh_runtime_argv,
@@ -90,7 +92,12 @@ async def burst(nc: Any, subject: str, durable: str, count: int) -> float:
     return count / (await drained(js, durable) - started)
 
 
-async def throughput(url: str, children: Children, args: argparse.Namespace) -> dict[str, list[float]]:
+def cpu(*children: Child) -> float:
+    return sum(cpu_seconds(c.pid) or 0.0 for c in children)
+
+
+async def throughput(url: str, children: Children,
+                     args: argparse.Namespace) -> tuple[dict[str, list[float]], dict[str, float]]:
     nc = await nats.connect(url)
     js = nc.jetstream()
     await js.add_stream(name=STREAM, subjects=["bench.trig.>"])
@@ -101,6 +108,7 @@ async def throughput(url: str, children: Children, args: argparse.Namespace) -> 
     await wait_log(raw, "ready")
     await _consumer(js, "mesh-trigger-bench_one")
     rates: dict[str, list[float]] = {"raw": [], "mesh": []}
+    spent = {"raw": 0.0, "mesh": 0.0}  # CPU seconds of the serving processes, in all rounds
     await burst(nc, "bench.trig.raw", "raw-bench", 200)  # warm both up
     await burst(nc, "bench.trig.mesh", "mesh-trigger-bench_one", 200)
     for rnd in range(1, args.rounds + 1):
@@ -108,13 +116,16 @@ async def throughput(url: str, children: Children, args: argparse.Namespace) -> 
         for system in order:
             subject, durable = (("bench.trig.raw", "raw-bench") if system == "raw"
                                 else ("bench.trig.mesh", "mesh-trigger-bench_one"))
+            before = cpu(mesh, raw)
             rate = await burst(nc, subject, durable, args.messages)
+            spent[system] += cpu(mesh, raw) - before
             rates[system].append(rate)
             print(f"round {rnd}/{args.rounds} {system}: {rate:.0f} msg/s", file=sys.stderr)
     await nc.close()
     mesh.stop()
     raw.stop()
-    return rates
+    per = {system: spent[system] / (args.messages * args.rounds) * 1e6 for system in spent}
+    return rates, per
 
 
 async def drift(url: str, children: Children, ticks: int) -> list[float]:
@@ -157,14 +168,19 @@ async def _consumer(js: Any, durable: str) -> None:
             await asyncio.sleep(0.05)
 
 
-def report(rates: dict[str, list[float]], drifts: list[float], args: argparse.Namespace) -> str:
-    raw, mesh = statistics.median(rates["raw"]), statistics.median(rates["mesh"])
+def report(rates: dict[str, list[float]], per: dict[str, float], drifts: list[float],
+           args: argparse.Namespace) -> str:
+    pairs = [m / r for m, r in zip(rates["mesh"], rates["raw"], strict=True)]
     rows = [[name, f"{statistics.median(r):.0f}", f"{min(r):.0f}", f"{max(r):.0f}"]
             for name, r in (("raw nats-py pull consumer -> bench.one", rates["raw"]),
                             ("stream trigger -> bench.one", rates["mesh"]))]
     lines = [format_table(["messages/s (ack on success)", "median", "min", "max"], rows),
-             f"ratio: trigger / raw consumer {mesh / raw:.2f} (target ≥ {TARGET}); "
-             f"{args.rounds} interleaved rounds of {args.messages} messages"]
+             f"ratio: trigger / raw consumer {statistics.median(pairs):.2f} (target ≥ {TARGET}; "
+             f"the median of each round's ratio, min {min(pairs):.2f}, max {max(pairs):.2f}); "
+             f"{args.rounds} interleaved rounds of {args.messages} messages",
+             f"CPU per message (up and the raw consumer's process): trigger {per['mesh']:.0f} µs, "
+             f"raw consumer {per['raw']:.0f} µs, ratio raw / trigger "
+             f"{per['raw'] / per['mesh']:.2f}"]
     if drifts:
         ordered = sorted(drifts)
         p99 = ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))]
@@ -179,11 +195,11 @@ def main() -> int:
     server = start_nats()
     try:
         with Children() as children:
-            rates = run(throughput(server.url, children, args))
+            rates, per = run(throughput(server.url, children, args))
             drifts = run(drift(server.url, children, args.ticks)) if args.ticks else []
     finally:
         server.stop()
-    print(report(rates, drifts, args))
+    print(report(rates, per, drifts, args))
     return 0
 
 

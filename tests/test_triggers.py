@@ -396,7 +396,8 @@ async def test_the_orders_example_runs_as_its_readme_says(nats_url: str) -> None
     nc = await nats.connect(nats_url)
     events: list[Msg] = []
     dead: list[Msg] = []
-    await nc.subscribe("mesh.agent.*.*.events", cb=_collector(events))
+    await nc.subscribe("mesh.agent.orders.process.events", cb=_collector(events))
+    await nc.subscribe("mesh.agent.mail.confirm.events", cb=_collector(events))
     await nc.subscribe("mesh.dead.orders.process", cb=_collector(dead))
     with UpProcess(ROOT / "examples" / "triggers" / "mesh.yaml", nats_url) as up:
         up.wait_for("trigger started: orders.process stream ORDERS")

@@ -13,7 +13,7 @@ from nats.aio.client import Client
 from runtime.core import protocol as p
 from runtime.core.events import HDR_TRACEPARENT
 from runtime.load.triggercheck import TriggerDef
-from runtime.nats.caller import ANSWER_GRACE, budget_header
+from runtime.nats.caller import ANSWER_GRACE
 from runtime.serve.failures import FailureLog
 from runtime.triggers.message import HDR_RUN_KEY, TriggerMessage, request_body
 
@@ -48,7 +48,8 @@ class Firing:
         except p.MeshError as exc:
             return exc
         timeout = self.trigger.timeout
-        headers = {p.HDR_REQUEST_ID: request_id, p.HDR_TIMEOUT: budget_header(timeout)}
+        # No X-Mesh-Timeout: the budget would be the target's own timeout, which applies anyway.
+        headers = {p.HDR_REQUEST_ID: request_id}
         if run_key is not None:
             headers[HDR_RUN_KEY] = run_key
         traceparent = message.headers.get(HDR_TRACEPARENT)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from typing import Any
 
 from nats.aio.client import Client
@@ -59,12 +60,15 @@ class StreamTrigger:
             self.deliver = api.DeliverPolicy.ALL if s.deliver == "all" else api.DeliverPolicy.NEW
         self.durable = consumer_name(trigger.target)
         self._said_dead = -1.0
+        self.prefix = coordinate_id(trigger.target, self.stream)  # of every run key
+        self.working: dict[int, tuple[Msg, float]] = {}  # id(msg): requests running, since
 
     async def run(self) -> None:
         """The loop (supervised): make sure of the stream and consumer, then pull."""
         await self._ensure()
         js = self.nc.jetstream(timeout=5)
         pull = await js.pull_subscribe_bind(durable=self.durable, stream=self.stream)
+        keepalive = asyncio.get_running_loop().create_task(self._keep_alive())
         try:
             while True:
                 await self.slots.acquire()
@@ -87,6 +91,7 @@ class StreamTrigger:
                     self.tasks.add(task)
                     task.add_done_callback(self.tasks.discard)
         finally:
+            keepalive.cancel()
             with contextlib.suppress(Exception):
                 await pull.unsubscribe()
 
@@ -138,18 +143,20 @@ class StreamTrigger:
             meta = msg.metadata
             seq, delivered = meta.sequence.stream, meta.num_delivered
             target = self.trigger.target
-            run_key = coordinate_id(target, self.stream, seq)
+            run_key = f"{self.prefix}-{seq}"
+            if len(run_key) > 120:  # a long name: hashed to fit a request id
+                run_key = coordinate_id(self.prefix, seq)
             if delivered > self.max_deliver:  # the last try never ended (a crash): give up now
                 error = p.MeshError(p.TIMEOUT, f"delivered {delivered} times; the last tries "
                                     "ended without an answer", agent=target)
             else:
                 message = TriggerMessage(msg.subject, msg.data, headers,
                                          msg.subject[self.key_at:] if self.key_at else None)
-                keepalive = asyncio.get_running_loop().create_task(self._keep_alive(msg))
+                self.working[id(msg)] = (msg, time.monotonic())
                 try:
                     found = await self.firing.fire(message, f"{run_key}-{delivered}", run_key)
                 finally:
-                    keepalive.cancel()
+                    del self.working[id(msg)]
                 if found is None:
                     await msg.ack()
                     return
@@ -189,9 +196,14 @@ class StreamTrigger:
                 "y" if delivered == 1 else "ies", error.code, self.firing.counts["dead"])
         await msg.ack()
 
-    async def _keep_alive(self, msg: Msg) -> None:
-        """Tell JetStream the message is being worked on, so a long request is no redelivery."""
+    async def _keep_alive(self) -> None:
+        """Tell JetStream which messages are still being worked on (those whose requests
+        run longer than a third of ack_wait), so a long request is no redelivery."""
+        period = self.ack_wait / 3
         while True:
-            await asyncio.sleep(self.ack_wait / 2)
-            with contextlib.suppress(Exception):
-                await msg.in_progress()
+            await asyncio.sleep(period)
+            since = time.monotonic() - period
+            for msg, started in list(self.working.values()):
+                if started <= since:
+                    with contextlib.suppress(Exception):
+                        await msg.in_progress()
