@@ -411,3 +411,29 @@ async def test_the_orders_example_runs_as_its_readme_says(nats_url: str) -> None
     assert told == {"order.accepted": {"id": "A-1", "total": 12.5}, "mail.sent": {"order": "A-1"}}
     assert json.loads(dead[0].data) == {"id": "A-3"}
     assert (dead[0].headers or {})["X-Mesh-Dead-Code"] == "invalid_input"
+
+
+async def test_metrics_count_what_came_of_each_trigger_message(
+        tmp_path: Path, nats_url: str) -> None:
+    from tests.helpers import free_port
+    from tests.test_metrics import scrape
+
+    q = f"m{uuid.uuid4().hex[:6]}"
+    path, _ = write_mesh(tmp_path, MESH.replace(P, q), HANDLERS)
+    port = free_port()
+    nc = await nats.connect(nats_url)
+    found = Seen(q)
+    await nc.subscribe(f"mesh.agent.{q}.record.events", cb=found.on)
+    with UpProcess(path, nats_url, "--metrics-port", str(port)) as up:
+        up.wait_for(f"trigger started: {q}.record subject")
+        for body in (b'{"n": 1}', b"{bad", b'{"n": 2}'):
+            await nc.publish(f"{q}.orders.created", body)
+        await found.until("record", 2)
+        await nc.flush()
+        labels = f'name="{q}.record",outcome="%s",trigger="subject {q}.orders.created"'
+        await _until(lambda: f"mesh_trigger_messages_total{{{labels % 'ok'}}} 2.0"
+                     in scrape(port))
+        lines = scrape(port)
+        assert f"mesh_trigger_messages_total{{{labels % 'invalid_input'}}} 1.0" in lines
+        assert f"mesh_trigger_messages_total{{{labels % 'dead'}}} 0.0" in lines
+    await nc.close()

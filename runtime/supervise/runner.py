@@ -120,14 +120,15 @@ async def _serve_on(nc: Client, mesh: Mesh, reload: bool, cache: LoadCache, lost
     server = MeshServer(nc, discovery)
     if link is not None:  # generations count on across the workers of one `up`
         server.generation = link.start.generation - 1
+    triggers = Triggers(nc, server.instance_id)  # started once what they call is served
     try:
-        health = await Health.open(nc, server, discovery, mesh, metrics[1], metrics[0])
+        health = await Health.open(nc, server, discovery, mesh, metrics[1], metrics[0],
+                                   triggers)
     except MetricsPortError as exc:
         with contextlib.suppress(Exception):
             await nc.drain()
         raise StartupError(str(exc)) from None
     change = await server.apply(mesh)
-    triggers = Triggers(nc, server.instance_id)  # once what they call is served here
     await triggers.apply(mesh)
     await health.start()
     lost.restore = lambda: restore(nc, server)  # a server restarted empty lost our entries
