@@ -95,6 +95,9 @@ def check_triggers(targets: Mapping[str, tuple[tuple[Any, ...], list[Trigger], f
                 warnings.append(((*at, "event", "from"), f"'{spec.event.from_}' is no agent or "
                                  "pipeline of this file or of external:; the trigger fires only "
                                  f"if something publishes on {events_subject(spec.event.from_)}"))
+            if spec.event is not None and spec.event.from_ == target:
+                warnings.append(((*at, "event", "from"), f"'{target}' takes its own events: "
+                                 "each one it emits of this type starts it again"))
             with_, with_problems = _with(spec, at)
             problems += with_problems
             identity = _identity(spec)

@@ -89,7 +89,11 @@ class Triggers:
             await running.start()
             self.running[running.trigger.key] = running
         if new:
-            await self.nc.flush(timeout=5)  # subscriptions in place before anyone is told
+            try:  # subscriptions in place before anyone is told
+                await self.nc.flush(timeout=5)
+            except Exception as exc:
+                log.warning("new trigger subscriptions not confirmed by NATS yet: %s",
+                            exc or type(exc).__name__)
         stopped = _named(gone)
         started = _named(new)
         for text in stopped:
