@@ -10,9 +10,9 @@ import pytest
 
 from runtime.cli import main
 from runtime.core.issues import MeshFileError
+from runtime.core.subjects import matches
 from runtime.load.loader import load_mesh
 from runtime.load.model import mesh_json_schema
-from runtime.load.triggercheck import matches
 from runtime.triggers.message import coordinate_id
 from tests.helpers import ROOT, write_mesh
 

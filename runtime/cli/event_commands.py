@@ -30,11 +30,12 @@ def register(commands: Commands) -> None:
 
 
 def _subject_problem(subject: str, wildcards: bool) -> str | None:
-    from runtime.load.triggercheck import subject_problem
+    from runtime.core.subjects import subject_problem
 
-    if subject.startswith("$"):
-        return None if not wildcards and subject.startswith("$KV.") else (
-            f"subject '{subject}' starts with '$': the server's own subjects are not for this")
+    if subject.startswith("$KV.") and wildcards:  # watching a bucket's puts is harmless
+        subject = subject[1:]
+    elif subject.startswith("$"):
+        return f"subject '{subject}' starts with '$': the server's own subjects are not for this"
     problem = subject_problem(subject)
     if problem is None and not wildcards and any(t in ("*", ">") for t in subject.split(".")):
         return f"subject '{subject}' has a wildcard: a message is sent to one literal subject"

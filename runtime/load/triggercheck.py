@@ -12,12 +12,12 @@ from typing import Any
 
 from runtime.core.events import event_type_problem, events_subject
 from runtime.core.protocol import agent_subject
+from runtime.core.subjects import matches, subject_problem
 from runtime.core.triggerspec import Trigger
 from runtime.pipeline.expressions import Template, compile_template
 
 Found = tuple[tuple[Any, ...], str]  # (path in the document, message)
 
-_TOKEN = re.compile(r"^[^\s\x00-\x1f\x7f*>.]+$")
 _NAME = re.compile(r"^[A-Za-z0-9_-]{1,255}$")  # a stream, bucket or consumer name
 _KEY_TOKEN = re.compile(r"^[-/_=a-zA-Z0-9]+$")
 _FIELDS = ("data", "subject", "headers", "key")
@@ -49,35 +49,6 @@ class TriggerDef:
     def describe(self) -> str:
         """A few words: `stream ORDERS orders.>`, `schedule */5 * * * *`."""
         return self.spec.describe()
-
-
-def subject_problem(subject: str) -> str | None:
-    """Why `subject` cannot be a trigger's subject (wildcards allowed), or None."""
-    if not subject:
-        return "a subject cannot be empty"
-    if subject.startswith("$"):
-        return (f"subject '{subject}' starts with '$' (the server's own: $JS, $KV, $SYS); a "
-                "trigger may not take it (for a KV bucket, use kv:)")
-    tokens = subject.split(".")
-    for index, token in enumerate(tokens):
-        if token in ("*", ">") and (token == "*" or index == len(tokens) - 1):
-            continue
-        if not _TOKEN.match(token):
-            return (f"invalid subject {json.dumps(subject)}: tokens separated by '.', none "
-                    "empty, no spaces or control characters, '*' and '>' only as whole tokens "
-                    "('>' last)")
-    return None
-
-
-def matches(pattern: str, subject: str) -> bool:
-    """Whether the subject `pattern` (with * and >) takes the literal `subject`."""
-    wanted, tokens = pattern.split("."), subject.split(".")
-    for index, token in enumerate(wanted):
-        if token == ">":
-            return len(tokens) > index
-        if index >= len(tokens) or token not in ("*", tokens[index]):
-            return False
-    return len(wanted) == len(tokens)
 
 
 def check_triggers(targets: Mapping[str, tuple[tuple[Any, ...], list[Trigger], float, int]],
