@@ -51,6 +51,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (default 3)")
     parser.add_argument("--messages", type=int, default=3000, help="messages per burst")
     parser.add_argument("--ticks", type=int, default=60, help="schedule ticks (0: skip drift)")
+    parser.add_argument("--pin", metavar="CPU", help="run up and the raw consumer on this one "
+                        "CPU (taskset), so both systems have the same CPU to spend")
     return parser.parse_args()
 
 
@@ -101,10 +103,11 @@ async def throughput(url: str, children: Children,
     nc = await nats.connect(url)
     js = nc.jetstream()
     await js.add_stream(name=STREAM, subjects=["bench.trig.>"])
-    mesh = children.start(_at(up("mesh-runtime", "mesh.yaml"), url))
+    mesh = children.start(_pinned(_at(up("mesh-runtime", "mesh.yaml"), url), args.pin))
     await wait_log(mesh, "ready:")
-    raw = children.start(python_child("raw-consumer", PEERS_DIR / "raw_pull_consumer.py", url,
-                                      STREAM, "bench.trig.raw", "bench.one", "64"))
+    raw = children.start(_pinned(python_child(
+        "raw-consumer", PEERS_DIR / "raw_pull_consumer.py", url, STREAM, "bench.trig.raw",
+        "bench.one", "64"), args.pin))
     await wait_log(raw, "ready")
     await _consumer(js, "mesh-trigger-bench_one")
     rates: dict[str, list[float]] = {"raw": [], "mesh": []}
@@ -151,6 +154,12 @@ async def drift(url: str, children: Children, ticks: int) -> list[float]:
     return seen
 
 
+def _pinned(child: Child, cpu: str | None) -> Child:
+    if cpu is not None:
+        child.argv = ["taskset", "-c", cpu, *child.argv]
+    return child
+
+
 def _at(child: Child, url: str) -> Child:
     child.argv = [*child.argv, "--nats", url]
     return child
@@ -177,7 +186,8 @@ def report(rates: dict[str, list[float]], per: dict[str, float], drifts: list[fl
     lines = [format_table(["messages/s (ack on success)", "median", "min", "max"], rows),
              f"ratio: trigger / raw consumer {statistics.median(pairs):.2f} (target ≥ {TARGET}; "
              f"the median of each round's ratio, min {min(pairs):.2f}, max {max(pairs):.2f}); "
-             f"{args.rounds} interleaved rounds of {args.messages} messages",
+             f"{args.rounds} interleaved rounds of {args.messages} messages"
+             + (f"; up and the raw consumer pinned to CPU {args.pin}" if args.pin else ""),
              f"CPU per message (up and the raw consumer's process): trigger {per['mesh']:.0f} µs, "
              f"raw consumer {per['raw']:.0f} µs, ratio raw / trigger "
              f"{per['raw'] / per['mesh']:.2f}"]
