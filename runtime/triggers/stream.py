@@ -86,8 +86,10 @@ class StreamTrigger:
                     raise
                 for _ in range(free - len(msgs)):
                     self.slots.release()
-                for msg in msgs:
-                    task = asyncio.get_running_loop().create_task(self._handle(msg))
+                # nats-py hands over messages left from an earlier fetch too: past the
+                # slots taken, a message holds none (and so frees none)
+                for index, msg in enumerate(msgs):
+                    task = asyncio.get_running_loop().create_task(self._handle(msg, index < free))
                     self.tasks.add(task)
                     task.add_done_callback(self.tasks.discard)
         finally:
@@ -134,7 +136,7 @@ class StreamTrigger:
             await js.delete_consumer(self.stream, self.durable)
             await js.add_consumer(self.stream, config)
 
-    async def _handle(self, msg: Msg) -> None:
+    async def _handle(self, msg: Msg, holds_slot: bool = True) -> None:
         try:
             headers = dict(msg.headers or {})
             if self.key_at and headers.get(KV_OPERATION) in ("DEL", "PURGE"):
@@ -168,7 +170,8 @@ class StreamTrigger:
             self.firing.logger.warning("trigger %s: message not settled: %s",
                                        self.trigger.describe(), exc)
         finally:
-            self.slots.release()
+            if holds_slot:
+                self.slots.release()
 
     async def _decide(self, msg: Msg, error: p.MeshError, headers: dict[str, str], seq: int,
                       delivered: int) -> None:
