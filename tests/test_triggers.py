@@ -313,6 +313,10 @@ async def test_reload_adds_and_removes_triggers_and_a_gone_schedule_stops(
         path.write_text(_dedent(added).replace("{mod}", module))
         up.wait_for(f"trigger started: {q}.record subject {q}.added", start=start)
         up.wait_for(f"trigger stopped: {q}.tick schedule", start=start)
+        up.wait_for("reloaded:", start=start)
+        touched = [line for line in up.lines[start:] if "trigger st" in line]
+        assert not [line for line in touched if f"{q}.record subject {q}.orders" in line
+                    or f"{q}.slow stream" in line]  # unchanged triggers are not touched
         await nc.publish(f"{q}.added", b'{"n": "added"}')
         await found.until("record", 1)
         start = len(up.lines)
