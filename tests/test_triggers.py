@@ -413,12 +413,16 @@ async def test_the_orders_example_runs_as_its_readme_says(nats_url: str) -> None
         await _consumer(js, "ORDERS", "orders.process")
         await js.publish("orders.created", b'{"id": "A-1", "items": [{"price": 12.5}]}')
         await js.publish("orders.created", b'{"id": "A-3"}')
-        await _until(lambda: len(events) >= 2 and len(dead) >= 1)
+        await js.publish("orders.created", b'{"id": "A-2", "items": []}')  # check refuses it
+        await _until(lambda: len(events) >= 2 and len(dead) >= 2)
     await nc.close()
     told = {(m.headers or {})["ce-type"]: json.loads(m.data) for m in events}
     assert told == {"order.accepted": {"id": "A-1", "total": 12.5}, "mail.sent": {"order": "A-1"}}
-    assert json.loads(dead[0].data) == {"id": "A-3"}
-    assert (dead[0].headers or {})["X-Mesh-Dead-Code"] == "invalid_input"
+    by_id = {json.loads(m.data)["id"]: m.headers or {} for m in dead}
+    assert by_id["A-3"]["X-Mesh-Dead-Code"] == "invalid_input"
+    assert by_id["A-2"]["X-Mesh-Dead-Code"] == "step_failed"  # at once: no retry would help
+    told = json.loads(by_id["A-2"]["X-Mesh-Dead-Error"])
+    assert told["deliveries"] == 1 and told["details"]["code"] == "invalid_input"
 
 
 async def test_metrics_count_what_came_of_each_trigger_message(

@@ -52,7 +52,10 @@ def dead_headers(original: dict[str, str], error: p.MeshError,
     headers = {k: v for k, v in list(original.items())[:MAX_KEPT_HEADERS]
                if not k.lower().startswith("nats-")}
     body = {"code": error.code, "message": cut(error.message, 500), "agent": error.agent,
-            "request_id": error.request_id, **{k: v for k, v in where.items()}}
+            "request_id": error.request_id, **where}
+    details = json.dumps(error.details, ensure_ascii=True, default=str)
+    if len(details) <= 1000:  # a step_failed's {step, code, message}; a long one is left out
+        body["details"] = error.details
     headers[HDR_DEAD_CODE] = error.code[:64]
     headers[HDR_DEAD_ERROR] = json.dumps(body, ensure_ascii=True)  # no raw newline reaches a header
     return headers

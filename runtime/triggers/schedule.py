@@ -8,13 +8,13 @@ import asyncio
 import logging
 import math
 import time
-from typing import Any
 
 from nats.aio.client import Client
 from nats.js.errors import BucketNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
 from runtime.load.triggercheck import TriggerDef
+from runtime.triggers.inflight import InFlight
 from runtime.triggers.message import TriggerMessage, coordinate_id
 from runtime.triggers.request import Firing
 
@@ -42,28 +42,22 @@ class ScheduleTrigger:
         self.trigger = trigger
         self.instance = instance
         self.firing = Firing(nc, trigger)
-        self.tasks: set[asyncio.Task[Any]] = set()
+        self.flight = InFlight()  # its tasks only (a tick each): a slow target skips no tick
         self.drift: list[float] = []  # seconds from each tick to its claim (last 1,000)
 
     async def run(self) -> None:
         """The loop (supervised)."""
         kv = await self._bucket()
-        loop = asyncio.get_running_loop()
         tick = next_tick(self.trigger, time.time())
         while True:
             await asyncio.sleep(max(0.0, tick - time.time()))
             if time.time() < tick:  # woke a hair early: timers round
                 continue
-            task = loop.create_task(self._tick(kv, tick))
-            self.tasks.add(task)
-            task.add_done_callback(self.tasks.discard)
+            self.flight.spawn(self._tick(kv, tick))
             tick = next_tick(self.trigger, max(tick, time.time()))
 
     async def stop(self, grace: float) -> None:
-        if self.tasks:
-            await asyncio.wait(list(self.tasks), timeout=grace)
-        for task in list(self.tasks):
-            task.cancel()
+        await self.flight.finish(grace)
 
     async def _tick(self, kv: KeyValue, tick: float) -> None:
         target, stamp = self.trigger.target, int(tick * 1000)

@@ -23,6 +23,7 @@ from nats.js.errors import BadRequestError, BucketNotFoundError, NotFoundError
 from runtime.core import protocol as p
 from runtime.load.triggercheck import TriggerDef
 from runtime.triggers.deadletter import dead_headers, dead_letter, ensure_dead_stream
+from runtime.triggers.inflight import InFlight
 from runtime.triggers.message import TriggerMessage, coordinate_id
 from runtime.triggers.request import Firing
 
@@ -43,8 +44,8 @@ class StreamTrigger:
         self.nc = nc
         self.trigger = trigger
         self.firing = Firing(nc, trigger)
-        self.slots = asyncio.Semaphore(trigger.concurrency)
-        self.tasks: set[asyncio.Task[None]] = set()
+        self.flight = InFlight(trigger.concurrency)
+        self.slots = self.flight.slots
         spec = trigger.spec
         if spec.kv is not None:
             self.stream, self.filter = f"KV_{spec.kv.bucket}", f"$KV.{spec.kv.bucket}.{spec.kv.key}"
@@ -89,9 +90,7 @@ class StreamTrigger:
                 # nats-py hands over messages left from an earlier fetch too: past the
                 # slots taken, a message holds none (and so frees none)
                 for index, msg in enumerate(msgs):
-                    task = asyncio.get_running_loop().create_task(self._handle(msg, index < free))
-                    self.tasks.add(task)
-                    task.add_done_callback(self.tasks.discard)
+                    self.flight.spawn(self._handle(msg, index < free))
         finally:
             keepalive.cancel()
             with contextlib.suppress(Exception):
@@ -100,10 +99,7 @@ class StreamTrigger:
     async def stop(self, grace: float) -> None:
         """Let the requests in flight finish (within `grace`); those cut short are not
         acked, so JetStream delivers them again."""
-        if self.tasks:
-            await asyncio.wait(list(self.tasks), timeout=grace)
-        for task in list(self.tasks):
-            task.cancel()
+        await self.flight.finish(grace)
 
     async def _ensure(self) -> None:
         js = self.nc.jetstream(timeout=5)
@@ -175,7 +171,9 @@ class StreamTrigger:
 
     async def _decide(self, msg: Msg, error: p.MeshError, headers: dict[str, str], seq: int,
                       delivered: int) -> None:
-        if error.code not in TERMINAL and delivered < self.max_deliver:
+        refused = error.code in TERMINAL or (  # a pipeline whose step refused the input
+            error.code == p.STEP_FAILED and error.details.get("code") in TERMINAL)
+        if not refused and delivered < self.max_deliver:
             delay = min(self.backoff * 2 ** (delivered - 1), self.max_backoff)
             await msg.nak(delay=delay)
             return

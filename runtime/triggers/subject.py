@@ -6,7 +6,6 @@ subscription's own bounded buffer holds the rest, so a flood costs bounded memor
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import hashlib
 
@@ -18,6 +17,7 @@ from runtime.core.events import HDR_CE_ID, HDR_CE_TYPE, events_subject
 from runtime.core.requestids import new_request_id
 from runtime.load.triggercheck import TriggerDef
 from runtime.serve.admission import PENDING_BYTES, PENDING_MSGS
+from runtime.triggers.inflight import InFlight
 from runtime.triggers.message import TriggerMessage, coordinate_id
 from runtime.triggers.request import Firing
 
@@ -31,8 +31,7 @@ class SubjectTrigger:
         self.nc = nc
         self.trigger = trigger
         self.firing = Firing(nc, trigger)
-        self.slots = asyncio.Semaphore(trigger.concurrency)
-        self.tasks: set[asyncio.Task[None]] = set()
+        self.flight = InFlight(trigger.concurrency)
         self.subscription: Subscription | None = None
         target = trigger.target
         if trigger.spec.event is not None:
@@ -55,26 +54,21 @@ class SubjectTrigger:
         if subscription is not None:
             with contextlib.suppress(Exception):
                 await subscription.unsubscribe()
-        if self.tasks:
-            await asyncio.wait(list(self.tasks), timeout=grace)
-        for task in list(self.tasks):
-            task.cancel()
+        await self.flight.finish(grace)
 
     async def _on_message(self, msg: Msg) -> None:
         headers = msg.headers or {}
         if self.type is not None and headers.get(HDR_CE_TYPE) != self.type:
             return
-        await self.slots.acquire()  # holds this subscription's delivery while all are busy
-        task = asyncio.get_running_loop().create_task(self._handle(msg, headers))
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
+        await self.flight.slots.acquire()  # holds this subscription's delivery while all are busy
+        self.flight.spawn(self._handle(msg, headers))
 
     async def _handle(self, msg: Msg, headers: dict[str, str]) -> None:
         try:
             message = TriggerMessage(msg.subject, msg.data, dict(headers))
             await self.firing.fire(message, new_request_id(), self._run_key(headers))
         finally:
-            self.slots.release()
+            self.flight.slots.release()
 
     def _run_key(self, headers: dict[str, str]) -> str | None:
         """From the publisher's own message id (an event's ce-id, a Nats-Msg-Id): the same
