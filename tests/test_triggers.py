@@ -166,13 +166,15 @@ async def test_events_carry_cloudevents_headers_and_trigger_other_agents(
     got: list[Msg] = []
     sub = await nc.subscribe(f"mesh.agent.{P}.accept.events", cb=_collector(got))
     traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    await nc.publish(f"mesh.agent.{P}.accept.events", b'{"id": 99}', headers={
+        "ce-type": "order.refused", "ce-id": "x", "ce-source": "forged"})  # not its type
     reply = await nc.request(f"mesh.agent.{P}.accept", b'{"id": 7}', timeout=10,
                              headers={"traceparent": traceparent})
     assert reply.headers and reply.headers["X-Mesh-Status"] == "ok"
     [event] = await seen.until("record", 1)
     assert event["payload"] == {"event": {"id": 7}, "type": "order.accepted"}
     await sub.unsubscribe()
-    [msg] = got
+    [msg] = [m for m in got if (m.headers or {}).get("ce-source") == f"{P}.accept"]
     headers = msg.headers or {}
     assert headers["ce-specversion"] == "1.0"
     assert headers["ce-type"] == "order.accepted"
@@ -215,15 +217,23 @@ async def test_a_stream_message_fails_is_retried_then_dead_lettered_with_its_err
         up: UpProcess, nc: Client, seen: Seen) -> None:
     js = nc.jetstream()
     dead: list[Msg] = []
+    requests: list[Msg] = []  # a copy of every request the trigger sends (no queue group)
     sub = await nc.subscribe(f"mesh.dead.{P}.flaky", cb=_collector(dead))
+    copies = await nc.subscribe(f"mesh.agent.{P}.flaky", cb=_collector(requests))
     await _consumer(js, f"{P}_FLAKY", f"{P}.flaky")
     await js.publish(f"{P}.flaky", b'{"n": 1}')
     await js.publish(f"{P}.flaky", b"not json")  # refused at once: no retry loop
     await js.publish(f"{P}.flaky", b'{"n": "one"}')  # fails the input schema: no retry
     await _until(lambda: len(dead) >= 3)
     await sub.unsubscribe()
+    await copies.unsubscribe()
     tries = [e["payload"] for e in seen.of("flaky")]
     assert tries == [{"n": 1}] * 3  # the handler ran 3 times (max_deliver), never for the rest
+    # One run key for the message, whatever the delivery; a request id per delivery.
+    sent = [m.headers or {} for m in requests if m.data == b'{"n": 1}']
+    [run_key] = {h["X-Mesh-Run-Key"] for h in sent}
+    assert run_key.startswith(f"{P}_flaky-{P}_FLAKY-")
+    assert [h["X-Mesh-Request-Id"] for h in sent] == [f"{run_key}-{n}" for n in (1, 2, 3)]
     by_body = {m.data: m.headers or {} for m in dead}
     assert by_body[b'{"n": 1}']["X-Mesh-Dead-Code"] == "handler_error"
     error = json.loads(by_body[b'{"n": 1}']["X-Mesh-Dead-Error"])
