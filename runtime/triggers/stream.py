@@ -21,6 +21,7 @@ from nats.js import api
 from nats.js.errors import BadRequestError, BucketNotFoundError, NotFoundError
 
 from runtime.core import protocol as p
+from runtime.core.text import shown
 from runtime.load.triggercheck import TriggerDef
 from runtime.triggers.deadletter import dead_headers, dead_letter, ensure_dead_stream
 from runtime.triggers.inflight import InFlight
@@ -30,6 +31,7 @@ from runtime.triggers.request import Firing
 TERMINAL = frozenset({p.INVALID_INPUT, p.INVOCATION_MISMATCH})  # trying again changes nothing
 FETCH_WAIT = 1.0  # a fetch's long poll; also how soon a stopped loop notices
 KV_OPERATION = "KV-Operation"
+ACK_PREFIX = "$JS.ACK."
 
 
 def consumer_name(target: str) -> str:
@@ -134,11 +136,13 @@ class StreamTrigger:
 
     async def _handle(self, msg: Msg, holds_slot: bool = True) -> None:
         try:
+            meta = self._metadata(msg)
+            if meta is None:  # not from our consumer: never answered, never acked
+                return
             headers = dict(msg.headers or {})
             if self.key_at and headers.get(KV_OPERATION) in ("DEL", "PURGE"):
                 await msg.ack()
                 return
-            meta = msg.metadata
             seq, delivered = meta.sequence.stream, meta.num_delivered
             target = self.trigger.target
             run_key = f"{self.prefix}-{seq}"
@@ -168,6 +172,24 @@ class StreamTrigger:
         finally:
             if holds_slot:
                 self.slots.release()
+
+    def _metadata(self, msg: Msg) -> Any:
+        """The message's JetStream metadata when it came from this trigger's consumer; None
+        for anything else. Anyone may publish to the pull inbox, and an ack is a publish to
+        the message's reply subject: a forged reply (`$JS.API.STREAM.DELETE.X`) must never
+        be published to."""
+        reply = msg.reply or ""
+        if reply.startswith(ACK_PREFIX):
+            with contextlib.suppress(Exception):
+                meta = msg.metadata
+                if meta.stream == self.stream and meta.consumer == self.durable:
+                    return meta
+        self.firing.counts["forged"] += 1
+        if self.firing.counts["forged"] == 1:  # said once: a flood must not flood the log
+            self.firing.logger.warning("trigger %s: a message that did not come from its "
+                                       "consumer was dropped (reply %s)",
+                                       self.trigger.describe(), shown(reply, 80))
+        return None
 
     async def _decide(self, msg: Msg, error: p.MeshError, headers: dict[str, str], seq: int,
                       delivered: int) -> None:
