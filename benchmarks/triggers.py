@@ -71,12 +71,14 @@ async def wait_log(child: Child, text: str, timeout: float = 30) -> None:
         await asyncio.sleep(0.05)
 
 
-async def drained(js: Any, durable: str, timeout: float = 300) -> float:
-    """When the consumer has nothing pending and nothing unacked (time.perf_counter())."""
+async def drained(js: Any, durable: str, last: int, timeout: float = 300) -> float:
+    """When the consumer has acked every message up to stream sequence `last` and has
+    nothing pending or unacked (time.perf_counter())."""
     deadline = time.monotonic() + timeout
     while True:
         info = await js.consumer_info(STREAM, durable)
-        if info.num_pending == 0 and info.num_ack_pending == 0:
+        if (info.ack_floor.stream_seq >= last and info.num_pending == 0
+                and info.num_ack_pending == 0):
             return time.perf_counter()
         if time.monotonic() > deadline:
             raise SystemExit(f"{durable}: still {info.num_pending} pending after {timeout}s")
@@ -87,11 +89,12 @@ async def burst(nc: Any, subject: str, durable: str, count: int) -> float:
     """Messages per second through one consumer for a burst of `count` messages."""
     js = nc.jetstream()
     body = b'{"message": "hello", "n": 1}'
+    last = (await js.stream_info(STREAM)).state.last_seq + count  # one burst at a time
     started = time.perf_counter()
     for _ in range(count):
         await nc.publish(subject, body)  # stored by the stream; no ack to wait for
     await nc.flush()
-    return count / (await drained(js, durable) - started)
+    return count / (await drained(js, durable, last) - started)
 
 
 def cpu(*children: Child) -> float:

@@ -136,14 +136,14 @@ class StreamTrigger:
 
     async def _handle(self, msg: Msg, holds_slot: bool = True) -> None:
         try:
-            meta = self._metadata(msg)
-            if meta is None:  # not from our consumer: never answered, never acked
+            coordinates = self._coordinates(msg)
+            if coordinates is None:  # not from our consumer: never answered, never acked
                 return
+            seq, delivered = coordinates
             headers = dict(msg.headers or {})
             if self.key_at and headers.get(KV_OPERATION) in ("DEL", "PURGE"):
                 await msg.ack()
                 return
-            seq, delivered = meta.sequence.stream, meta.num_delivered
             target = self.trigger.target
             run_key = f"{self.prefix}-{seq}"
             if len(run_key) > 120:  # a long name: hashed to fit a request id
@@ -173,17 +173,20 @@ class StreamTrigger:
             if holds_slot:
                 self.slots.release()
 
-    def _metadata(self, msg: Msg) -> Any:
-        """The message's JetStream metadata when it came from this trigger's consumer; None
-        for anything else. Anyone may publish to the pull inbox, and an ack is a publish to
-        the message's reply subject: a forged reply (`$JS.API.STREAM.DELETE.X`) must never
-        be published to."""
+    def _coordinates(self, msg: Msg) -> tuple[int, int] | None:
+        """(stream sequence, delivery count) when the message came from this trigger's
+        consumer; None for anything else. Anyone may publish to the pull inbox, and an ack
+        is a publish to the message's reply subject: a forged reply
+        (`$JS.API.STREAM.DELETE.X`) must never be published to."""
         reply = msg.reply or ""
         if reply.startswith(ACK_PREFIX):
-            with contextlib.suppress(Exception):
-                meta = msg.metadata
-                if meta.stream == self.stream and meta.consumer == self.durable:
-                    return meta
+            # $JS.ACK.<stream>.<consumer>.<delivered>.<seq>.<cseq>.<time>.<pending>, or with
+            # <domain>.<account hash> after ACK and a token at the end (nats-server 2.10+)
+            tokens = reply.split(".")
+            at = 2 if len(tokens) == 9 else 4 if len(tokens) >= 11 else 0
+            if (at and tokens[at] == self.stream and tokens[at + 1] == self.durable
+                    and _count(tokens[at + 2]) and _count(tokens[at + 3])):
+                return int(tokens[at + 3]), int(tokens[at + 2])
         self.firing.counts["forged"] += 1
         if self.firing.counts["forged"] == 1:  # said once: a flood must not flood the log
             self.firing.logger.warning("trigger %s: a message that did not come from its "
@@ -230,3 +233,7 @@ class StreamTrigger:
                 if started <= since:
                     with contextlib.suppress(Exception):
                         await msg.in_progress()
+
+
+def _count(token: str) -> bool:
+    return token.isascii() and token.isdigit()
