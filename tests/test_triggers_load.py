@@ -137,6 +137,10 @@ def test_a_good_file_gives_one_checked_trigger_each(tmp_path: Path,
     assert main(["graph", "-f", str(path)]) == 0
     graph = capsys.readouterr().out
     assert "schedule every 30s" in graph and "emit order.accepted" in graph
+    assert 'a0_1["agent echo"]' in graph and "kv mesh-context customers.*" in graph
+    assert main(["graph", "-f", str(path), "echo"]) == 0
+    only = capsys.readouterr().out
+    assert "agent echo" in only and "subgraph" not in only
 
 
 def test_a_trigger_edit_changes_the_target_for_reload(tmp_path: Path) -> None:
