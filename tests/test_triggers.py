@@ -485,3 +485,45 @@ async def test_a_forged_message_in_the_pull_inbox_is_never_acked_to_its_reply(
     up.wait_for("did not come from its consumer", start=start)
     assert (await js.stream_info(f"{P}_VICTIM")).config.name == f"{P}_VICTIM"
     assert up.process.poll() is None
+
+
+GRACEFUL = '''
+    import asyncio
+
+    async def slowly(payload, ctx):
+        await ctx.emit("started", payload)
+        await asyncio.sleep(1)
+        await ctx.emit("done", payload)
+        return {}
+'''
+
+
+async def test_a_stop_lets_a_stream_request_in_flight_finish_and_acks_it(
+        tmp_path: Path, nats_url: str) -> None:
+    q = f"g{uuid.uuid4().hex[:6]}"
+    path, _ = write_mesh(tmp_path, f'''
+        version: 1
+        agents:
+          {q}.slowly:
+            handler: "{{mod}}:slowly"
+            triggers:
+              - stream: {{stream: {q}_S, subject: "{q}.in"}}
+    ''', GRACEFUL)
+    nc = await nats.connect(nats_url)
+    told: list[Msg] = []
+    await nc.subscribe(f"mesh.agent.{q}.slowly.events", cb=_collector(told))
+    js = nc.jetstream()
+    up = UpProcess(path, nats_url)
+    try:
+        up.wait_for("ready:")
+        await _consumer(js, f"{q}_S", f"{q}.slowly")
+        await js.publish(f"{q}.in", b'{"n": 1}')
+        await _until(lambda: len(told) == 1)  # started
+        assert up.stop() == 0  # SIGTERM while the request runs
+    finally:
+        up.stop()
+    await _until(lambda: len(told) == 2)
+    info = await js.consumer_info(f"{q}_S", f"mesh-trigger-{q}_slowly")
+    await nc.close()
+    assert [(m.headers or {})["ce-type"] for m in told] == ["started", "done"]
+    assert info.num_ack_pending == 0 and info.num_redelivered == 0  # acked, once
