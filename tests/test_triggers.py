@@ -282,6 +282,10 @@ def test_send_and_listen_from_a_terminal(up: UpProcess, nats_url: str, tmp_path:
     assert line["headers"]["ce-type"] == "seen"
     refused = cli("send", "$JS.API.STREAM.DELETE.X", "{}", "--nats", nats_url)
     assert refused.returncode == 2 and "'$'" in refused.stderr
+    bad_header = cli("send", f"{P}.x", "{}", "-H", "no colon", "--nats", nats_url)
+    assert bad_header.returncode == 2 and "KEY:VALUE" in bad_header.stderr
+    wildcard = cli("send", f"{P}.*", "{}", "--nats", nats_url)
+    assert wildcard.returncode == 2 and "wildcard" in wildcard.stderr
 
 
 async def test_stream_messages_survive_a_kill_9_of_up(
