@@ -157,6 +157,12 @@ class StreamTrigger:
                 self.working[id(msg)] = (msg, time.monotonic())
                 try:
                     found = await self.firing.fire(message, f"{run_key}-{delivered}", run_key)
+                    while found is not None and _still_running(found):
+                        # A durable run of this run key goes on (resumed elsewhere after a
+                        # crash): wait for its end within this delivery, kept alive.
+                        await asyncio.sleep(self.backoff)
+                        found = await self.firing.fire(message, f"{run_key}-{delivered}",
+                                                       run_key)
                 finally:
                     del self.working[id(msg)]
                 if found is None:
@@ -237,3 +243,8 @@ class StreamTrigger:
 
 def _count(token: str) -> bool:
     return token.isascii() and token.isdigit()
+
+
+def _still_running(error: p.MeshError) -> bool:
+    """A durable pipeline's answer to a second start of a run key whose run has not ended."""
+    return error.code == p.TIMEOUT and error.details.get("status") == "running"
