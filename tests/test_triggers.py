@@ -478,7 +478,7 @@ async def test_a_forged_message_in_the_pull_inbox_is_never_acked_to_its_reply(
     pulls: list[Msg] = []
     spy = await nc.subscribe(f"$JS.API.CONSUMER.MSG.NEXT.KV_{P}-kv.mesh-trigger-{P}_record",
                              cb=_collector(pulls))
-    await _until(lambda: bool(pulls))  # the trigger asks for messages at least every second
+    await _until(lambda: bool(pulls))  # an idle trigger asks for messages every 5 s
     await spy.unsubscribe()
     inbox = pulls[-1].reply
     start = len(up.lines)

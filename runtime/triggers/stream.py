@@ -29,7 +29,7 @@ from runtime.triggers.message import TriggerMessage, coordinate_id
 from runtime.triggers.request import Firing
 
 TERMINAL = frozenset({p.INVALID_INPUT, p.INVOCATION_MISMATCH})  # trying again changes nothing
-FETCH_WAIT = 1.0  # a fetch's long poll; also how soon a stopped loop notices
+FETCH_WAIT = 5.0  # a fetch's long poll: an idle trigger asks the server once per this
 KV_OPERATION = "KV-Operation"
 ACK_PREFIX = "$JS.ACK."
 
