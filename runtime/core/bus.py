@@ -35,13 +35,15 @@ class SharedState(Protocol):
 
 
 class Bus(Caller, Protocol):
-    """A Caller that can also broadcast and reach the shared state."""
+    """A Caller that can also broadcast, reach the shared state and emit events."""
 
     async def broadcast(self, capability: str, payload: Any, within: float,
                         request_id: str) -> list[dict[str, Any]]: ...
 
     @property
     def state(self) -> SharedState: ...
+
+    async def emit(self, source: str, event_type: str, data: Any) -> None: ...
 
 
 def state_key_problem(key: object) -> str | None:

@@ -18,7 +18,7 @@ __all__ = ["Bus", "Caller", "Context"]
 @dataclass(slots=True)  # not frozen: a frozen dataclass is slower to build, per request
 class Context:
     """Request id, agent name, static `config`, a logger, the deadline, `call()`,
-    `broadcast()` and the shared `state`."""
+    `broadcast()`, `emit()` and the shared `state`."""
 
     request_id: str
     agent: str
@@ -49,6 +49,11 @@ class Context:
         """Ask every agent offering `capability`; their answers (and errors), in arrival order."""
         return await self._caller.broadcast(capability, _plain(payload),
                                             self._budget(within), self.request_id)
+
+    async def emit(self, type: str, data: Any = None) -> None:
+        """Publish an event of this agent (a CloudEvent of `type` on
+        mesh.agent.<agent>.events); triggers `event: {from: <agent>, type: ...}` take it."""
+        await self._caller.emit(self.agent, type, _plain(data))
 
     @property
     def state(self) -> SharedState:

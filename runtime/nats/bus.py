@@ -14,6 +14,7 @@ from nats.js.kv import KeyValue
 from runtime.core import protocol as p
 from runtime.nats.broadcast import Broadcaster, answerers_in
 from runtime.nats.caller import call_agent
+from runtime.nats.events import publish_event
 from runtime.nats.state import KvState
 
 # How long a read of the catalog answers "how many will answer a broadcast". An instance that
@@ -46,6 +47,10 @@ class NatsBus:
 
         return await self.broadcaster.broadcast(capability, payload, within, request_id,
                                                 answerers)
+
+    async def emit(self, source: str, event_type: str, data: Any) -> None:
+        """Publish an event of `source` on mesh.agent.<source>.events (CloudEvents)."""
+        await publish_event(self.nc, source, event_type, data)
 
     async def answerers(self, capability: str) -> int | None:
         """How many live answers a broadcast to `capability` can get; None if unknown."""

@@ -1,4 +1,4 @@
-"""Steps that reach the mesh beyond one call: `broadcast`, `get_state` and `set_state`.
+"""Steps that reach the mesh beyond one call: `broadcast`, `get_state`, `set_state`, `emit`.
 
 Each compiles to a frozen node whose `run(scope, ctx)` goes through the run's Bus; failures
 become StepFailure, so `when`, `for_each`, `on_error` and `retry` treat them like calls.
@@ -41,6 +41,24 @@ class BroadcastNode:
         if ok < self.min_answers:
             raise StepFailure(_cause(answers), _shortfall(self, answers, ok, within))
         return answers
+
+
+@dataclass(frozen=True, slots=True)
+class EmitNode:
+    """Publish an event of the pipeline (CloudEvents on mesh.agent.<pipeline>.events); the
+    step's result is the event's data."""
+
+    source: str
+    type: str
+    data: Template | None  # None: the item inside for_each, else the pipeline's input
+
+    async def run(self, scope: Scope, ctx: RunContext) -> Any:
+        if self.data is not None:
+            data = evaluate(self.data.render, scope)
+        else:
+            data = scope["item"] if "item" in scope else scope["input"]
+        await _reach(_bus(ctx).emit(self.source, self.type, data))
+        return data
 
 
 @dataclass(frozen=True, slots=True)

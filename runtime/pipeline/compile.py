@@ -52,6 +52,7 @@ class PipelineCompiler(BusStepCompiling):
     def __init__(self, spec: PipelineSpec, callable_names: set[str],
                  capabilities: Mapping[str, int] | None = None):
         self.spec = spec
+        self.name = ""  # set by compile_pipeline: the source of the events it emits
         self.callable_names = callable_names
         self.capabilities = capabilities or {}  # capability -> how many agents declare it
         self.problems: list[Problem] = []

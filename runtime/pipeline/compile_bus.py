@@ -7,10 +7,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from runtime.core.bus import state_key_problem
+from runtime.core.events import event_type_problem
 from runtime.pipeline.bus_steps import (
     DEFAULT_MIN_ANSWERS,
     DEFAULT_WITHIN,
     BroadcastNode,
+    EmitNode,
     GetStateNode,
     SetStateNode,
 )
@@ -30,6 +32,7 @@ class BusStepCompiling:
 
     capabilities: Mapping[str, int]
     problems: list[Problem]
+    name: str  # the pipeline's: the source of the events it emits
 
     def _problem(self, path: Path, message: str) -> None:
         raise NotImplementedError
@@ -57,6 +60,13 @@ class BusStepCompiling:
             key = self._state_key(step.set_state.key, (*path, "set_state", "key"), where)
             value = self._template(step.set_state.value, (*path, "set_state", "value"), where)
             return SetStateNode(key, value)
+        if step.emit is not None:
+            problem = event_type_problem(step.emit.type)
+            if problem is not None:
+                self._problem((*path, "emit", "type"), problem)
+            data = (None if "data" not in step.emit.model_fields_set
+                    else self._template(step.emit.data, (*path, "emit", "data"), where))
+            return EmitNode(self.name, step.emit.type, data)
         assert step.get_state is not None
         return GetStateNode(self._state_key(step.get_state, (*path, "get_state"), where))
 

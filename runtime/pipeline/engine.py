@@ -136,6 +136,7 @@ def compile_pipeline(
     `capabilities` maps each capability to how many agents (of the file or external) declare it.
     """
     compiler = PipelineCompiler(spec, callable_names, capabilities)
+    compiler.name = name
     steps, returns = compiler.compile()
     if compiler.problems:
         return None, compiler.problems

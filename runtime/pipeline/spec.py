@@ -9,6 +9,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from runtime.core.fields import Duration
+from runtime.core.triggerspec import EmitSpec, Trigger
 
 # Plain identifiers, so an expression can write `steps.<id>` without quoting. Checked by
 # compile_pipeline (with a friendlier message than pydantic's); here it only feeds the schema.
@@ -46,7 +47,7 @@ class SetState(BaseModel):
 
 
 # What a step does: exactly one of these keys.
-STEP_KINDS = ("call", "capability", "broadcast", "parallel", "get_state", "set_state")
+STEP_KINDS = ("call", "capability", "broadcast", "parallel", "get_state", "set_state", "emit")
 
 
 class Step(BaseModel):
@@ -80,6 +81,7 @@ class Step(BaseModel):
         default=None, description="Read this key of the shared state (null when missing)."
     )
     set_state: SetState | None = None
+    emit: EmitSpec | None = None
     with_: dict[str, Any] | None = Field(
         default=None,
         alias="with",
@@ -129,6 +131,10 @@ class PipelineSpec(BaseModel):
     )
     timeout: Duration | None = Field(
         default=None, description="Bounds the whole run (defaults.timeout if unset)."
+    )
+    triggers: list[Trigger] = Field(
+        default_factory=list, description="Messages that start a run: subject, stream, kv, "
+        "schedule or event."
     )
 
 

@@ -19,6 +19,7 @@ from nats.aio.subscription import Subscription
 
 from runtime.core import protocol as p
 from runtime.core.context import Bus, Context
+from runtime.core.events import continue_trace
 from runtime.core.requestids import new_request_id
 from runtime.core.text import is_request_id, shown
 from runtime.load.handlers import ThreadOverrun
@@ -151,6 +152,7 @@ class Service:
         headers = msg.headers
         request_id = headers.get(p.HDR_REQUEST_ID) if headers else None
         streaming = headers is not None and headers.get(p.HDR_STREAM) == "true"
+        continue_trace(headers)  # events this request emits continue its trace
         if not request_id:
             request_id = new_request_id()
         elif not is_request_id(request_id):  # it would be spliced into mesh.stream.<id>

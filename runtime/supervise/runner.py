@@ -24,6 +24,7 @@ from runtime.observe.restore import restore
 from runtime.serve.server import MeshServer
 from runtime.supervise.loop import run_fast
 from runtime.supervise.startup import StartupError, embedded_server
+from runtime.triggers.manager import Triggers
 
 if TYPE_CHECKING:
     from runtime.supervise.worker_link import WorkerLink
@@ -119,13 +120,16 @@ async def _serve_on(nc: Client, mesh: Mesh, reload: bool, cache: LoadCache, lost
     server = MeshServer(nc, discovery)
     if link is not None:  # generations count on across the workers of one `up`
         server.generation = link.start.generation - 1
+    triggers = Triggers(nc, server.instance_id)  # started once what they call is served
     try:
-        health = await Health.open(nc, server, discovery, mesh, metrics[1], metrics[0])
+        health = await Health.open(nc, server, discovery, mesh, metrics[1], metrics[0],
+                                   triggers)
     except MetricsPortError as exc:
         with contextlib.suppress(Exception):
             await nc.drain()
         raise StartupError(str(exc)) from None
     change = await server.apply(mesh)
+    await triggers.apply(mesh)
     await health.start()
     lost.restore = lambda: restore(nc, server)  # a server restarted empty lost our entries
     stop = lost.stop
@@ -141,7 +145,8 @@ async def _serve_on(nc: Client, mesh: Mesh, reload: bool, cache: LoadCache, lost
         log.info("ready: %d agents, %d pipelines on %s", len(mesh.agents), len(mesh.pipelines),
                  url)
     log.debug("%s", change.describe())
-    watcher = asyncio.create_task(_watch(server, mesh, cache, link)) if reload else None
+    watcher = (asyncio.create_task(_watch(server, mesh, cache, link, triggers)) if reload
+               else None)
     try:
         await stop.wait()
         if lost.reason is not None:
@@ -156,6 +161,7 @@ async def _serve_on(nc: Client, mesh: Mesh, reload: bool, cache: LoadCache, lost
             with contextlib.suppress(asyncio.CancelledError):
                 await watcher
         reporting = _report_in_flight(server, link) if link else None
+        await triggers.close(grace)  # no new trigger requests; those in flight end first
         left = await server.shutdown(grace, link.stopped_taking if link else None)
         if reporting is not None:
             reporting.cancel()
@@ -190,10 +196,11 @@ def _level(level: int, link: WorkerLink | None) -> int:
 
 
 async def _watch(server: MeshServer, mesh: Mesh, cache: LoadCache,
-                 link: WorkerLink | None) -> None:
+                 link: WorkerLink | None, triggers: Triggers) -> None:
     from runtime.supervise.reload import watch_and_apply
 
-    await watch_and_apply(server, mesh, cache, link.hooks() if link else None)
+    await watch_and_apply(server, mesh, cache, link.hooks() if link else None,
+                          also=triggers.apply)
 
 
 __all__ = ["ConnectionLost", "MeshFileError", "StartupError", "run_fast", "serve"]
