@@ -41,6 +41,16 @@ OVERLOADED = "overloaded"
 EXPIRED = "expired"
 STEP_FAILED = "step_failed"
 INVOCATION_MISMATCH = "invocation_mismatch"
+# Every code a mesh-runtime process answers with; anything else came from elsewhere.
+KNOWN_CODES = frozenset({INVALID_INPUT, INVALID_OUTPUT, HANDLER_ERROR, TIMEOUT, NOT_FOUND,
+                         OVERLOADED, EXPIRED, STEP_FAILED, INVOCATION_MISMATCH})
+OTHER_CODE = "other"  # the one label metrics and stats count every unknown code under
+
+
+def bounded_code(code: str) -> str:
+    """`code` if it is one of ours, else `other`: a label from a bounded set, so that codes
+    passed through from other agents cannot grow the metric series (the body keeps them)."""
+    return code if code in KNOWN_CODES else OTHER_CODE
 
 
 def agent_subject(name: str) -> str:
