@@ -3,10 +3,175 @@ unchecked, a passed-through error is capped, and one hostile answer stops nobody
 
 from __future__ import annotations
 
+import json
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import nats
+import pytest
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+
 from runtime.core import protocol as p
+from runtime.core.protocol import MeshError
+from runtime.nats.caller import call_agent
+from runtime.nats.client import catalog
+from runtime.nats.embedded import NatsServer
+from tests.helpers import UpProcess, write_mesh
 
 
 def test_bounded_code_keeps_ours_and_folds_the_rest_into_other() -> None:
     assert [p.bounded_code(c) for c in (p.HANDLER_ERROR, p.TIMEOUT, p.STEP_FAILED)] == [
         p.HANDLER_ERROR, p.TIMEOUT, p.STEP_FAILED]
     assert {p.bounded_code(c) for c in ("x" * 1_000_000, "custom_code", "", "ok")} == {"other"}
+
+
+
+# --- A served mesh whose handlers pass names, keys and capabilities from the payload on ----
+
+HANDLERS = """
+    async def echo(payload):
+        return payload
+
+    async def router(payload, ctx):
+        return await ctx.call(payload["agent"], {})
+
+    async def by_capability(payload, ctx):
+        return await ctx.call(capability=payload["capability"])
+
+    async def caster(payload, ctx):
+        return {"answers": await ctx.broadcast(payload["capability"], {}, within=0.5)}
+
+    async def stater(payload, ctx):
+        await ctx.state.put(payload["key"], 1)
+        return {}
+
+    async def forwarder(payload, ctx):
+        return await ctx.call("e.echo", payload["body"])
+"""
+
+MESH = """
+    version: 1
+    name: edges-wire
+    defaults: {timeout: 5s}
+    agents:
+      e.echo:
+        handler: {mod}:echo
+        capabilities: [e.cap]
+      e.router:
+        handler: {mod}:router
+      e.by-capability:
+        handler: {mod}:by_capability
+      e.caster:
+        handler: {mod}:caster
+      e.stater:
+        handler: {mod}:stater
+      e.forwarder:
+        handler: {mod}:forwarder
+    pipelines:
+      e.setter:
+        steps:
+          - id: put
+            set_state: {key: "${{ input.key }}", value: 1}
+      e.getter:
+        steps:
+          - id: get
+            get_state: "${{ input.key }}"
+"""
+
+# What a crafted name would make the serving connection say, were it spliced in unchecked.
+INJECTED = ("x 0\r\n\r\nPUB injected.proof 2\r\nhi\r\n"
+            "PUB $KV.mesh-catalog.catalog 2\r\n[]\r\nPUB mesh.agent.e.echo")
+BAD_NAMES = ["a b", "e.echo\n", "a\r\nPUB injected.proof 2", "a..b", ".a", "a.", "a.*", "a.>",
+             "*", ">", "$KV.mesh-catalog.catalog", "a\tb", "a\x00b", "", "x" * 5000, INJECTED]
+BAD_KEYS = ["x\n", "x y", "x\r\nPUB injected.proof 2", "a.*", "a.>", ".x", "x.", "", "a..b",
+            "x" * 2000, "$x", "a\x7fb"]
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[NatsServer]:
+    with NatsServer() as own:  # its own: these tests look at the catalog
+        yield own
+
+
+@pytest.fixture(scope="module")
+def up(server: NatsServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[UpProcess]:
+    path, _ = write_mesh(tmp_path_factory.mktemp("edges-wire"), MESH, HANDLERS)
+    with UpProcess(path, server.url, "--no-reload") as process:
+        yield process
+
+
+@pytest.fixture
+async def nc(up: UpProcess, server: NatsServer) -> AsyncIterator[Client]:
+    client = await nats.connect(server.url)
+    yield client
+    await client.close()
+
+
+@pytest.fixture
+async def spy(nc: Client) -> AsyncIterator[list[Msg]]:
+    """Whatever reaches `injected.proof` or the catalog's KV subject while a test runs."""
+    seen: list[Msg] = []
+
+    async def keep(msg: Msg) -> None:
+        seen.append(msg)
+
+    subs = [await nc.subscribe(s, cb=keep) for s in ("injected.>", "injected.proof",
+                                                      "$KV.mesh-catalog.>")]
+    await nc.flush()
+    yield seen
+    for sub in subs:
+        await sub.unsubscribe()
+
+
+async def unharmed(nc: Client, up: UpProcess, spy: list[Msg]) -> None:
+    """`up` still serves on its first connection, published nothing for anyone, and its
+    catalog is whole."""
+    marker = uuid.uuid4().hex
+    assert await call_agent(nc, "e.echo", {"still": marker}, 5) == {"still": marker}
+    await nc.flush()
+    assert spy == []
+    names = {e["name"] for e in await catalog(nc) or []}
+    assert {"e.echo", "e.router", "e.setter"} <= names
+    assert up.process.poll() is None
+    assert "disconnected from NATS" not in up.log
+    assert "stopped unexpectedly" not in up.log
+
+
+def invalid_input(reply: Msg) -> MeshError:
+    assert reply.headers is not None and reply.headers[p.HDR_STATUS] == "error"
+    error = MeshError.from_body(reply.data)
+    assert error.code == p.INVALID_INPUT, error
+    return error
+
+
+async def ask(nc: Client, name: str, payload: Any) -> Msg:
+    return await nc.request(p.agent_subject(name), json.dumps(payload).encode(), timeout=5)
+
+
+@pytest.mark.parametrize("bad", BAD_NAMES, ids=range(len(BAD_NAMES)))
+async def test_a_name_from_the_payload_never_reaches_the_protocol(
+        nc: Client, up: UpProcess, spy: list[Msg], bad: str) -> None:
+    error = invalid_input(await ask(nc, "e.router", {"agent": bad}))
+    assert error.message.startswith("invalid name")
+    await unharmed(nc, up, spy)
+
+
+@pytest.mark.parametrize("bad", BAD_NAMES[:6], ids=range(6))
+async def test_a_capability_from_the_payload_is_checked_for_call_and_broadcast(
+        nc: Client, up: UpProcess, spy: list[Msg], bad: str) -> None:
+    invalid_input(await ask(nc, "e.by-capability", {"capability": bad}))
+    invalid_input(await ask(nc, "e.caster", {"capability": bad}))
+    await unharmed(nc, up, spy)
+
+
+@pytest.mark.parametrize("bad", BAD_KEYS, ids=range(len(BAD_KEYS)))
+async def test_a_state_key_from_a_handler_or_an_expression_is_checked(
+        nc: Client, up: UpProcess, spy: list[Msg], bad: str) -> None:
+    invalid_input(await ask(nc, "e.stater", {"key": bad}))
+    for pipeline in ("e.setter", "e.getter"):
+        reply = await ask(nc, pipeline, {"key": bad})
+        error = MeshError.from_body(reply.data)
+        assert error.code == p.STEP_FAILED and error.details["code"] == p.INVALID_INPUT, error
+    await unharmed(nc, up, spy)

@@ -13,6 +13,7 @@ import orjson
 from nats.aio.client import Client
 
 from runtime.core import protocol as p
+from runtime.core.names import name_problem
 from runtime.core.requestids import new_request_id
 
 # How much longer than its budget a caller listens: an agent answers `expired` or `timeout`
@@ -37,6 +38,8 @@ async def request(nc: Client, name: str, payload: Any, timeout: float,
                   request_id: str | None = None, *, capability: bool = False) -> Any:
     """The successful reply message itself (its headers say who answered)."""
     request_id = request_id or new_request_id()
+    if (problem := name_problem(name, "capability" if capability else "name")) is not None:
+        raise p.MeshError(p.INVALID_INPUT, problem, request_id=request_id)  # before any publish
     body = payload if isinstance(payload, bytes) else orjson.dumps(payload)
     subject = p.capability_subject(name) if capability else p.agent_subject(name)
     what = f"capability '{name}'" if capability else f"'{name}'"
