@@ -49,6 +49,10 @@ HANDLERS = """
 
     async def forwarder(payload, ctx):
         return await ctx.call("e.echo", payload["body"])
+
+    async def updater(payload, ctx):
+        await ctx.state.update(payload["key"], lambda _: payload["value"])
+        return {}
 """
 
 MESH = """
@@ -69,6 +73,8 @@ MESH = """
         handler: {mod}:stater
       e.forwarder:
         handler: {mod}:forwarder
+      e.updater:
+        handler: {mod}:updater
     pipelines:
       e.setter:
         steps:
@@ -174,4 +180,72 @@ async def test_a_state_key_from_a_handler_or_an_expression_is_checked(
         reply = await ask(nc, pipeline, {"key": bad})
         error = MeshError.from_body(reply.data)
         assert error.code == p.STEP_FAILED and error.details["code"] == p.INVALID_INPUT, error
+    await unharmed(nc, up, spy)
+
+
+
+# --- What a handler sends on is measured before it goes out --------------------------------
+
+async def test_a_call_whose_payload_fits_but_not_with_its_headers_is_refused(
+        nc: Client, up: UpProcess, spy: list[Msg]) -> None:
+    body = {"blob": "x" * (nc.max_payload - 60)}  # the request fits; with headers it would not
+    reply = await ask(nc, "e.forwarder", {"body": body})
+    error = MeshError.from_body(reply.data)
+    assert error.code == p.INVALID_INPUT, error
+    assert "max_payload" in error.message
+    await unharmed(nc, up, spy)
+
+
+async def test_a_state_value_too_big_for_max_payload_is_refused(
+        nc: Client, up: UpProcess, spy: list[Msg]) -> None:
+    value = "x" * (nc.max_payload - 80)  # fits alone; with the compare-and-set header it does not
+    reply = await ask(nc, "e.updater", {"key": f"big-{uuid.uuid4().hex[:6]}", "value": value})
+    error = MeshError.from_body(reply.data)
+    assert error.code == p.INVALID_INPUT, error
+    assert "max_payload" in error.message
+    await unharmed(nc, up, spy)
+
+
+# --- A hostile answer: an error whose every field is as long as a message allows ------------
+
+def hostile_error(nc: Client, field: str) -> bytes:
+    room = nc.max_payload - 4000  # with its 2 KB header, the hostile message must fit too
+    error: dict[str, Any] = {"code": "boom", "message": "m", "agent": "e.ghost",
+                             "request_id": "r", "details": {}}
+    error[field] = {"blob": "d" * (room - 30_000), "deep": nest(200)} if field == "details" else "z" * room
+    return json.dumps(error).encode()
+
+
+def nest(depth: int) -> Any:
+    value: Any = "leaf"
+    for _ in range(depth):
+        value = {"k": [value, "x" * 100]}
+    return value
+
+
+@pytest.mark.parametrize("field", ["code", "agent", "message", "details", "request_id"])
+async def test_a_hostile_answer_passed_through_is_capped_and_stops_nobody(
+        nc: Client, up: UpProcess, spy: list[Msg], field: str) -> None:
+    # A plain client joins e.echo's queue group and answers ctx.call with a huge error.
+    hostile = await nats.connect(nc.connected_url.geturl() if nc.connected_url else "")
+    answered = 0
+
+    async def answer(msg: Msg) -> None:
+        nonlocal answered
+        answered += 1
+        await hostile.publish(msg.reply, hostile_error(hostile, field),
+                              headers={p.HDR_STATUS: "error", p.HDR_SOURCE: "x" * 2000})
+
+    await hostile.subscribe(p.agent_subject("e.echo"), queue=p.queue_group("e.echo"), cb=answer)
+    await hostile.flush()
+    try:
+        replies = [await ask(nc, "e.router", {"agent": "e.echo"}) for _ in range(16)]
+    finally:
+        await hostile.close()
+    assert answered > 0
+    for reply in replies:
+        assert len(reply.data) < 8_000  # every field capped, so the re-raise is small
+        error = MeshError.from_body(reply.data) if reply.headers[p.HDR_STATUS] == "error" else None
+        if error is not None:
+            assert len(error.code) <= 64 and len(error.agent) <= 300, error
     await unharmed(nc, up, spy)

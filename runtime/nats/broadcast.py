@@ -30,6 +30,7 @@ from runtime.core.bus import MAX_ANSWERS
 from runtime.core.names import name_problem
 from runtime.core.text import cut
 from runtime.nats.caller import budget_header
+from runtime.nats.sizes import check_fits
 
 MAX_ANSWER_BYTES = 16 * 1024 * 1024  # ... and by the bytes of the answers' bodies
 PENDING_BYTES = 2 * MAX_ANSWER_BYTES  # what nats-py may buffer for the inbox before dropping
@@ -62,11 +63,12 @@ class Broadcaster:
         gathering = self._open[token] = _Gathering(max(max_answers, 0))
         counting: asyncio.Future[int | None] | None = None
         try:
-            await self.nc.publish(
-                p.broadcast_subject(capability), orjson.dumps(payload),
-                reply=f"{await self._inbox()}.{token}",
-                headers={p.HDR_REQUEST_ID: request_id or uuid.uuid4().hex,
-                         p.HDR_TIMEOUT: budget_header(within)})
+            body = orjson.dumps(payload)
+            headers = {p.HDR_REQUEST_ID: request_id or uuid.uuid4().hex,
+                       p.HDR_TIMEOUT: budget_header(within)}
+            check_fits(self.nc, body, headers, f"the payload for capability '{capability}'")
+            await self.nc.publish(p.broadcast_subject(capability), body,
+                                  reply=f"{await self._inbox()}.{token}", headers=headers)
             if answerers is not None:
                 counting = asyncio.ensure_future(answerers())
                 counting.add_done_callback(gathering.counted)

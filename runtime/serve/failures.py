@@ -27,7 +27,7 @@ class FailureLog:
         self._held: dict[str, int] = {}  # code -> failures counted but not logged since
 
     def failed(self, error: p.MeshError, exc: BaseException) -> None:
-        code = error.code
+        code = p.bounded_code(error.code)  # codes from elsewhere: one window, not one each
         now = time.monotonic()
         last = self._last.get(code)
         if last is not None and now - last < WINDOW:
@@ -37,8 +37,8 @@ class FailureLog:
                 self._report_later(code, last + WINDOW - now)
             return
         self._last[code] = now
-        self.logger.warning("request %s failed: %s: %s", shown(error.request_id, _MAX_SHOWN), code,
-                            shown(error.message, _MAX_SHOWN))
+        self.logger.warning("request %s failed: %s: %s", shown(error.request_id, _MAX_SHOWN),
+                            shown(error.code, 64), shown(error.message, _MAX_SHOWN))
         if code == p.HANDLER_ERROR and exc is not error and self.logger.isEnabledFor(logging.DEBUG):
             self.logger.debug("traceback of request %s", shown(error.request_id, _MAX_SHOWN),
                               exc_info=(type(exc), exc, exc.__traceback__))
