@@ -6,9 +6,11 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import nats
+import nats.errors
 import pytest
 from nats.aio.client import Client
 from nats.aio.msg import Msg
@@ -249,3 +251,48 @@ async def test_a_hostile_answer_passed_through_is_capped_and_stops_nobody(
         if error is not None:
             assert len(error.code) <= 64 and len(error.agent) <= 300, error
     await unharmed(nc, up, spy)
+
+
+# --- No worker's exit status stops the other workers ----------------------------------------
+
+DYING = """
+    import os
+
+    async def echo(payload):
+        return payload
+
+    async def die(payload):
+        os._exit(3)  # what a worker whose connection NATS closed exits with, too
+"""
+
+DYING_MESH = """
+    version: 1
+    name: edges-dying
+    agents:
+      d.echo:
+        handler: {mod}:echo
+      d.die:
+        handler: {mod}:die
+"""
+
+
+async def test_a_worker_that_exits_3_is_replaced_and_the_others_serve_on(
+        tmp_path: Path, nats_url: str) -> None:
+    path, _ = write_mesh(tmp_path, DYING_MESH, DYING)
+    with UpProcess(path, nats_url, "--no-reload", "--workers", "2") as up:
+        before = set(up.worker_pids())
+        client = await nats.connect(nats_url)
+        try:
+            with pytest.raises(nats.errors.TimeoutError):
+                await client.request(p.agent_subject("d.die"), b"{}", timeout=2)
+            line = up.wait_for("stopped unexpectedly")
+            for n in range(20):  # the other worker answers all along
+                assert await call_agent(client, "d.echo", {"n": n}, 5) == {"n": n}
+            up.wait_for("serves in place of pid")
+            assert await call_agent(client, "d.echo", {"n": "after"}, 5) == {"n": "after"}
+        finally:
+            await client.close()
+        assert up.process.poll() is None
+        after = set(up.worker_pids())
+    assert line.endswith("stopped unexpectedly (exit code 3); starting a new one")
+    assert len(before & after) == 1 and len(after) == 2
