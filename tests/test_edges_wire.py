@@ -3,7 +3,9 @@ unchecked, a passed-through error is capped, and one hostile answer stops nobody
 
 from __future__ import annotations
 
+import asyncio
 import json
+import subprocess
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -17,10 +19,11 @@ from nats.aio.msg import Msg
 
 from runtime.core import protocol as p
 from runtime.core.protocol import MeshError
+from runtime.nats.bus import NatsBus
 from runtime.nats.caller import call_agent
 from runtime.nats.client import catalog
 from runtime.nats.embedded import NatsServer
-from tests.helpers import UpProcess, write_mesh
+from tests.helpers import UpProcess, cli, write_mesh
 
 
 def test_bounded_code_keeps_ours_and_folds_the_rest_into_other() -> None:
@@ -86,6 +89,15 @@ MESH = """
         steps:
           - id: get
             get_state: "${{ input.key }}"
+      e.vote:
+        steps:
+          - id: votes
+            broadcast: e.flood
+            max_answers: 5
+            within: 3s
+    external:
+      e.elsewhere:
+        capabilities: [e.flood]
 """
 
 # What a crafted name would make the serving connection say, were it spliced in unchecked.
@@ -252,6 +264,89 @@ async def test_a_hostile_answer_passed_through_is_capped_and_stops_nobody(
             assert len(error.code) <= 64 and len(error.agent) <= 300, error
     await unharmed(nc, up, spy)
 
+
+
+# --- Broadcast floods: at most max_answers answers and 16 MB, and the result says so -------
+
+class Flood:
+    """A hostile responder: answers every broadcast to `capability` `count` times."""
+
+    def __init__(self, nc: Client, capability: str, count: int, size: int = 10):
+        self.nc, self.capability, self.count = nc, capability, count
+        self.body = json.dumps({"blob": "b" * size}).encode()
+        self.broadcasts = 0
+
+    async def __aenter__(self) -> Flood:
+        self.sub = await self.nc.subscribe(p.broadcast_subject(self.capability), cb=self._answer)
+        await self.nc.flush()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.sub.unsubscribe()
+
+    async def _answer(self, msg: Msg) -> None:
+        self.broadcasts += 1
+        headers = {p.HDR_STATUS: "ok", p.HDR_SOURCE: "hostile", p.HDR_INSTANCE_ID: "h"}
+        for _ in range(self.count):
+            await self.nc.publish(msg.reply, self.body, headers=headers)
+
+
+def cut_short(answers: list[dict[str, Any]]) -> str:
+    last = answers[-1]
+    assert last["agent"] == "" and last["status"] == "error", last
+    assert last["error"]["code"] == p.OVERLOADED
+    return str(last["error"]["message"])
+
+
+async def test_a_handler_s_broadcast_keeps_at_most_max_answers(
+        nc: Client, up: UpProcess, spy: list[Msg]) -> None:
+    hostile = await nats.connect(nc.connected_url.geturl() if nc.connected_url else "")
+    try:
+        async with Flood(hostile, "e.flood", 1_500):
+            reply = await ask(nc, "e.caster", {"capability": "e.flood"})
+    finally:
+        await hostile.close()
+    answers = json.loads(reply.data)["answers"]
+    assert len(answers) == 1_001 and all(a["agent"] == "hostile" for a in answers[:-1])
+    assert cut_short(answers) == ("stopped gathering: more than 1000 answers (max_answers); "
+                                  "later answers were not read")
+    await unharmed(nc, up, spy)
+
+
+async def test_a_pipeline_broadcast_step_takes_max_answers(
+        nc: Client, up: UpProcess, spy: list[Msg]) -> None:
+    async with Flood(nc, "e.flood", 50):
+        reply = await ask(nc, "e.vote", {})
+    answers = json.loads(reply.data)
+    assert len(answers) == 6
+    assert "more than 5 answers (max_answers)" in cut_short(answers)
+    await unharmed(nc, up, spy)
+
+
+async def test_a_broadcast_keeps_at_most_16_mb_of_answers(nc: Client, up: UpProcess) -> None:
+    async with Flood(nc, "e.flood", 120, size=200_000):  # 24 MB of answers
+        answers = await NatsBus(nc).broadcast("e.flood", {}, 20, "rid-flood")
+    kept = answers[:-1]
+    assert 70 < len(kept) <= 16 * 1024 * 1024 // 200_000
+    assert cut_short(answers) == ("stopped gathering: more than 16 MB of answers; later "
+                                  "answers were not read")
+    assert answers[-1]["error"]["details"]["bytes"] <= 16 * 1024 * 1024
+
+
+def test_the_cli_broadcast_says_where_it_stopped(nc: Client, server: NatsServer) -> None:
+    async def run() -> subprocess.CompletedProcess[str]:
+        hostile = await nats.connect(server.url)
+        try:
+            async with Flood(hostile, "e.flood", 30):
+                return await asyncio.to_thread(cli, "broadcast", "e.flood", "{}", "--within",
+                                               "5s", "--max-answers", "10", "--nats", server.url)
+        finally:
+            await hostile.close()
+
+    result = asyncio.run(run())
+    answers = json.loads(result.stdout)
+    assert len(answers) == 11 and result.returncode == 0
+    assert "more than 10 answers (max_answers)" in cut_short(answers)
 
 # --- No worker's exit status stops the other workers ----------------------------------------
 
