@@ -22,6 +22,7 @@ from runtime.core.protocol import MeshError
 from runtime.nats.bus import NatsBus
 from runtime.nats.caller import call_agent
 from runtime.nats.client import catalog
+from runtime.nats.connection import connect
 from runtime.nats.embedded import NatsServer
 from tests.helpers import UpProcess, cli, write_mesh
 
@@ -391,3 +392,27 @@ async def test_a_worker_that_exits_3_is_replaced_and_the_others_serve_on(
         after = set(up.worker_pids())
     assert line.endswith("stopped unexpectedly (exit code 3); starting a new one")
     assert len(before & after) == 1 and len(after) == 2
+
+
+# --- The serving connection's backstop: every publish is checked, whatever built it --------
+
+async def test_the_serving_connection_refuses_what_the_server_would_close_it_for(
+        nats_url: str) -> None:
+    served = await connect([nats_url], name="guard-test")
+    try:
+        for subject in ("a b", "a\n", "a\r\nPUB injected.proof 2", "a\x00b", "", "x" * 5000):
+            with pytest.raises(nats.errors.BadSubjectError):
+                await served.publish(subject, b"{}")
+        with pytest.raises(nats.errors.BadSubjectError):
+            await served.publish("ok.subject", b"{}", reply="bad reply")
+        with pytest.raises(nats.errors.MaxPayloadError):  # the body fits; with headers it would not
+            await served.publish("ok.subject", b"x" * (served.max_payload - 10),
+                                 headers={p.HDR_REQUEST_ID: "r" * 64})
+        kv = await served.jetstream().create_key_value(bucket=f"guard-{uuid.uuid4().hex[:6]}")
+        with pytest.raises(nats.errors.BadSubjectError):  # nats-py's own key check lets it by
+            await kv.delete("x\n")
+        await served.flush(timeout=5)
+        assert served.is_connected and served.last_error is None
+        await served.publish("ok.subject", b"{}")
+    finally:
+        await served.close()
