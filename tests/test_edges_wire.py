@@ -23,6 +23,7 @@ from runtime.nats.bus import NatsBus
 from runtime.nats.caller import call_agent
 from runtime.nats.client import catalog
 from runtime.nats.connection import connect
+from runtime.nats.headerblock import HeaderBlock, publish
 from runtime.nats.embedded import NatsServer
 from tests.helpers import UpProcess, cli, write_mesh
 
@@ -408,6 +409,9 @@ async def test_the_serving_connection_refuses_what_the_server_would_close_it_for
         with pytest.raises(nats.errors.MaxPayloadError):  # the body fits; with headers it would not
             await served.publish("ok.subject", b"x" * (served.max_payload - 10),
                                  headers={p.HDR_REQUEST_ID: "r" * 64})
+        with pytest.raises(nats.errors.MaxPayloadError):  # the reply fast path measures too
+            await publish(served, "ok.subject", b"x" * (served.max_payload - 10),
+                          HeaderBlock({p.HDR_STATUS: "ok"}), "id-1")
         kv = await served.jetstream().create_key_value(bucket=f"guard-{uuid.uuid4().hex[:6]}")
         with pytest.raises(nats.errors.BadSubjectError):  # nats-py's own key check lets it by
             await kv.delete("x\n")
