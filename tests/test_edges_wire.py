@@ -23,8 +23,8 @@ from runtime.nats.bus import NatsBus
 from runtime.nats.caller import call_agent
 from runtime.nats.client import catalog
 from runtime.nats.connection import connect
-from runtime.nats.headerblock import HeaderBlock, publish
 from runtime.nats.embedded import NatsServer
+from runtime.nats.headerblock import HeaderBlock, publish
 from tests.helpers import UpProcess, cli, write_mesh
 
 
@@ -60,6 +60,15 @@ HANDLERS = """
     async def updater(payload, ctx):
         await ctx.state.update(payload["key"], lambda _: payload["value"])
         return {}
+
+    async def raiser(payload):
+        from runtime import MeshError
+
+        deep = "leaf"
+        for _ in range(5000):
+            deep = {"k": deep}
+        raise MeshError("c" * payload["n"], "m" * payload["n"], agent="a" * payload["n"],
+                        details={"object": object(), "set": {1, 2}, "deep": deep})
 """
 
 MESH = """
@@ -82,6 +91,8 @@ MESH = """
         handler: {mod}:forwarder
       e.updater:
         handler: {mod}:updater
+      e.raiser:
+        handler: {mod}:raiser
     pipelines:
       e.setter:
         steps:
@@ -219,6 +230,16 @@ async def test_a_state_value_too_big_for_max_payload_is_refused(
     error = MeshError.from_body(reply.data)
     assert error.code == p.INVALID_INPUT, error
     assert "max_payload" in error.message
+    await unharmed(nc, up, spy)
+
+
+async def test_a_handler_s_own_huge_or_odd_error_is_answered_capped(
+        nc: Client, up: UpProcess, spy: list[Msg]) -> None:
+    reply = await ask(nc, "e.raiser", {"n": 500_000})
+    assert len(reply.data) < 8_000
+    error = MeshError.from_body(reply.data)
+    assert error.code == "c" * 64 and error.agent.startswith("a" * 256)
+    assert error.details["set"] == "{1, 2}" and error.details["object"].startswith("<object")
     await unharmed(nc, up, spy)
 
 
