@@ -57,7 +57,11 @@ class Context:
         return self._caller.state
 
     def _budget(self, timeout: float | None) -> float:
-        return self.remaining() if timeout is None else min(timeout, self.remaining())
+        if timeout is None:
+            return self.remaining()
+        if timeout != timeout:  # NaN: it would reach the event loop's timers
+            raise ValueError("a timeout is a number of seconds, not NaN")
+        return max(0.0, min(timeout, self.remaining()))
 
 
 def _plain(payload: Any) -> Any:
