@@ -30,7 +30,7 @@ from runtime.core.bus import MAX_ANSWERS
 from runtime.core.names import name_problem
 from runtime.core.text import cut
 from runtime.nats.caller import budget_header
-from runtime.nats.sizes import check_fits
+from runtime.nats.guard import check_fits
 
 MAX_ANSWER_BYTES = 16 * 1024 * 1024  # ... and by the bytes of the answers' bodies
 PENDING_BYTES = 2 * MAX_ANSWER_BYTES  # what nats-py may buffer for the inbox before dropping

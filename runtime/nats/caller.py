@@ -15,7 +15,7 @@ from nats.aio.client import Client
 from runtime.core import protocol as p
 from runtime.core.names import name_problem
 from runtime.core.requestids import new_request_id
-from runtime.nats.sizes import check_fits
+from runtime.nats.guard import check_fits
 
 # How much longer than its budget a caller listens: an agent answers `expired` or `timeout`
 # at the deadline it was sent, and that answer says more than the caller's own timeout.

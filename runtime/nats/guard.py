@@ -9,6 +9,9 @@ requests): a subject with whitespace or a control character, or one longer than 
 protocol line allows, is refused, and so is a message over the server's max_payload
 with its headers (nats-py measures the body alone). Refused means an exception for the
 caller, never a line the server would answer with `-ERR` and a closed connection.
+
+`check_fits` is the size check with a clear error, for what a handler hands over
+(ctx.call, ctx.broadcast, ctx.state): too big is `invalid_input`, and nothing is sent.
 """
 
 from __future__ import annotations
@@ -18,7 +21,34 @@ import re
 from nats.aio.client import Client
 from nats.errors import BadSubjectError, MaxPayloadError
 
-from runtime.nats.sizes import header_size
+from runtime.core import protocol as p
+
+# Bytes of the headers nats-py or a KV compare-and-set adds on its own (Nats-Expected-*).
+KV_HEADER_ROOM = 128
+
+
+def header_size(headers: dict[str, str] | None) -> int:
+    """Bytes of a header block as nats-py writes it: `NATS/1.0\\r\\n`, `k: v\\r\\n`..., `\\r\\n`."""
+    if not headers:
+        return 0
+    return 12 + sum(len(k.encode()) + len(v.encode()) + 4 for k, v in headers.items())
+
+
+def oversize(nc: Client, body: bytes, headers: dict[str, str] | None, extra: int = 0) -> int:
+    """The message's size with headers when it is over the server's max_payload, else 0."""
+    size = len(body) + header_size(headers) + extra
+    return size if size > nc.max_payload else 0
+
+
+def check_fits(nc: Client, body: bytes, headers: dict[str, str] | None, what: str,
+               extra: int = 0) -> None:
+    """Raise `invalid_input` (nothing sent) when `body` with `headers` would not fit."""
+    size = oversize(nc, body, headers, extra)
+    if size:
+        raise p.MeshError(p.INVALID_INPUT, f"{what} is {size} bytes with headers, over the NATS "
+                          f"server's max_payload of {nc.max_payload} bytes",
+                          details={"size": size, "max_payload": nc.max_payload})
+
 
 MAX_SUBJECT_LENGTH = 1536  # a name (at most 1024) with its prefix, well inside 4 KB a line
 _SUBJECT = re.compile(r"[^\x00-\x20\x7f]{1," + str(MAX_SUBJECT_LENGTH) + "}")

@@ -19,7 +19,7 @@ from nats.js.kv import KeyValue
 
 from runtime.core import protocol as p
 from runtime.core.bus import Updater, state_key_problem
-from runtime.nats.sizes import KV_HEADER_ROOM, check_fits
+from runtime.nats.guard import KV_HEADER_ROOM, check_fits
 
 UPDATE_ATTEMPTS = 200  # conflicts under heavy contention; each retry waits a little longer
 

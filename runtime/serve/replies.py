@@ -16,7 +16,7 @@ from typing import Any
 from runtime.core import protocol as p
 from runtime.core.caps import AGENT_LIMIT, ID_LIMIT, capped_code, capped_details
 from runtime.core.text import REQUEST_ID_MAX, cut, shown
-from runtime.nats.sizes import header_size
+from runtime.nats.guard import header_size
 
 log = logging.getLogger("mesh-runtime")
 

@@ -23,8 +23,8 @@ from runtime.core.requestids import new_request_id
 from runtime.core.text import is_request_id, shown
 from runtime.load.handlers import ThreadOverrun
 from runtime.load.mesh import AgentDef, Endpoint, PipelineDef
+from runtime.nats.guard import oversize
 from runtime.nats.headerblock import HeaderBlock, publish
-from runtime.nats.sizes import oversize
 from runtime.serve.admission import PENDING_BYTES, PENDING_MSGS, YIELD_EVERY, Admission, run_error
 from runtime.serve.capabilities import Offers
 from runtime.serve.codec import as_mesh_error, decode_input, encode_output, mismatch_error
