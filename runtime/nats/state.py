@@ -84,7 +84,7 @@ class KvState:
         """`value` as stored, once it is known to fit in one message (with the KV headers)."""
         data = orjson.dumps(value)
         check_fits(self.nc, data, None, f"the value of state key '{key}'",
-                   extra=KV_HEADER_ROOM + len(key))
+                   extra=KV_HEADER_ROOM)
         return data
 
     async def _kv(self, key: str | None) -> KeyValue:
