@@ -273,11 +273,14 @@ async def test_a_hostile_answer_passed_through_is_capped_and_stops_nobody(
         await hostile.publish(msg.reply, hostile_error(hostile, field),
                               headers={p.HDR_STATUS: "error", p.HDR_SOURCE: "x" * 2000})
 
-    await hostile.subscribe(p.agent_subject("e.echo"), queue=p.queue_group("e.echo"), cb=answer)
+    sub = await hostile.subscribe(p.agent_subject("e.echo"), queue=p.queue_group("e.echo"),
+                                  cb=answer)
     await hostile.flush()
     try:
         replies = [await ask(nc, "e.router", {"agent": "e.echo"}) for _ in range(16)]
     finally:
+        await sub.unsubscribe()
+        await hostile.flush()  # the server routes no more of e.echo's calls to it
         await hostile.close()
     assert answered > 0
     for reply in replies:
