@@ -373,6 +373,8 @@ def test_the_cli_broadcast_says_where_it_stopped(nc: Client, server: NatsServer)
     answers = json.loads(result.stdout)
     assert len(answers) == 11 and result.returncode == 0
     assert "more than 10 answers (max_answers)" in cut_short(answers)
+    assert result.stderr == ("note: stopped gathering: more than 10 answers (max_answers); "
+                             "later answers were not read\n")
 
 # --- No worker's exit status stops the other workers ----------------------------------------
 

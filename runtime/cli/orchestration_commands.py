@@ -88,6 +88,9 @@ def _broadcast(args: argparse.Namespace) -> int:
             print(json.dumps(error.to_dict(), indent=2), file=sys.stderr)
             return 1
         print(json.dumps(answers, indent=2))
+        last = answers[-1]
+        if last["agent"] == "" and "max_answers" in last.get("error", {}).get("details", {}):
+            print(f"note: {last['error']['message']}", file=sys.stderr)  # the list was cut
         return 0 if any(a["status"] == "ok" for a in answers) else 1
 
     return run_client(run)
