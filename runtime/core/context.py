@@ -10,7 +10,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from runtime.core.bus import Bus, Caller, SharedState
+from runtime.core.bus import MAX_ANSWERS, Bus, Caller, SharedState
 
 __all__ = ["Bus", "Caller", "Context"]
 
@@ -44,11 +44,12 @@ class Context:
         assert name is not None
         return await self._caller(name, _plain(payload), budget, self.request_id)
 
-    async def broadcast(self, capability: str, payload: Any = None, *,
-                        within: float = 1.0) -> list[dict[str, Any]]:
-        """Ask every agent offering `capability`; their answers (and errors), in arrival order."""
-        return await self._caller.broadcast(capability, _plain(payload),
-                                            self._budget(within), self.request_id)
+    async def broadcast(self, capability: str, payload: Any = None, *, within: float = 1.0,
+                        max_answers: int = MAX_ANSWERS) -> list[dict[str, Any]]:
+        """Ask every agent offering `capability`; their answers (and errors), in arrival order.
+        Past `max_answers` answers (or 16 MB of them) it stops; a last entry says so."""
+        return await self._caller.broadcast(capability, _plain(payload), self._budget(within),
+                                            self.request_id, max_answers=max_answers)
 
     async def emit(self, type: str, data: Any = None) -> None:
         """Publish an event of this agent (a CloudEvent of `type` on
@@ -61,7 +62,11 @@ class Context:
         return self._caller.state
 
     def _budget(self, timeout: float | None) -> float:
-        return self.remaining() if timeout is None else min(timeout, self.remaining())
+        if timeout is None:
+            return self.remaining()
+        if timeout != timeout:  # NaN: it would reach the event loop's timers
+            raise ValueError("a timeout is a number of seconds, not NaN")
+        return max(0.0, min(timeout, self.remaining()))
 
 
 def _plain(payload: Any) -> Any:

@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from runtime.core import caps
+from runtime.core.text import cut
+
 AGENT_SUBJECT_PREFIX = "mesh.agent."
 ERROR_SUBJECT_PREFIX = "mesh.errors."
 STREAM_SUBJECT_PREFIX = "mesh.stream."
@@ -114,20 +117,21 @@ class MeshError(Exception):
 
     @classmethod
     def from_body(cls, body: bytes, *, agent: str = "", request_id: str = "") -> MeshError:
-        """Rebuild an error from a reply body, tolerating peers that send less."""
+        """Rebuild an error from a reply body, tolerating peers that send less, and cutting
+        every field to a bounded size (anyone on the bus may answer)."""
         try:
             data = json.loads(body) if body else {}
-        except ValueError:
+        except (ValueError, RecursionError):
             data = {}
         if not isinstance(data, dict):
             data = {}
-        details = data.get("details")
         return cls(
-            str(data.get("code", "unknown")),
-            str(data.get("message", body[:200].decode(errors="replace"))),
-            agent=str(data.get("agent") or agent),
-            request_id=str(data.get("request_id") or request_id),
-            details=details if isinstance(details, dict) else {},
+            caps.capped_code(str(data.get("code", "unknown"))),
+            cut(str(data.get("message", body[:200].decode(errors="replace"))),
+                caps.MESSAGE_LIMIT),
+            agent=cut(str(data.get("agent") or agent), caps.AGENT_LIMIT),
+            request_id=str(data.get("request_id") or request_id)[:caps.ID_LIMIT],
+            details=caps.capped_details(data.get("details")),
         )
 
     def __repr__(self) -> str:

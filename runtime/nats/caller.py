@@ -13,7 +13,9 @@ import orjson
 from nats.aio.client import Client
 
 from runtime.core import protocol as p
+from runtime.core.names import name_problem
 from runtime.core.requestids import new_request_id
+from runtime.nats.guard import check_fits
 
 # How much longer than its budget a caller listens: an agent answers `expired` or `timeout`
 # at the deadline it was sent, and that answer says more than the caller's own timeout.
@@ -37,13 +39,16 @@ async def request(nc: Client, name: str, payload: Any, timeout: float,
                   request_id: str | None = None, *, capability: bool = False) -> Any:
     """The successful reply message itself (its headers say who answered)."""
     request_id = request_id or new_request_id()
+    if (problem := name_problem(name, "capability" if capability else "name")) is not None:
+        raise p.MeshError(p.INVALID_INPUT, problem, request_id=request_id)  # before any publish
     body = payload if isinstance(payload, bytes) else orjson.dumps(payload)
     subject = p.capability_subject(name) if capability else p.agent_subject(name)
     what = f"capability '{name}'" if capability else f"'{name}'"
+    headers = {p.HDR_REQUEST_ID: request_id, p.HDR_TIMEOUT: budget_header(timeout)}
+    check_fits(nc, body, headers, f"the payload for {what}")
     try:
-        reply = await nc.request(
-            subject, body, timeout=max(timeout, 0.001) + ANSWER_GRACE,
-            headers={p.HDR_REQUEST_ID: request_id, p.HDR_TIMEOUT: budget_header(timeout)})
+        reply = await nc.request(subject, body, timeout=max(timeout, 0.001) + ANSWER_GRACE,
+                                 headers=headers)
     except nats.errors.NoRespondersError:
         message = (f"no agent offers capability '{name}'" if capability
                    else f"no agent named '{name}' is serving")

@@ -25,8 +25,15 @@ from runtime.load.mesh import Endpoint
 from runtime.nats.bulk_put import put_all
 from runtime.nats.catalog_fit import OverflowWarning, fit_catalog
 from runtime.nats.cluster import create_replicated, replica_choices
-from runtime.nats.records import SkipLog, is_oversized, listed, split_entries
-from runtime.nats.twins import joined, schema_hash, without
+from runtime.nats.records import (
+    SkipLog,
+    is_oversized,
+    joined,
+    listed,
+    schema_hash,
+    split_entries,
+    without,
+)
 
 log = logging.getLogger("mesh-runtime")
 _CAS_ATTEMPTS = 50

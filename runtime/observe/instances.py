@@ -36,8 +36,7 @@ from runtime.nats.liveness import (
     read_bucket,
     read_records,
 )
-from runtime.nats.records import listed
-from runtime.nats.twins import shows_the_gone
+from runtime.nats.records import listed, shows_the_gone
 from runtime.serve.server import MeshServer
 
 log = logging.getLogger("mesh-runtime")

@@ -28,6 +28,7 @@ class BroadcastNode:
     payload: Template | None  # None: the item inside for_each, else the pipeline's input
     within: float
     min_answers: int
+    max_answers: int
 
     async def run(self, scope: Scope, ctx: RunContext) -> Any:
         if self.payload is not None:
@@ -36,7 +37,7 @@ class BroadcastNode:
             payload = scope["item"] if "item" in scope else scope["input"]
         within = budget(self.within, ctx)
         answers = await _reach(_bus(ctx).broadcast(self.capability, payload, within,
-                                                   ctx.request_id))
+                                                   ctx.request_id, max_answers=self.max_answers))
         ok = sum(a["status"] == "ok" for a in answers)
         if ok < self.min_answers:
             raise StepFailure(_cause(answers), _shortfall(self, answers, ok, within))

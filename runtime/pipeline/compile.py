@@ -187,7 +187,8 @@ class PipelineCompiler(BusStepCompiling):
     def _parallel(self, step: Step, path: Path, where: _Where) -> ParallelNode:
         for key, present in (("with", step.with_ is not None), ("retry", step.retry is not None),
                              ("within", step.within is not None),
-                             ("min_answers", step.min_answers is not None)):
+                             ("min_answers", step.min_answers is not None),
+                             ("max_answers", step.max_answers is not None)):
             if present:
                 self._problem(
                     (*path, key), f"{key} applies to call steps; set it on the branches' steps"

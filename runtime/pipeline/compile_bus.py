@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from runtime.core.bus import state_key_problem
+from runtime.core.bus import MAX_ANSWERS, state_key_problem
 from runtime.core.events import event_type_problem
 from runtime.pipeline.bus_steps import (
     DEFAULT_MIN_ANSWERS,
@@ -22,9 +22,9 @@ from runtime.pipeline.steps import BusNode
 
 # Which of the keys that not every step takes each kind of step accepts.
 _ACCEPTS = {"call": {"with", "retry"}, "capability": {"with", "retry"},
-            "broadcast": {"with", "within", "min_answers"}}
+            "broadcast": {"with", "within", "min_answers", "max_answers"}}
 _FIELDS = (("with", "with_"), ("retry", "retry"), ("within", "within"),
-           ("min_answers", "min_answers"))
+           ("min_answers", "min_answers"), ("max_answers", "max_answers"))
 
 
 class BusStepCompiling:
@@ -55,7 +55,8 @@ class BusStepCompiling:
                               f"{count} agent{'s' if count > 1 else ''} declare"
                               f"{'' if count > 1 else 's'} capability '{step.broadcast}'")
             return BroadcastNode(step.broadcast, self._payload(step, path, where),
-                                 step.within or DEFAULT_WITHIN, wanted)
+                                 step.within or DEFAULT_WITHIN, wanted,
+                                 step.max_answers or MAX_ANSWERS)
         if step.set_state is not None:
             key = self._state_key(step.set_state.key, (*path, "set_state", "key"), where)
             value = self._template(step.set_state.value, (*path, "set_state", "value"), where)

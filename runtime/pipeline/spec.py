@@ -77,6 +77,11 @@ class Step(BaseModel):
         default=None, ge=0,
         description="A broadcast with fewer successful answers fails (default 1).",
     )
+    max_answers: int | None = Field(
+        default=None, ge=1,
+        description="A broadcast keeps at most this many answers (default 1000), and at most "
+        "16 MB of them; past either it stops, and a last entry says so.",
+    )
     get_state: str | None = Field(
         default=None, description="Read this key of the shared state (null when missing)."
     )

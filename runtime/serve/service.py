@@ -24,6 +24,7 @@ from runtime.core.requestids import new_request_id
 from runtime.core.text import is_request_id, shown
 from runtime.load.handlers import ThreadOverrun
 from runtime.load.mesh import AgentDef, Endpoint, PipelineDef
+from runtime.nats.guard import oversize
 from runtime.nats.headerblock import HeaderBlock, publish
 from runtime.serve.admission import PENDING_BYTES, PENDING_MSGS, YIELD_EVERY, Admission, run_error
 from runtime.serve.capabilities import Offers
@@ -250,6 +251,10 @@ class Service:
             headers[p.HDR_INSTANCE_ID] = self.instance
         # Room for the body: the server's max_payload less these headers (and a stream end).
         body = error_body(error, self.nc.max_payload - header_size(headers) - 32)
+        if oversize(self.nc, body, headers, 32):  # the last check: never send what NATS refuses
+            log.warning("could not send %s error for %s: %d bytes, over max_payload",
+                        shown(error.code, 64), self.name, len(body))
+            return
         try:
             if streaming:
                 await self.nc.publish(p.stream_subject(request_id), body,
@@ -258,7 +263,7 @@ class Service:
                 await self.nc.publish(msg.reply, body, headers=headers)
             await self.nc.publish(self.error_subject, body, headers=headers)
         except Exception as exc:  # the connection is down: nothing more to tell the caller
-            log.warning("could not send %s error for %s: %s", error.code, self.name,
+            log.warning("could not send %s error for %s: %s", shown(error.code, 64), self.name,
                         shown(str(exc)))
 
 

@@ -23,7 +23,7 @@ from runtime.observe.metrics import MetricsPortError
 from runtime.observe.restore import restore
 from runtime.serve.server import MeshServer
 from runtime.supervise.loop import run_fast
-from runtime.supervise.startup import StartupError, embedded_server
+from runtime.supervise.startup import NatsUnreachable, StartupError, embedded_server
 from runtime.triggers.manager import Triggers
 
 if TYPE_CHECKING:
@@ -94,12 +94,12 @@ async def serve(path: Path, nats_flag: str | None, reload: bool, link: WorkerLin
                                on_closed=lost.closed, on_reconnected=lost.reconnected,
                                **options)
         except AuthorizationRefused as exc:  # the server answered: it is running
-            raise StartupError(
+            raise NatsUnreachable(
                 f"cannot connect to NATS at {mask_urls(', '.join(urls))}: {exc}") from None
         except Exception as exc:
             reason = "no answer within 10s" if isinstance(exc, TimeoutError) else (
                 mask_urls(str(exc)) or type(exc).__name__)
-            raise StartupError(
+            raise NatsUnreachable(
                 f"cannot connect to NATS at {mask_urls(', '.join(urls))}: {reason}. Is that server "
                 "running? The URL comes from --nats, else NATS_URL, else `nats:` in the "
                 "mesh file; leave all three unset to start an embedded server") from None
