@@ -132,7 +132,7 @@ async def _records(nc: Client, subject: str, start: int | None, *, follow: bool,
     try:
         if not follow:
             info = await sub.consumer_info()
-            if not info.num_pending and not info.delivered.consumer_seq:  # nothing matches
+            if not info.num_pending and not (info.delivered and info.delivered.consumer_seq):
                 return
         seen = False
         while True:
