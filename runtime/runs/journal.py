@@ -150,7 +150,7 @@ async def ensure_stream(nc: Client, keep: float, max_bytes: int) -> None:
         return StreamConfig(
             name=STREAM, subjects=[SUBJECTS], retention=RetentionPolicy.LIMITS,
             storage=StorageType.FILE, discard=DiscardPolicy.OLD, max_age=keep,
-            max_bytes=max_bytes, num_replicas=replicas, allow_direct=True)
+            max_bytes=max_bytes, num_replicas=replicas)
 
     try:
         info = await js.stream_info(STREAM)
