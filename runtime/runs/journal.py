@@ -157,8 +157,12 @@ async def ensure_stream(nc: Client, keep: float, max_bytes: int) -> None:
     except Exception:
         info = None
     if info is None:
-        await create_replicated(lambda n: js.add_stream(config(n)), replica_choices(nc))
-        return
+        try:
+            await create_replicated(lambda n: js.add_stream(config(n)), replica_choices(nc))
+            return
+        except Exception:
+            # Another process (a worker of the same `up`) may have made it meanwhile.
+            info = await js.stream_info(STREAM)
     current = info.config
     if current.max_age != keep or current.max_bytes != max_bytes:
         await js.update_stream(config(current.num_replicas or 1))

@@ -15,6 +15,7 @@ from runtime.runs import events as ev
 from runtime.runs.reader import Record, run_of
 
 RUNNING, OK, FAILED, CANCELLED, UNREADABLE = "running", "ok", "failed", "cancelled", "unreadable"
+UNKNOWN = "unknown"  # readable events, but no start: older than the journal, or not a run
 STATUSES = (RUNNING, OK, FAILED, CANCELLED)
 _ENDS = {ev.RUN_FINISHED: OK, ev.RUN_FAILED: FAILED, ev.RUN_CANCELLED: CANCELLED}
 SHORT = 80  # characters of an output or error shown in a timeline line
@@ -29,7 +30,8 @@ def describe(run_id: str, records: list[Record]) -> dict[str, Any]:
     pipeline = start.get("pipeline") if start else None
     end = next((e for e in events if e["event"] in _ENDS
                 and (pipeline is None or e.get("pipeline") == pipeline)), None)
-    status = _ENDS[end["event"]] if end else (RUNNING if start else UNREADABLE)
+    status = (_ENDS[end["event"]] if end else RUNNING if start
+              else UNREADABLE if unreadable else UNKNOWN)
     started = start["at"] if start else (events[0]["at"] if events else None)
     finished = end["at"] if end else None
     done = {e["step"] for e in events if e["event"] in (ev.STEP_FINISHED, ev.STEP_SKIPPED)
