@@ -1,11 +1,16 @@
-"""Pipeline benchmark: a 3-step sequential pipeline's latency against one raw nats-py call.
+"""Pipeline benchmark: a 3-step sequential pipeline's latency against one raw nats-py call,
+with its runs recorded in the run journal (the default) and not (`record: false`).
 
-    python benchmarks/pipeline.py [--rounds 3] [--seconds 2]
+    python benchmarks/pipeline.py [--rounds 3] [--seconds 2] [--cpu 2000]
 
 One nats-server; the raw responder of echo.py and `mesh-runtime up` on
-benchmarks/pipeline/mesh.yaml (agents bench.p1..p3, pipeline bench.three) in their own
+benchmarks/pipeline/mesh.yaml (agents bench.p1..p3, pipelines bench.three and
+bench.three_unrecorded) in their own
 processes. Concurrency 1, interleaved rounds (raw, one mesh agent, the pipeline, ...);
-each figure is the median of the rounds. Exit status 1 when something could not be measured.
+each figure is the median of the rounds. With `--cpu N`, then the CPU time per request of
+`up` (its process tree) and of nats-server, for the recorded and the unrecorded pipeline:
+N requests each at concurrency 1, in the same interleaved rounds (CPU moves less than
+latency on a busy machine). Exit status 1 when something could not be measured.
 """
 
 from __future__ import annotations
@@ -28,13 +33,16 @@ from _harness import (
 )
 
 READY_TIMEOUT = 20.0
-TARGET = 3.3  # pipeline p50 at most this many raw calls
+TARGET = 3.3  # recorded pipeline p50 at most this many raw calls
+RECORDING_TARGET = 1.10  # recorded pipeline p50 at most this many unrecorded ones
 
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (default 3)")
     parser.add_argument("--seconds", type=float, default=2.0, help="window per system per round")
+    parser.add_argument("--cpu", type=int, default=0, metavar="N",
+                        help="also CPU per request of up and nats-server, N requests per round")
     return parser.parse_args()
 
 
@@ -43,13 +51,14 @@ def says_hello(reply: Any) -> bool:
 
 
 async def start_all(url: str, children: Children, systems: list[System]) -> None:
-    raw, agent, pipeline = systems
+    raw, agent, pipeline, unrecorded = systems
     nc = await nats.connect(url)
     try:
         raw.launch(children, raw_peer(url))
         mesh = mesh_peer(url, BENCH_DIR / "pipeline" / "mesh.yaml")
         agent.launch(children, mesh)
         pipeline.child, pipeline.unavailable = agent.child, agent.unavailable
+        unrecorded.child, unrecorded.unavailable = agent.child, agent.unavailable
         for s in systems:
             await s.wait_ready(nc, says_hello, READY_TIMEOUT)
     finally:
@@ -72,6 +81,42 @@ async def measure(url: str, systems: list[System], args: argparse.Namespace) -> 
         await nc.close()
 
 
+async def cpu_rounds(url: str, server_pid: int, systems: list[System],
+                     args: argparse.Namespace) -> list[str]:
+    """CPU µs per request of up and nats-server, recorded against unrecorded, median of rounds."""
+    from _profile_parts import cpu_ns, serving_pid
+
+    pipeline, unrecorded = systems[2], systems[3]
+    if not (pipeline.ok and unrecorded.ok) or pipeline.child is None:
+        return []
+    up_pid = pipeline.child.pid
+    assert up_pid is not None
+    per: dict[str, list[tuple[float, float]]] = {pipeline.label: [], unrecorded.label: []}
+    body = b'{"message": "hello"}'
+    nc = await nats.connect(url)
+    try:
+        serving_pid(pipeline.child)  # the worker exists by now
+        for _ in range(args.rounds):
+            for s in (pipeline, unrecorded):
+                up0, srv0 = cpu_ns(up_pid), cpu_ns(server_pid)
+                for _ in range(args.cpu):
+                    await nc.request(s.subject, body, timeout=10)
+                up1, srv1 = cpu_ns(up_pid), cpu_ns(server_pid)
+                per[s.label].append(((up1 - up0) / args.cpu / 1000, (srv1 - srv0) / args.cpu / 1000))
+    finally:
+        await nc.close()
+    rows = []
+    for label, values in per.items():
+        ups, srvs = sorted(v[0] for v in values), sorted(v[1] for v in values)
+        rows.append([label, f"{ups[len(ups) // 2]:.0f}", f"{srvs[len(srvs) // 2]:.0f}"])
+    up_ratio = float(rows[0][1]) / max(float(rows[1][1]), 1)
+    all_ratio = (float(rows[0][1]) + float(rows[0][2])) / max(
+        float(rows[1][1]) + float(rows[1][2]), 1)
+    return ["", format_table(["CPU per request", "up (µs)", "nats-server (µs)"], rows),
+            f"CPU ratios recorded / unrecorded: up {up_ratio:.2f}, up + nats-server "
+            f"{all_ratio:.2f} (median of {args.rounds} rounds of {args.cpu} requests)"]
+
+
 def report(systems: list[System], args: argparse.Namespace) -> str:
     header = ["call (concurrency 1)", "p50 (µs)", "p99 (µs)", "errors"]
     rows = [
@@ -80,11 +125,13 @@ def report(systems: list[System], args: argparse.Namespace) -> str:
         else [s.label, f"unavailable: {s.unavailable}"]
         for s in systems
     ]
-    raw, agent, pipeline = systems
-    if raw.ok and pipeline.ok:
+    raw, agent, pipeline, unrecorded = systems
+    if raw.ok and pipeline.ok and unrecorded.ok:
         ratios = (
             f"ratios: pipeline p50 / raw call p50 {pipeline.p50() / raw.p50():.2f} "
-            f"(target ≤ {TARGET}), mesh agent p50 / raw call p50 {agent.p50() / raw.p50():.2f}"
+            f"(target ≤ {TARGET}), unrecorded {unrecorded.p50() / raw.p50():.2f}; recorded / "
+            f"unrecorded {pipeline.p50() / unrecorded.p50():.2f} (target ≤ {RECORDING_TARGET});"
+            f" mesh agent p50 / raw call p50 {agent.p50() / raw.p50():.2f}"
         )
     else:
         ratios = "ratios: pipeline p50 / raw call p50 n/a"
@@ -105,16 +152,20 @@ def main() -> int:
     systems = [
         System("raw call (bench.raw)", "mesh.agent.bench.raw"),
         System("mesh agent (bench.p1)", "mesh.agent.bench.p1"),
-        System("3-step pipeline (bench.three)", "mesh.agent.bench.three"),
+        System("3-step pipeline, recorded (bench.three)", "mesh.agent.bench.three"),
+        System("3-step pipeline, record: false", "mesh.agent.bench.three_unrecorded"),
     ]
     server = start_nats()
     try:
         with Children() as children:
             run(start_all(server.url, children, systems))
             run(measure(server.url, systems, args))
+            cpu = run(cpu_rounds(server.url, server.process.pid, systems, args)) if args.cpu else []
     finally:
         server.stop()
     print(report(systems, args))
+    if cpu:
+        print("\n".join(cpu))
     return 0 if all(s.ok for s in systems) else 1
 
 

@@ -22,6 +22,7 @@ HDR_STREAM_SEQ = "X-Mesh-Stream-Seq"
 HDR_STREAM_END = "X-Mesh-Stream-End"
 HDR_TIMEOUT = "X-Mesh-Timeout"          # the caller's remaining budget in seconds when it sent
 HDR_INSTANCE_ID = "X-Mesh-Instance-Id"  # which `up` process answered (broadcast answers)
+HDR_ASYNC = "X-Mesh-Async"              # "true": a pipeline answers its run id at once
 HDR_SERVICE_ERROR = "Nats-Service-Error"            # NATS micro (ADR-32) error headers
 HDR_SERVICE_ERROR_CODE = "Nats-Service-Error-Code"
 
@@ -44,9 +45,12 @@ OVERLOADED = "overloaded"
 EXPIRED = "expired"
 STEP_FAILED = "step_failed"
 INVOCATION_MISMATCH = "invocation_mismatch"
+CANCELLED = "cancelled"  # `mesh-runtime runs cancel` ended the run
+
 # Every code a mesh-runtime process answers with; anything else came from elsewhere.
 KNOWN_CODES = frozenset({INVALID_INPUT, INVALID_OUTPUT, HANDLER_ERROR, TIMEOUT, NOT_FOUND,
-                         OVERLOADED, EXPIRED, STEP_FAILED, INVOCATION_MISMATCH})
+                         OVERLOADED, EXPIRED, STEP_FAILED, INVOCATION_MISMATCH,
+                         CANCELLED})
 OTHER_CODE = "other"  # the one label metrics and stats count every unknown code under
 
 

@@ -15,6 +15,7 @@ from nats.aio.client import Client
 from runtime.core import protocol as p
 from runtime.core.names import name_problem
 from runtime.core.requestids import new_request_id
+from runtime.core.text import is_request_id
 from runtime.nats.guard import check_fits
 
 # How much longer than its budget a caller listens: an agent answers `expired` or `timeout`
@@ -36,7 +37,8 @@ async def call_agent(nc: Client, name: str, payload: Any, timeout: float,
 
 
 async def request(nc: Client, name: str, payload: Any, timeout: float,
-                  request_id: str | None = None, *, capability: bool = False) -> Any:
+                  request_id: str | None = None, *, capability: bool = False,
+                  headers: dict[str, str] | None = None) -> Any:
     """The successful reply message itself (its headers say who answered)."""
     request_id = request_id or new_request_id()
     if (problem := name_problem(name, "capability" if capability else "name")) is not None:
@@ -44,11 +46,12 @@ async def request(nc: Client, name: str, payload: Any, timeout: float,
     body = payload if isinstance(payload, bytes) else orjson.dumps(payload)
     subject = p.capability_subject(name) if capability else p.agent_subject(name)
     what = f"capability '{name}'" if capability else f"'{name}'"
-    headers = {p.HDR_REQUEST_ID: request_id, p.HDR_TIMEOUT: budget_header(timeout)}
-    check_fits(nc, body, headers, f"the payload for {what}")
+    sent = {p.HDR_REQUEST_ID: request_id, p.HDR_TIMEOUT: budget_header(timeout),
+            **(headers or {})}
+    check_fits(nc, body, sent, f"the payload for {what}")
     try:
         reply = await nc.request(subject, body, timeout=max(timeout, 0.001) + ANSWER_GRACE,
-                                 headers=headers)
+                                 headers=sent)
     except nats.errors.NoRespondersError:
         message = (f"no agent offers capability '{name}'" if capability
                    else f"no agent named '{name}' is serving")
@@ -61,3 +64,16 @@ async def request(nc: Client, name: str, payload: Any, timeout: float,
         raise p.MeshError.from_body(reply.data, agent=headers.get(p.HDR_SOURCE) or name,
                                     request_id=request_id)
     return reply
+
+
+async def start_run(nc: Client, name: str, payload: Any, timeout: float,
+                    request_id: str | None = None) -> str:
+    """Start the pipeline `name` with X-Mesh-Async (answered at once); its run id."""
+    reply = await request(nc, name, payload, timeout, request_id,
+                          headers={p.HDR_ASYNC: "true"})
+    answer = orjson.loads(reply.data) if reply.data else {}
+    run = answer.get("run") if isinstance(answer, dict) else None
+    if not isinstance(run, str) or not is_request_id(run):
+        raise p.MeshError(p.INVALID_OUTPUT, f"'{name}' did not answer a run id: is it a "
+                          "pipeline of mesh-runtime 0.2 or later?", agent=name)
+    return run

@@ -141,6 +141,9 @@ class PipelineSpec(BaseModel):
         default_factory=list, description="Messages that start a run: subject, stream, kv, "
         "schedule or event."
     )
+    record: bool = Field(
+        default=True, description="Record its runs in the run journal (MESH_RUNS)."
+    )
 
 
 StepPath = tuple[str | int, ...]
