@@ -37,6 +37,7 @@ RUNTIME_MESSAGES = {
     p.EXPIRED: "the caller's deadline passed before the request started",
     p.STEP_FAILED: "a step of the pipeline failed",
     p.INVOCATION_MISMATCH: "streaming asked of a non-streaming name, or the reverse",
+    p.CANCELLED: "the run was cancelled (mesh-runtime runs cancel)",
     p.OTHER_CODE: "an error passed through from elsewhere, with a code of its own",
 }
 
