@@ -35,7 +35,7 @@ class StepStats:
     def observe(self, pipeline: str, path: str, code: str, seconds: float) -> None:
         if path[-1:] == "]":  # a for_each item: its step
             path = path[:path.rfind("[")]
-        key = (pipeline, path, p.bounded_code(code))  # codes from elsewhere: one label
+        key = (pipeline, path, code if code == "ok" else p.bounded_code(code))
         series = self.series.get(key)
         if series is None:
             if len(self.series) >= MAX_SERIES:
