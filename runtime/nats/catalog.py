@@ -19,12 +19,14 @@ from nats.aio.client import Client
 from nats.js.api import ObjectStoreConfig
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, NotFoundError
 from nats.js.kv import KeyValue
+from pydantic import BaseModel
 
 from runtime.core import protocol as p
 from runtime.load.mesh import Endpoint
 from runtime.nats.bulk_put import put_all
 from runtime.nats.catalog_fit import OverflowWarning, fit_catalog
 from runtime.nats.cluster import create_replicated, replica_choices
+from runtime.pipeline.spec import PipelineSpec
 
 log = logging.getLogger("mesh-runtime")
 _CAS_ATTEMPTS = 50
@@ -33,6 +35,7 @@ _CAS_ATTEMPTS = 50
 # OpenAgentMesh reads entries with a model that ignores unknown fields.
 INSTANCES = "x-instances"
 Entries = list[dict[str, Any]]
+_DEFINITION_LIMIT = 64 * 1024  # a card stays one small KV value
 
 
 def registry_card(endpoint: Endpoint) -> dict[str, Any]:
@@ -50,6 +53,7 @@ def registry_card(endpoint: Endpoint) -> dict[str, Any]:
     }
     if endpoint.capabilities:  # the card's own `capabilities` is A2A's streaming/invocable
         extension["capabilities"] = list(endpoint.capabilities)
+    extension.update(definition_of(endpoint))
     if endpoint.output is not None:
         if endpoint.streaming:  # a streaming agent's output schema describes each chunk
             extension["chunk_schema"] = endpoint.output.document
@@ -63,6 +67,25 @@ def registry_card(endpoint: Endpoint) -> dict[str, Any]:
         "skills": [skill],
         "x-agentmesh": extension,
     }
+
+
+def definition_of(endpoint: Endpoint) -> dict[str, Any]:
+    """`pipeline` (its steps, for the web page's graph) and `triggers`, as mesh.yaml has
+    them, when the endpoint has them and they are small; OpenAgentMesh ignores both."""
+    spec = getattr(endpoint, "spec", None)
+    found: dict[str, Any] = {}
+    if isinstance(spec, PipelineSpec):
+        found["pipeline"] = spec.model_dump(mode="json", exclude_unset=True, by_alias=True,
+                                            include={"steps", "returns", "timeout"})
+    triggers = getattr(spec, "triggers", None)
+    if isinstance(triggers, list) and triggers:
+        found["triggers"] = [t.model_dump(mode="json", exclude_unset=True, by_alias=True)
+                             if isinstance(t, BaseModel) else t for t in triggers]
+    try:
+        small = len(json.dumps(found, default=str)) <= _DEFINITION_LIMIT
+    except (TypeError, ValueError):
+        small = False
+    return found if small else {}
 
 
 class Discovery:
