@@ -45,7 +45,8 @@ class ErrorsFeed:
     async def _on(self, msg: Msg) -> None:
         error = parse_error(msg.subject, msg.data, msg.headers or {})
         self.recent.append(error)
-        self.topic.publish({"event": "error", "data": error})
+        # not "error": a browser's EventSource keeps that name for its own connection errors
+        self.topic.publish({"event": "mesh_error", "data": error})
 
 
 def parse_error(subject: str, data: bytes, headers: dict[str, str]) -> dict[str, Any]:

@@ -18,6 +18,7 @@ SEND_TIMEOUT = 10  # a page that takes no bytes for this long is dropped
 
 def event_stream(events: AsyncIterator[dict[str, Any]]) -> EventSourceResponse:
     async def encoded() -> AsyncIterator[dict[str, str]]:
+        yield {"event": "hello", "data": "{}"}  # the headers go out now, not at the first event
         async for event in events:
             yield {"event": event["event"], "data": json.dumps(event["data"], default=str)}
 

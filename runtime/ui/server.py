@@ -53,6 +53,8 @@ class _Server(uvicorn.Server):
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         self.ui_state.end_streams()
         super().handle_exit(sig, frame)
+        # uvicorn raises the signal again once stopped; a clean stop here is exit code 0
+        self._captured_signals.clear()
 
     def _log_started_message(self, listeners: Any) -> None:
         pass  # `serve` prints the URL itself, with its token

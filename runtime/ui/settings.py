@@ -37,10 +37,11 @@ def is_loopback(host: str) -> bool:
 
 
 def settle_token(host: str, token: str | None) -> tuple[str | None, bool]:
-    """The token the page asks for, and whether it was made up here (to be printed):
-    any host but loopback needs one, as Jupyter does; a given token is always asked."""
+    """The token the page asks for, and whether it was made up here (to be printed): any
+    host but 127.0.0.1 (or ::1, localhost) needs one, as Jupyter does, 127.0.0.2 and
+    0.0.0.0 included; a given token is always asked."""
     if token:
         return token, False
-    if is_loopback(host):
+    if host in LOOPBACK_NAMES:
         return None, False
     return secrets.token_urlsafe(24), True

@@ -29,7 +29,7 @@ UI.pages.errors = async function (main) {
   // Listen first, then read the backlog: nothing between the two is missed (a duplicate is).
   const seen = new Set();
   const key = (e) => [e.at, e.agent, e.request_id, e.code].join("|");
-  UI.stream("/api/errors/events", { error: (e) => { if (!seen.has(key(e))) { seen.add(key(e)); add(e); } } });
+  UI.stream("/api/errors/events", { mesh_error: (e) => { if (!seen.has(key(e))) { seen.add(key(e)); add(e); } } });
   const reply = await UI.api("/api/errors");
   for (const e of (reply.body.errors || [])) if (!seen.has(key(e))) { seen.add(key(e)); add(e); }
 };
