@@ -13,8 +13,12 @@ import nats
 import pytest
 
 from runtime.nats.embedded import NatsServer
+from tests import ui_helpers
 from tests.helpers import UpProcess, cli, write_mesh
-from tests.ui_helpers import UiProcess, browser, get, page, run_async, shot  # noqa: F401
+from tests.ui_helpers import UiProcess, get, run_async, shot
+
+browser = ui_helpers.browser  # the fixtures: Chromium once a module, a page a test
+page = ui_helpers.page
 
 HANDLERS = """
     def echo(payload):
@@ -133,8 +137,8 @@ def test_the_mesh_page_lists_every_name_with_its_health_and_follows_processes(
 
 
 async def _call_a_few(url: str) -> None:
-    from runtime.nats.caller import call_agent
     from runtime.core.protocol import MeshError
+    from runtime.nats.caller import call_agent
 
     nc = await nats.connect(url)
     try:
@@ -218,7 +222,7 @@ def test_a_hostile_description_and_schema_show_as_text_and_never_run(
     assert label.startswith("<img src=x onerror=window.__pwned='field'>")
     assert page.inner_text(".field .help") == "<script>window.__pwned='help'</script>"
     assert page.locator("main script, main img").count() == 0
-    status, _, headers = get(ui.base + "/")
+    _, _, headers = get(ui.base + "/")
     assert "script-src 'self'" in headers["content-security-policy"]
 
 
