@@ -19,6 +19,7 @@ HDR_STREAM_SEQ = "X-Mesh-Stream-Seq"
 HDR_STREAM_END = "X-Mesh-Stream-End"
 HDR_TIMEOUT = "X-Mesh-Timeout"          # the caller's remaining budget in seconds when it sent
 HDR_INSTANCE_ID = "X-Mesh-Instance-Id"  # which `up` process answered (broadcast answers)
+HDR_ASYNC = "X-Mesh-Async"              # "true": a pipeline answers its run id at once
 HDR_SERVICE_ERROR = "Nats-Service-Error"            # NATS micro (ADR-32) error headers
 HDR_SERVICE_ERROR_CODE = "Nats-Service-Error-Code"
 
@@ -41,6 +42,7 @@ OVERLOADED = "overloaded"
 EXPIRED = "expired"
 STEP_FAILED = "step_failed"
 INVOCATION_MISMATCH = "invocation_mismatch"
+CANCELLED = "cancelled"  # `mesh-runtime runs cancel` ended the run
 
 
 def agent_subject(name: str) -> str:

@@ -62,7 +62,7 @@ class PipelineCompiler(BusStepCompiling):
         """The top-level step nodes and the `returns` template; see `problems` afterwards."""
         self._collect_ids()
         top = _Where(frozenset(), frozenset(), frozenset(), in_item=False)
-        steps = self._sequence(self.spec.steps, ("steps",), top, top_level=True)
+        steps = self._sequence(self.spec.steps, ("steps",), top, top_level=True, label="")
         if self.spec.returns is None:
             return steps, None
         returns, problems = compile_template(self.spec.returns, ("returns",))
@@ -92,8 +92,11 @@ class PipelineCompiler(BusStepCompiling):
                 self.branch_ids.add(step.id)
 
     def _sequence(
-        self, steps: list[Step], path: Path, where: _Where, *, top_level: bool = False
+        self, steps: list[Step], path: Path, where: _Where, *, top_level: bool = False,
+        label: str,
     ) -> tuple[StepNode, ...]:
+        """The nodes of a step list; `label` is the run path of the list (`analysis.b`), or
+        empty at the top."""
         own = frozenset(s.id for s in steps if s.id)
         visible = set(where.visible)
         nodes = []
@@ -101,12 +104,14 @@ class PipelineCompiler(BusStepCompiling):
             if top_level and step.id is None:
                 self._problem((*path, index), "a top-level step needs an id")
             here = dataclasses.replace(where, visible=frozenset(visible), sequence=own)
-            nodes.append(self._step(step, (*path, index), here))
+            name = step.id or str(index)
+            nodes.append(self._step(step, (*path, index), here,
+                                    f"{label}.{name}" if label else name))
             if step.id:
                 visible.add(step.id)
         return tuple(nodes)
 
-    def _step(self, step: Step, path: Path, where: _Where) -> StepNode:
+    def _step(self, step: Step, path: Path, where: _Where, label: str) -> StepNode:
         if step.id:
             where = dataclasses.replace(where, enclosing=where.enclosing | {step.id})
         # `for_each:` with nothing after it is YAML null: say so rather than run once.
@@ -127,13 +132,13 @@ class PipelineCompiler(BusStepCompiling):
         elif step.capability is not None:
             body = self._call(step, step.capability, path, where, capability=True)
         elif step.parallel is not None:
-            body = self._parallel(step, path, where)
+            body = self._parallel(step, path, where, label)
         else:
             body = self._bus_step(step, path, where)
         fallback = step.on_error.value if step.on_error is not None else None
         return StepNode(
             step.id, when, for_each, step.max_concurrency, step.max_items or MAX_ITEMS, body,
-            step.on_error is not None, fallback,
+            step.on_error is not None, fallback, label,
         )
 
     def _bare(
@@ -183,7 +188,7 @@ class PipelineCompiler(BusStepCompiling):
                           f"'{capability}'{hint}")
         return count
 
-    def _parallel(self, step: Step, path: Path, where: _Where) -> ParallelNode:
+    def _parallel(self, step: Step, path: Path, where: _Where, label: str) -> ParallelNode:
         for key, present in (("with", step.with_ is not None), ("retry", step.retry is not None),
                              ("within", step.within is not None),
                              ("min_answers", step.min_answers is not None)):
@@ -202,9 +207,9 @@ class PipelineCompiler(BusStepCompiling):
             if isinstance(body, list):
                 if not body:
                     self._problem(branch_path, "a branch needs at least one step")
-                nodes = self._sequence(body, branch_path, where)
+                nodes = self._sequence(body, branch_path, where, label=f"{label}.{name}")
             else:
-                nodes = (self._step(body, branch_path, where),)
+                nodes = (self._step(body, branch_path, where, f"{label}.{name}"),)
             compiled.append((name, nodes))
         return ParallelNode(tuple(compiled), step.timeout)
 

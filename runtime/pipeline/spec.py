@@ -130,6 +130,9 @@ class PipelineSpec(BaseModel):
     timeout: Duration | None = Field(
         default=None, description="Bounds the whole run (defaults.timeout if unset)."
     )
+    record: bool = Field(
+        default=True, description="Record its runs in the run journal (MESH_RUNS)."
+    )
 
 
 StepPath = tuple[str | int, ...]

@@ -24,6 +24,7 @@ from runtime.core.text import is_request_id, shown
 from runtime.load.handlers import ThreadOverrun
 from runtime.load.mesh import AgentDef, Endpoint, PipelineDef
 from runtime.nats.headerblock import HeaderBlock, publish
+from runtime.runs.active import Runs
 from runtime.serve.admission import PENDING_BYTES, PENDING_MSGS, YIELD_EVERY, Admission, run_error
 from runtime.serve.capabilities import Offers
 from runtime.serve.codec import as_mesh_error, decode_input, encode_output, mismatch_error
@@ -46,8 +47,9 @@ class Service:
     """Serves one agent or pipeline: subscribe, answer, drain."""
 
     def __init__(self, nc: Client, definition: Endpoint, caller: Bus, mesh_name: str,
-                 deadlines: Deadlines, instance: str = ""):
+                 deadlines: Deadlines, instance: str = "", runs: Runs | None = None):
         self.nc = nc
+        self.runs = runs if runs is not None else Runs(None, instance)  # pipelines run there
         self.deadlines = deadlines
         self.caller = caller
         self.mesh_name = mesh_name
@@ -166,11 +168,13 @@ class Service:
             if streaming != definition.streaming:
                 raise mismatch_error(definition, streaming)
             payload = decode_input(msg.data, definition)
+            if headers is not None and headers.get(p.HDR_ASYNC) == "true":
+                deadline = await self._detach(msg, definition, request_id, arrival)
             try:
                 if streaming:
                     await self._stream(definition, payload, request_id, deadline)
                     return None
-                result = await self._run(definition, payload, request_id, deadline)
+                result = await self._run(definition, payload, request_id, deadline, headers)
             except ThreadOverrun as overrun:
                 self.admission.hold(overrun.thread)
                 if not self.deadlines.done(task):
@@ -197,6 +201,25 @@ class Service:
         except BaseException as exc:  # SystemExit from a handler too: every failure is an answer
             return await self._failed(msg, exc, definition, request_id, streaming)
 
+    async def _detach(self, msg: Msg, definition: Endpoint, request_id: str,
+                      arrival: float) -> float:
+        """X-Mesh-Async: answer the run id now and run on, bounded by the pipeline's own
+        timeout only; the new deadline. Its result and errors go to the journal (and errors
+        to mesh.errors.<name>), not to the caller, who has its answer."""
+        if not isinstance(definition, PipelineDef):
+            raise p.MeshError(p.INVALID_INPUT, f"{p.HDR_ASYNC} applies to pipelines; "
+                              f"'{self.name}' is an agent: call it without it")
+        if msg.reply:
+            body = b'{"run":"%s","status":"running"}' % request_id.encode()
+            await publish(self.nc, msg.reply, body, self.ok_block, request_id)
+            msg.reply = ""  # answered: nothing more goes there
+        task = asyncio.current_task()
+        assert task is not None
+        self.deadlines.done(task)
+        deadline = arrival + definition.timeout
+        self.deadlines.add(task, deadline)
+        return deadline
+
     async def _failed(self, msg: Msg, exc: BaseException, definition: Endpoint, request_id: str,
                       streaming: bool) -> p.MeshError:
         error = as_mesh_error(exc, definition)
@@ -211,16 +234,15 @@ class Service:
                        deadline, self.caller)
 
     async def _run(self, definition: Endpoint, payload: Any, request_id: str,
-                   deadline: float) -> Any:
+                   deadline: float, headers: dict[str, str] | None = None) -> Any:
         if isinstance(definition, AgentDef):
             assert definition.handler.invoke is not None
             return await definition.handler.invoke(
                 payload, self._context(definition, request_id, deadline))
         assert isinstance(definition, PipelineDef)
-        return await definition.compiled.run(  # steps get no more than the request has left
-            payload, call=self.caller, bus=self.caller, request_id=request_id,
-            mesh_name=self.mesh_name, default_timeout=definition.step_timeout,
-            caller_left=deadline - time.monotonic())
+        return await self.runs.run(  # recorded; steps get no more than the request has left
+            definition, payload, request_id, headers, bus=self.caller,
+            mesh_name=self.mesh_name, caller_left=deadline - time.monotonic())
 
     async def _stream(self, definition: Endpoint, payload: Any, request_id: str,
                       deadline: float) -> None:
