@@ -11,8 +11,11 @@ from starlette.responses import JSONResponse, Response
 
 from runtime.core import protocol as p
 from runtime.core.names import check_name
+from runtime.core.requestids import new_request_id
 from runtime.core.text import suggest
-from runtime.nats.client import call, stream
+from runtime.nats.caller import call_agent as call
+from runtime.nats.caller import start_run
+from runtime.nats.client import stream
 from runtime.nats.describe import describe
 from runtime.nats.listing import full_catalog
 from runtime.nats.registry import mapping, registry_card
@@ -77,17 +80,23 @@ async def call_agent(request: Request) -> Response:
         return problem(400, "invalid_json", f"the input is not JSON: {exc}")
     timeout = _timeout(request.query_params.get("timeout"), state.settings.call_timeout)
     started = time.perf_counter()
+    request_id = new_request_id()  # a pipeline's run id: the page links to the run
     try:
+        if request.query_params.get("async") == "true":
+            run = await start_run(state.nc, name, payload, timeout, request_id)
+            return JSONResponse({"ok": True, "run": run, "ms": _ms(started)})
         if request.query_params.get("stream") == "true":
             result: Any = []
             async for piece in stream(state.nc, name, payload, timeout):
                 if len(result) < CHUNKS_LIMIT:
                     result.append(piece)
         else:
-            result = await call(state.nc, name, payload, timeout)
+            result = await call(state.nc, name, payload, timeout, request_id)
     except p.MeshError as exc:
-        return JSONResponse({"ok": False, "error": exc.to_dict(), "ms": _ms(started)})
-    return JSONResponse({"ok": True, "result": result, "ms": _ms(started)})
+        return JSONResponse({"ok": False, "error": exc.to_dict(), "request_id": request_id,
+                             "ms": _ms(started)})
+    return JSONResponse({"ok": True, "result": result, "request_id": request_id,
+                         "ms": _ms(started)})
 
 
 def _timeout(text: str | None, default: float) -> float:

@@ -1,9 +1,165 @@
-"""Runs: the list, one run's timeline, live events, and cancel, resume and signal."""
+"""Runs, read from the run journal through runtime.runs (as `mesh-runtime runs` reads
+them): the list, one run, its events live; and cancel, resume and signal."""
 
 from __future__ import annotations
 
-from starlette.routing import BaseRoute
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+from sse_starlette.sse import EventSourceResponse
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from runtime.core import protocol as p
+from runtime.core.names import check_name
+from runtime.runs.control import cancel_run
+from runtime.runs.reader import JournalUnavailable, check_run_id, follow_run, read_run, recent_records
+from runtime.runs.summary import describe, list_runs
+from runtime.ui.api import problem
+from runtime.ui.live import event_stream
+from runtime.ui.state import UiState, until_shutdown
+
+LIMIT = 500  # rows a listing may ask for
+SIGNAL_LIMIT = 64 * 1024  # bytes of a signal's JSON
+RESUME_PREFIX = "mesh.runs.resume."  # + run id, as cancel's mesh.runs.cancel.<id>
 
 
 def routes() -> list[BaseRoute]:
-    return []
+    return [Route("/api/runs", runs), Route("/api/runs/{run}", run),
+            Route("/api/runs/{run}/events", run_events),
+            Route("/api/runs/{run}/cancel", cancel, methods=["POST"]),
+            Route("/api/runs/{run}/resume", resume, methods=["POST"]),
+            Route("/api/runs/{run}/signal", signal, methods=["POST"])]
+
+
+async def runs(request: Request) -> Response:
+    """`{"runs": [rows]}`, newest first, as `runs ls --json` prints them."""
+    state = UiState.of(request)
+    query = request.query_params
+    try:
+        limit = min(max(int(query.get("limit") or 50), 1), LIMIT)
+    except ValueError:
+        return problem(400, "invalid_limit", "limit is a whole number from 1")
+    pipeline = query.get("pipeline") or None
+    status = query.get("status") or None
+    try:
+        # a filtered list looks further back, so that a rare pipeline still shows
+        records = await recent_records(state.nc, limit * (4 if pipeline or status else 1))
+    except JournalUnavailable as exc:
+        return problem(503, "no_journal", str(exc))
+    return JSONResponse({"runs": list_runs(records, pipeline, status, limit)})
+
+
+async def run(request: Request) -> Response:
+    """`runs show --json`'s object."""
+    state = UiState.of(request)
+    run_id = request.path_params["run"]
+    try:
+        records = await read_run(state.nc, run_id)
+    except ValueError as exc:
+        return problem(400, "invalid_run", str(exc))
+    except JournalUnavailable as exc:
+        return problem(503, "no_journal", str(exc))
+    if not records:
+        return problem(404, p.NOT_FOUND, f"no run {run_id} in the journal (it never ran, was "
+                       "not recorded, or is older than runs.keep)")
+    return JSONResponse(describe(run_id, records))
+
+
+async def run_events(request: Request) -> EventSourceResponse | Response:
+    """The run's events from its first, `journal` each with its `index` among the run's
+    events (the page skips those it has), then `end` when the run ends."""
+    state = UiState.of(request)
+    run_id = request.path_params["run"]
+    try:
+        check_run_id(run_id)
+    except ValueError as exc:
+        return problem(400, "invalid_run", str(exc))
+
+    async def events() -> AsyncIterator[dict[str, Any]]:
+        index = 0
+        try:
+            async for record in until_shutdown(follow_run(state.nc, run_id), state.shutdown):
+                if record.event is not None:
+                    yield {"event": "journal", "data": {**record.event, "index": index}}
+                    index += 1
+        except (LookupError, JournalUnavailable) as exc:
+            yield {"event": "problem", "data": {"code": p.NOT_FOUND, "message": str(exc)}}
+        yield {"event": "end", "data": {}}
+
+    return event_stream(events())
+
+
+async def cancel(request: Request) -> Response:
+    """What `mesh-runtime runs cancel` does: ask the process running it."""
+    state = UiState.of(request)
+    run_id = request.path_params["run"]
+    try:
+        answer = await cancel_run(state.nc, run_id)
+    except ValueError as exc:
+        return problem(400, "invalid_run", str(exc))
+    if answer is not None:
+        return JSONResponse({"ok": True, "message": f"cancelled run {run_id}"})
+    return await _not_running(state, run_id, "cancel")
+
+
+async def resume(request: Request) -> Response:
+    """Ask the mesh to resume a failed or cancelled durable run (`mesh.runs.resume.<id>`,
+    answered by the process that takes it)."""
+    state = UiState.of(request)
+    run_id = request.path_params["run"]
+    try:
+        check_run_id(run_id)
+        reply = await state.nc.request(RESUME_PREFIX + run_id, b"", timeout=3)
+    except ValueError as exc:
+        return problem(400, "invalid_run", str(exc))
+    except Exception:  # nobody answers: no process can resume it
+        return problem(409, "not_resumed", f"no process resumed run {run_id}: only a failed "
+                       "or cancelled durable run can be resumed, by an `up` serving its pipeline")
+    return JSONResponse({"ok": True, "message": f"resuming run {run_id}",
+                         "answer": _json(reply.data)})
+
+
+async def signal(request: Request) -> Response:
+    """Send a signal to a run parked on a `wait` step: its JSON on `mesh.run.<id>.signal.
+    <name>`, stored in the journal, as `mesh-runtime runs signal` sends it."""
+    state = UiState.of(request)
+    run_id = request.path_params["run"]
+    body = await request.body()
+    if len(body) > SIGNAL_LIMIT:
+        return problem(413, "too_large", f"a signal is at most {SIGNAL_LIMIT // 1024} KB")
+    try:
+        check_run_id(run_id)
+        asked = json.loads(body or b"{}")
+        name = check_name(str(asked.get("name") or "")) if isinstance(asked, dict) else ""
+    except ValueError as exc:
+        return problem(400, "invalid_signal", f"{exc}")
+    text = str(asked.get("data") or "").strip()
+    try:
+        data = json.loads(text) if text else None
+    except ValueError as exc:
+        return problem(400, "invalid_json", f"the signal's data is not JSON: {exc}")
+    subject = f"mesh.run.{run_id}.signal.{name}"
+    try:
+        await state.nc.jetstream(timeout=5).publish(subject, json.dumps(data).encode())
+    except Exception as exc:
+        return problem(503, "no_journal", f"the signal could not be stored: {exc}")
+    return JSONResponse({"ok": True, "message": f"sent signal {name} to run {run_id}"})
+
+
+async def _not_running(state: UiState, run_id: str, what: str) -> Response:
+    records = await read_run(state.nc, run_id)
+    if not records:
+        return problem(404, p.NOT_FOUND, f"no run {run_id} is running, and the journal has none")
+    status = describe(run_id, records)["status"]
+    return problem(409, "not_running", f"cannot {what} run {run_id}: it is not running "
+                   f"anywhere (status: {status})")
+
+
+def _json(data: bytes) -> Any:
+    try:
+        return json.loads(data)
+    except ValueError:
+        return None

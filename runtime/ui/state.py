@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from nats.aio.client import Client
 from starlette.requests import Request
@@ -12,6 +14,8 @@ from starlette.requests import Request
 from runtime.ui.errors_feed import ErrorsFeed
 from runtime.ui.mesh_view import MeshWatch
 from runtime.ui.settings import Settings
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -46,3 +50,27 @@ class UiState:
         self.shutdown.set()
         self.watch.topic.close()
         self.errors.topic.close()
+
+
+async def until_shutdown(items: AsyncIterator[T], shutdown: asyncio.Event) -> AsyncIterator[T]:
+    """`items` until they end or `shutdown` is set (a run's events may wait for hours)."""
+    stopping = asyncio.ensure_future(shutdown.wait())
+    try:
+        while True:
+            step = asyncio.ensure_future(anext(items))
+            done, _ = await asyncio.wait({step, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            if step not in done:
+                step.cancel()
+                with contextlib.suppress(BaseException):
+                    await step
+                return
+            try:
+                yield step.result()
+            except StopAsyncIteration:
+                return
+    finally:
+        stopping.cancel()
+        aclose = getattr(items, "aclose", None)
+        if aclose is not None:
+            with contextlib.suppress(Exception):
+                await aclose()

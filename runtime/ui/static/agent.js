@@ -28,7 +28,7 @@ UI.pages.agent = async function (main, name) {
   if (info.graph) {
     UI.append(main, [UI.el("h2", {}, "Steps"), UI.el("div", { id: "graph" }, UI.graph(info.graph))]);
   }
-  UI.append(main, [UI.el("h2", {}, "Call it"), UI.form(info.name, info.input, info.streaming)]);
+  UI.append(main, [UI.el("h2", {}, "Call it"), UI.form(info.name, info.input, info.streaming, info.kind)]);
   UI.append(main, UI.el("div", { class: "schemas" },
     UI.el("div", {}, UI.el("h2", {}, "Input schema"), UI.el("pre", { class: "json", id: "input-schema" },
       info.input === null ? "(none: anything)" : UI.json(info.input))),

@@ -1,11 +1,12 @@
 // A form built from an input schema: a field per top-level property, and the payload as
 // JSON text below it (what is sent; edit it by hand for anything the fields cannot say).
 "use strict";
-UI.form = function (name, schema, streaming) {
+UI.form = function (name, schema, streaming, kind) {
   const payload = UI.el("textarea", { class: "payload", id: "payload", rows: 6, spellcheck: "false" });
   const fields = UI.el("div", { class: "fields" });
   const answer = UI.el("div", { class: "answer", id: "answer" });
   const button = UI.el("button", { type: "submit", id: "call" }, "Call " + name);
+  const detach = kind === "pipeline" ? UI.el("input", { type: "checkbox", id: "async" }) : null;
   const properties = schema && typeof schema === "object" && schema.properties &&
     typeof schema.properties === "object" && !Array.isArray(schema.properties) ? schema.properties : {};
   const required = schema && Array.isArray(schema.required) ? schema.required.map(String) : [];
@@ -35,24 +36,28 @@ UI.form = function (name, schema, streaming) {
     event.preventDefault();
     button.disabled = true;
     answer.replaceChildren(UI.el("p", { class: "muted" }, "calling…"));
-    const query = streaming ? "?stream=true" : "";
+    const query = streaming ? "?stream=true" : detach && detach.checked ? "?async=true" : "";
     const reply = await UI.api("/api/agents/" + encodeURIComponent(name) + "/call" + query,
       { method: "POST", body: payload.value, headers: { "Content-Type": "application/json" } });
     button.disabled = false;
     const body = reply.body || {};
+    if (body.ok && body.run) { location.hash = UI.runHref(body.run); return; }
+    const runLink = kind === "pipeline" && body.request_id
+      ? UI.el("p", {}, UI.link(UI.runHref(body.request_id), "this run's timeline")) : null;
     const head = body.ok ? "ok" : "error" + (body.error && body.error.code ? " · " + body.error.code : "");
     const timing = typeof body.ms === "number" ? " · " + UI.ms(body.ms) : "";
     answer.replaceChildren(
       UI.el("div", { class: "answer-head " + (body.ok ? "ok" : "bad") }, head + timing),
       body.ok ? null : UI.problem(body.error),
-      UI.el("pre", { class: "json", id: "answer-json" }, UI.json(body.ok ? body.result : body.error)));
+      UI.el("pre", { class: "json", id: "answer-json" }, UI.json(body.ok ? body.result : body.error)), runLink);
   }
 
   if (readers.length) sync(); else payload.value = "{}";
   return UI.el("form", { class: "call", id: "call-form", onsubmit: submit },
     readers.length ? fields : UI.el("p", { class: "muted" }, "No input fields: the schema names no properties."),
     UI.el("label", { for: "payload" }, "Payload (JSON, sent as is)"), payload,
-    UI.el("div", { class: "actions" }, button), answer);
+    UI.el("div", { class: "actions" }, button, detach ? UI.el("label", { for: "async" }, detach,
+      " start the run and follow it (do not wait for its answer)") : null), answer);
 };
 
 UI.formField = function (key, spec, isRequired) {

@@ -126,7 +126,8 @@ UI.pages.run = async function (main, runId) {
   if (run.status === "running" || run.status === "waiting") {
     const source = UI.stream("/api/runs/" + encodeURIComponent(runId) + "/events", {
       journal: (event) => { if (UI.runEvent(run, event)) draw(); },
-      end: () => source.close(),
+      problem: (error) => notice.replaceChildren(UI.problem(error)),
+      end: () => { source.close(); const live = document.getElementById("live"); live.textContent = ""; live.className = "live"; },
     });
   }
 };
@@ -134,19 +135,22 @@ UI.pages.run = async function (main, runId) {
 // A run as the page keeps it: built from the journal's events, one at a time.
 UI.runState = function (shown) {
   const run = { run: shown.run, pipeline: shown.pipeline, status: shown.status || "running",
-    input: shown.input, steps: new Map(), seen: new Set(), started: null, trace_id: null };
+    input: shown.input, steps: new Map(), applied: 0, started: null, trace_id: null };
   if (shown.output !== undefined) run.output = shown.output;
   if (shown.error) run.error = shown.error;
-  for (const event of shown.events || []) UI.runEvent(run, event);
+  (shown.events || []).forEach((event, index) => UI.runEvent(run, Object.assign({}, event, { index: index })));
   run.status = shown.status || run.status;
   return run;
 };
 
 UI.runEvent = function (run, e) {
   if (!e || typeof e !== "object") return false;
-  if (typeof e.seq === "number") { if (run.seen.has(e.seq)) return false; run.seen.add(e.seq); }
+  // the live stream starts from the run's first event: skip those already applied
+  if (typeof e.index === "number") { if (e.index < run.applied) return false; run.applied = e.index + 1; }
   if (e.trace_id) run.trace_id = e.trace_id;
   const kind = String(e.event || "");
+  // a pipeline that a step calls writes under the same run id: only the run's own count
+  if (run.pipeline && e.pipeline && e.pipeline !== run.pipeline) return true;
   if (kind === "run_started") { run.started = e.at; if (e.input !== undefined) run.input = e.input; }
   else if (kind === "run_finished") { run.status = "ok"; run.output = e.output; run.ended = e.at; }
   else if (kind === "run_failed") { run.status = "failed"; run.error = e.error; run.ended = e.at; }
@@ -160,7 +164,9 @@ UI.runEvent = function (run, e) {
     else if (kind === "step_finished") { step.status = "ok"; step.ended = e.at; step.output = e.output; step.error = null; }
     else if (kind === "step_failed") { step.status = "failed"; step.ended = e.at; step.error = e.error; }
     else if (kind === "step_skipped") { step.status = "skipped"; step.at = e.at; }
-    else if (kind === "step_progress") { step.progress = e.message || (typeof e.fraction === "number" ? Math.round(e.fraction * 100) + "%" : ""); }
+    else if (kind === "step_progress") {
+      step.progress = [typeof e.progress === "number" ? Math.round(e.progress * 100) + "%" : "", e.message || ""].join(" ").trim();
+    }
   }
   return true;
 };
