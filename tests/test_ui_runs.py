@@ -170,7 +170,8 @@ def test_signal_and_resume_buttons_say_what_happened(ui: UiProcess, page: Any) -
     assert "invalid_json" in page.inner_text("#run-notice")
     page.fill("#signal-data", '{"ok": true}')
     page.click("#signal")
-    page.wait_for_function("() => document.querySelector('#run-notice').textContent.includes('sent signal approve')")
+    page.wait_for_function(
+        "() => document.querySelector('#run-notice').textContent.includes('sent signal approve')")
     page.click("#resume")
     page.wait_for_selector("#run-notice .problem")  # no durable run here: nobody resumes it
     assert "not_resumed" in page.inner_text("#run-notice")
