@@ -148,17 +148,17 @@ def page(browser: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
     finally:
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         try:
-            tab.screenshot(path=str(ARTIFACTS / f"{request.node.name}.png"), full_page=True)
+            tab.screenshot(path=str(ARTIFACTS / f"{request.node.name}.png"))
         finally:
             context.close()
     assert problems == []
 
 
-def shot(page: Any, name: str) -> Path:
-    """A screenshot now (a test's later state overwrites the last one)."""
+def shot(page: Any, name: str, full_page: bool = True) -> Path:
+    """A screenshot now, kept under tests/artifacts/ui/NAME.png."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     path = ARTIFACTS / f"{name}.png"
-    page.screenshot(path=str(path), full_page=True)
+    page.screenshot(path=str(path), full_page=full_page)
     return path
 
 
@@ -170,3 +170,16 @@ def run_async(coroutine: Any) -> Any:
 
     with ThreadPoolExecutor(1) as pool:
         return pool.submit(asyncio.run, coroutine).result(timeout=60)
+
+
+def big_mesh(folder: Path, count: int) -> Path:
+    """A mesh.yaml of `count` echo agents (big.agent0000, ...), each with an input schema."""
+    lines = ["version: 1", "name: big", "agents:"]
+    for i in range(count):
+        lines += [f"  big.agent{i:04d}:", "    handler: handlers:echo",
+                  "    description: An agent of a big generated mesh, to fill the catalog.",
+                  "    input: {type: object, properties: {n: {type: integer}}}"]
+    (folder / "handlers.py").write_text("async def echo(payload):\n    return payload\n")
+    path = folder / "mesh.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
