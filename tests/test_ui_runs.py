@@ -184,3 +184,37 @@ def test_an_unknown_or_malformed_run_id_gets_a_clear_error(ui: UiProcess, page: 
     page.goto(ui.base + "/#/run/" + "bad%20id")
     page.wait_for_selector(".problem")
     assert "invalid_run" in page.inner_text(".problem")
+
+
+def test_hostile_journal_events_show_as_text_and_never_run(
+        ui: UiProcess, server: NatsServer, page: Any) -> None:
+    run_id = "hostilerun01"
+    script = "<img src=x onerror=\"window.__pwned='journal'\">"
+    events = [
+        {"event": "run_started", "pipeline": script, "input": {"x": "<script>window.__pwned=1</script>"}},
+        {"event": "step_started", "pipeline": script, "step": script, "attempt": 1},
+        {"event": "step_failed", "pipeline": script, "step": script, "attempt": 1,
+         "error": {"code": script, "message": "<script>window.__pwned=2</script>"}},
+    ]
+
+    async def publish() -> None:
+        import nats
+
+        nc = await nats.connect(server.url)
+        try:
+            js = nc.jetstream()
+            for i, event in enumerate(events):
+                body = {"run": run_id, "at": 1.0 + i, "step": None, "attempt": None,
+                        "trace_id": None, **event}
+                await js.publish(f"mesh.run.{run_id}.{event['event']}", json.dumps(body).encode())
+            await js.publish(f"mesh.run.{run_id}.step_finished", b"\xff not json")
+        finally:
+            await nc.close()
+
+    ui_helpers.run_async(publish())
+    page.goto(ui.base + f"/#/run/{run_id}")
+    page.wait_for_selector("#timeline tr[data-step]")
+    assert page.evaluate("() => window.__pwned") is None
+    assert page.inner_text("#timeline tr[data-step] td") == script
+    assert "<script>window.__pwned=2</script>" in page.inner_text("#timeline")
+    assert page.locator("main img, main script").count() == 0

@@ -22,6 +22,7 @@ from runtime.ui.live import event_stream
 from runtime.ui.state import UiState, until_shutdown
 
 LIMIT = 500  # rows a listing may ask for
+EVENTS_LIMIT = 2000  # events of one run sent to the page
 SIGNAL_LIMIT = 64 * 1024  # bytes of a signal's JSON
 RESUME_PREFIX = "mesh.runs.resume."  # + run id, as cancel's mesh.runs.cancel.<id>
 
@@ -65,7 +66,11 @@ async def run(request: Request) -> Response:
     if not records:
         return problem(404, p.NOT_FOUND, f"no run {run_id} in the journal (it never ran, was "
                        "not recorded, or is older than runs.keep)")
-    return JSONResponse(describe(run_id, records))
+    shown = describe(run_id, records)
+    if len(shown["events"]) > EVENTS_LIMIT:  # anyone may publish on mesh.run.<id>.>
+        shown["events_cut"] = len(shown["events"])
+        shown["events"] = shown["events"][:EVENTS_LIMIT]
+    return JSONResponse(shown)
 
 
 async def run_events(request: Request) -> EventSourceResponse | Response:
