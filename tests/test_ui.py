@@ -323,3 +323,13 @@ def test_ui_stops_at_once_on_sigterm_with_a_page_open(
         page.wait_for_selector('tr[data-name="ui.echo"]')
         assert page.inner_text("#live") == "live"
         assert ui.stop(timeout=10) == 0, ui.log
+
+
+def test_a_taken_port_or_no_nats_is_one_clear_line(ui: UiProcess) -> None:
+    taken = cli("ui", "--port", str(ui.port), "--nats", "nats://127.0.0.1:1", timeout=30)
+    assert taken.returncode == 1
+    assert taken.stderr.strip() == (f"error: cannot listen on 127.0.0.1:{ui.port}: Address "
+                                    "already in use (another --port or --host?)")
+    unreachable = cli("ui", "--port", "0", "--nats", "nats://127.0.0.1:1", timeout=30)
+    assert unreachable.returncode == 2
+    assert "cannot reach NATS at nats://127.0.0.1:1" in unreachable.stderr

@@ -15,7 +15,7 @@ INSTALL_HINT = ("error: `mesh-runtime ui` needs the ui extra: pip install 'mesh-
 def register(commands: Commands) -> None:
     ui = add_command(commands, "ui", _ui,
                      "serve a web page: the mesh live, a form to call each agent, runs, errors")
-    ui.add_argument("--port", type=int, default=8765, help="the port (default 8765)")
+    ui.add_argument("--port", type=int, default=8765, help="the port (default 8765; 0: any free one)")
     ui.add_argument("--host", default="127.0.0.1",
                     help="the address to listen on (default 127.0.0.1; any other needs a token)")
     nats_option(ui)
@@ -32,12 +32,17 @@ def _ui(args: argparse.Namespace) -> int:
     except ImportError:
         print(INSTALL_HINT, file=sys.stderr)
         return 2
-    from runtime.ui.server import serve
+    from runtime.ui.server import ListenError, serve
     from runtime.ui.settings import Settings, settle_token
 
-    if not 0 < args.port < 65536:
-        print(f"error: --port {args.port} is not a port (1-65535)", file=sys.stderr)
+    if not 0 <= args.port < 65536:
+        print(f"error: --port {args.port} is not a port (0-65535; 0: any free one)",
+              file=sys.stderr)
         return 2
     token, made_up = settle_token(args.host, args.token)
     settings = Settings(host=args.host, port=args.port, nats_url=client_url(args), token=token)
-    return run_client(lambda: serve(settings, made_up))
+    try:
+        return run_client(lambda: serve(settings, made_up))
+    except ListenError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1

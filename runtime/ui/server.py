@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import sys
+from dataclasses import replace
 from types import FrameType
 from typing import Any
 
@@ -60,8 +62,32 @@ class _Server(uvicorn.Server):
         pass  # `serve` prints the URL itself, with its token
 
 
+class ListenError(RuntimeError):
+    """The page's address cannot be listened on (taken, or not this machine's)."""
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """The page's socket, bound here so that a taken port is one clear line (uvicorn itself
+    would log it and call sys.exit)."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise ListenError(f"cannot listen on {host}:{port}: {exc.strerror or exc}"
+                          " (another --port or --host?)") from None
+    return sock
+
+
 async def serve(settings: Settings, announce_token: bool) -> int:
-    nc = await connect(settings.nats_url)
+    sock = listen(settings.host, settings.port)
+    settings = replace(settings, port=int(sock.getsockname()[1]))  # --port 0: a free one
+    try:
+        nc = await connect(settings.nats_url)
+    except BaseException:
+        sock.close()
+        raise
     try:
         app = create_app(nc, settings)
         config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning",
@@ -71,11 +97,12 @@ async def serve(settings: Settings, announce_token: bool) -> int:
         # say where to look once the socket is bound (uvicorn exits when it cannot bind)
         announcer = asyncio.create_task(_announce(server, settings, announce_token))
         try:
-            await server.serve()
+            await server.serve(sockets=[sock])
         finally:
             announcer.cancel()
         return 0 if server.started else 1
     finally:
+        sock.close()
         await nc.close()
 
 

@@ -46,10 +46,11 @@ UI.form = function (name, schema, streaming, kind) {
       ? UI.el("p", {}, UI.link(UI.runHref(body.request_id), "this run's timeline")) : null;
     const head = body.ok ? "ok" : "error" + (body.error && body.error.code ? " · " + body.error.code : "");
     const timing = typeof body.ms === "number" ? " · " + UI.ms(body.ms) : "";
-    answer.replaceChildren(
+    answer.replaceChildren();  // (replaceChildren would write a null as the text "null")
+    UI.append(answer, [
       UI.el("div", { class: "answer-head " + (body.ok ? "ok" : "bad") }, head + timing),
-      body.ok ? null : UI.problem(body.error),
-      UI.el("pre", { class: "json", id: "answer-json" }, UI.json(body.ok ? body.result : body.error)), runLink);
+      body.ok ? null : UI.problem(body.error), runLink,
+      UI.el("pre", { class: "json", id: "answer-json" }, UI.json(body.ok ? body.result : body.error))]);
   }
 
   if (readers.length) sync(); else payload.value = "{}";

@@ -176,7 +176,9 @@ UI.timelineTable = function (run) {
   for (const s of run.steps.values()) {
     const offset = run.started && s.started ? UI.ms((s.started - run.started) * 1000) : "";
     const duration = s.started && s.ended ? UI.ms((s.ended - s.started) * 1000) : s.status === "running" ? "…" : "";
-    const shown = s.error ? UI.problem(s.error) : s.output !== undefined ? UI.el("pre", { class: "json" }, UI.json(s.output, 2000)) : s.progress || "";
+    const shown = s.error ? UI.problem(s.error) : s.output !== undefined ? UI.el("details", {},
+      UI.el("summary", { class: "mono" }, UI.short(JSON.stringify(s.output) || "null", 100)),
+      UI.el("pre", { class: "json" }, UI.json(s.output, 20000))) : s.progress || "";
     body.appendChild(UI.el("tr", { "data-step": s.step, "data-status": s.status },
       UI.el("td", { class: "mono" }, s.step), UI.el("td", {}, UI.badge(s.status)),
       UI.el("td", { class: "num" }, s.attempt || ""), UI.el("td", { class: "num" }, offset),
