@@ -255,7 +255,8 @@ async def _publish_error(url: str, trace: str) -> None:
         await nc.close()
 
 
-def test_another_host_needs_the_token_printed_at_start(server: NatsServer, browser: Any) -> None:
+def test_another_host_needs_the_token_printed_at_start(
+        server: NatsServer, up: UpProcess, browser: Any) -> None:
     # 127.0.0.2 is this machine too, but not 127.0.0.1: the page asks for a token
     with UiProcess(server.url, host="127.0.0.2") as ui:
         url = ui.printed_url
