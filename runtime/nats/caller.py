@@ -13,6 +13,7 @@ import orjson
 from nats.aio.client import Client
 
 from runtime.core import protocol as p
+from runtime.core.idempotency import IDEMPOTENCY_KEY
 from runtime.core.requestids import new_request_id
 
 # How much longer than its budget a caller listens: an agent answers `expired` or `timeout`
@@ -40,10 +41,13 @@ async def request(nc: Client, name: str, payload: Any, timeout: float,
     body = payload if isinstance(payload, bytes) else orjson.dumps(payload)
     subject = p.capability_subject(name) if capability else p.agent_subject(name)
     what = f"capability '{name}'" if capability else f"'{name}'"
+    headers = {p.HDR_REQUEST_ID: request_id, p.HDR_TIMEOUT: budget_header(timeout)}
+    key = IDEMPOTENCY_KEY.get()
+    if key is not None:  # a durable run's step: the same key on every try and after a resume
+        headers[p.HDR_IDEMPOTENCY_KEY] = key
     try:
         reply = await nc.request(
-            subject, body, timeout=max(timeout, 0.001) + ANSWER_GRACE,
-            headers={p.HDR_REQUEST_ID: request_id, p.HDR_TIMEOUT: budget_header(timeout)})
+            subject, body, timeout=max(timeout, 0.001) + ANSWER_GRACE, headers=headers)
     except nats.errors.NoRespondersError:
         message = (f"no agent offers capability '{name}'" if capability
                    else f"no agent named '{name}' is serving")

@@ -170,7 +170,7 @@ class Service:
                 if streaming:
                     await self._stream(definition, payload, request_id, deadline)
                     return None
-                result = await self._run(definition, payload, request_id, deadline)
+                result = await self._run(definition, payload, request_id, deadline, msg)
             except ThreadOverrun as overrun:
                 self.admission.hold(overrun.thread)
                 if not self.deadlines.done(task):
@@ -204,18 +204,20 @@ class Service:
         self.failures.failed(error, exc)
         return error
 
-    def _context(self, definition: AgentDef, request_id: str, deadline: float) -> Context | None:
+    def _context(self, definition: AgentDef, request_id: str, deadline: float,
+                 msg: Msg | None = None) -> Context | None:
         if not definition.handler.wants_context:
             return None  # most handlers take only the payload: build nothing for them
+        key = msg.headers.get(p.HDR_IDEMPOTENCY_KEY) if msg is not None and msg.headers else None
         return Context(request_id, self.name, definition.spec.config, self.logger,
-                       deadline, self.caller)
+                       deadline, self.caller, key)
 
     async def _run(self, definition: Endpoint, payload: Any, request_id: str,
-                   deadline: float) -> Any:
+                   deadline: float, msg: Msg | None = None) -> Any:
         if isinstance(definition, AgentDef):
             assert definition.handler.invoke is not None
             return await definition.handler.invoke(
-                payload, self._context(definition, request_id, deadline))
+                payload, self._context(definition, request_id, deadline, msg))
         assert isinstance(definition, PipelineDef)
         return await definition.compiled.run(  # steps get no more than the request has left
             payload, call=self.caller, bus=self.caller, request_id=request_id,
