@@ -1,0 +1,155 @@
+"""Durable runs in one `up` process: what the request path calls to start one, and what
+keeps every durable run of the mesh going (recovery, wake-ups, signals)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from runtime.core import protocol as p
+from runtime.core.bus import Bus
+from runtime.load.mesh import PipelineDef
+from runtime.pipeline.expressions import EvaluationError, Template, compile_template
+from runtime.runs.durable.definitions import Definitions
+from runtime.runs.durable.journal_io import STREAM, JetStreamJournal
+from runtime.runs.durable.leases import Lease, LeaseLost, Leases
+from runtime.runs.durable.lifecycle import TERMINAL, Detached, Lifecycle, read_record
+from runtime.runs.durable.recovery import Recovery
+from runtime.runs.durable.run import DurableRun, Parked
+from runtime.runs.durable.runkeys import RunKeys, run_key_problem
+from runtime.runs.durable.signals import Signals
+
+log = logging.getLogger("mesh-runtime")
+
+
+class DurableRuns:
+    """Starts durable runs for the request path and resumes those that need an owner."""
+
+    def __init__(self, nc: Any, bus: Bus, instance: str, mesh_name: str, interval: float):
+        self.nc = nc
+        self.bus = bus
+        self.instance = instance
+        self.mesh_name = mesh_name
+        self.interval = interval
+        self.pipelines: Mapping[str, PipelineDef] = {}
+        self._keys: dict[int, Template] = {}
+        self._opened = False
+
+    async def open(self, keep: float = 7 * 86400.0) -> None:
+        self.leases = await Leases.open(self.nc)
+        self.definitions = await Definitions.open(self.nc, keep)
+        self.run_keys = await RunKeys.open(self.nc, keep)
+        await _ensure_stream(self.nc)
+        self.journal = JetStreamJournal(self.nc)
+        self.lifecycle = Lifecycle(self.leases, self.journal, self.bus, self.nc, self.mesh_name)
+        self.recovery = Recovery(self.nc, self.leases, self.instance, self.interval,
+                                 self._serves, self._resume)
+        self.signals = Signals(self.nc, self.recovery.wake, self.interval)
+        await self.recovery.start()
+        await self.signals.start()
+        self._opened = True
+
+    async def close(self) -> None:
+        if self._opened:
+            await self.signals.close()
+            await self.recovery.close()
+
+    def serve(self, pipelines: Mapping[str, PipelineDef]) -> None:
+        """The durable pipelines this process serves now (after each apply)."""
+        self.pipelines = {n: d for n, d in pipelines.items() if d.durable}
+
+    def _serves(self, name: str) -> bool:
+        return name in self.pipelines
+
+    async def _resume(self, lease: Lease) -> None:
+        await self.lifecycle.resume(lease, self.definitions.load)
+
+    async def start(self, definition: PipelineDef, payload: Any, run: str, reply: str,
+                    caller_left: float, run_key: str | None) -> Any:
+        """Run `payload` durably and return its result; raises MeshError, or Detached when
+        the run goes on without this request (parked, taken over)."""
+        key = run_key if run_key is not None else self._run_key(definition, payload)
+        if key is not None:
+            first = await self.run_keys.claim(definition.name, key, run)
+            if first is not None and first != run:
+                return await self._outcome(first, caller_left)
+        lease = await self.leases.create(run, self.instance, definition.name)
+        if lease is None:
+            raise p.MeshError(p.INVALID_INPUT, f"run {run} exists already: a request id names "
+                              "one durable run (send a new id, or X-Mesh-Run-Key)")
+        digest = await self.definitions.keep(definition)
+        drun = DurableRun(run, lease, self.leases, self.journal)
+        await self.journal.append(run, definition.name, "run_started", {
+            "input": payload, "definition": digest, "instance": self.instance,
+            "reply": reply, "reply_until": round(time.time() + caller_left, 3),
+            "run_key": key})
+        task = self.lifecycle.launch(drun, definition, payload)
+        task.add_done_callback(_retrieve)
+        try:
+            return await asyncio.shield(task)
+        except (Parked, LeaseLost):
+            raise Detached(run) from None
+
+    def _run_key(self, definition: PipelineDef, payload: Any) -> str | None:
+        text = definition.spec.run_key
+        if text is None:
+            return None
+        template = self._keys.get(id(definition.spec))
+        if template is None:
+            template, _ = compile_template(text, ("run_key",))  # checked at load
+            self._keys[id(definition.spec)] = template
+        try:
+            key = template.render({"input": payload, "steps": {}, "mesh": {}})
+        except EvaluationError as exc:
+            raise p.MeshError(p.INVALID_INPUT, f"run_key: {exc}") from None
+        problem = run_key_problem(key)
+        if problem is not None:
+            raise p.MeshError(p.INVALID_INPUT, f"run_key {text!r}: {problem}")
+        return str(key)
+
+    async def _outcome(self, run: str, caller_left: float) -> Any:
+        """What a second start with the same run key gets: the first run's result, or its
+        error; while it runs, its end (within this caller's budget)."""
+        ended: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+        async def on_event(msg: Any) -> None:
+            if msg.subject.rsplit(".", 1)[-1] in TERMINAL and not ended.done():
+                ended.set_result(None)
+
+        sub = await self.nc.subscribe(f"mesh.run.{run}.*", cb=on_event)
+        try:
+            record = read_record(await self.journal.events(run))
+            if record.ended is None:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(ended, timeout=max(caller_left - 0.05, 0.001))
+                record = read_record(await self.journal.events(run))
+        finally:
+            await sub.unsubscribe()
+        if record.ended is None:
+            raise p.MeshError(p.TIMEOUT, f"the run with this run key ({run}) is still running",
+                              request_id=run, details={"run": run, "status": "running"})
+        if record.ended.get("event") == "run_finished":
+            return record.ended.get("output")
+        error = record.ended.get("error")
+        error = error if isinstance(error, dict) else {}
+        raise p.MeshError(str(error.get("code") or p.HANDLER_ERROR),
+                          str(error.get("message") or "the first run failed"),
+                          request_id=run, details={"run": run})
+
+
+def _retrieve(task: asyncio.Task[Any]) -> None:
+    """A run that outlived its caller's wait ended: nobody else looks at how."""
+    if not task.cancelled():
+        task.exception()
+
+
+async def _ensure_stream(nc: Any) -> None:
+    js = nc.jetstream(timeout=5)
+    try:
+        await js.stream_info(STREAM)
+    except Exception:
+        await js.add_stream(name=STREAM, subjects=["mesh.run.>"])

@@ -1,0 +1,176 @@
+"""A durable run from start to end, here or after a resume: lease, definition, journal,
+the engine with every step memoized, and the answer to a caller that may still wait."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from runtime.core import protocol as p
+from runtime.core.bus import Bus
+from runtime.load.mesh import PipelineDef
+from runtime.pipeline.wait_steps import WAITS
+from runtime.runs.durable.journal_io import JournalGone, JournalIO
+from runtime.runs.durable.leases import Lease, LeaseLost, Leases
+from runtime.runs.durable.run import CURRENT, DurableRun, Parked
+
+log = logging.getLogger("mesh-runtime")
+TERMINAL = ("run_finished", "run_failed", "run_cancelled")
+
+
+class Detached(BaseException):
+    """The run goes on without this request's task (parked, or taken over): whoever ends it
+    answers the caller, if it still waits."""
+
+
+@dataclass
+class Recorded:
+    """What the journal holds of one run."""
+
+    pipeline: str = ""
+    input: Any = None
+    definition: str = ""
+    reply: str = ""
+    reply_until: float = 0.0
+    outputs: dict[str, Any] | None = None
+    waits: dict[str, float | None] | None = None
+    ended: dict[str, Any] | None = None  # the terminal event, if any
+
+
+def read_record(events: list[dict[str, Any]]) -> Recorded:
+    """The run's start, finished steps (the first record of each wins), waits and end."""
+    found = Recorded(outputs={}, waits={})
+    assert found.outputs is not None and found.waits is not None
+    for event in events:
+        kind, step = event.get("event"), event.get("step")
+        if kind == "run_started" and not found.definition:
+            found.pipeline = str(event.get("pipeline") or "")
+            found.input = event.get("input")
+            found.definition = str(event.get("definition") or "")
+            found.reply = str(event.get("reply") or "")
+            until = event.get("reply_until")
+            found.reply_until = float(until) if isinstance(until, int | float) else 0.0
+        elif kind == "step_finished" and isinstance(step, str):
+            found.outputs.setdefault(step, event.get("output"))
+        elif kind == "step_waiting" and isinstance(step, str):
+            until = event.get("until")
+            found.waits.setdefault(step, float(until) if isinstance(until, int | float)
+                                   else None)
+        elif kind in TERMINAL:
+            found.ended = event
+    return found
+
+
+class Lifecycle:
+    """Runs durable runs of one process to their end (or to their next park)."""
+
+    def __init__(self, leases: Leases, journal: JournalIO, bus: Bus, nc: Any,
+                 mesh_name: str):
+        self.leases = leases
+        self.journal = journal
+        self.bus = bus
+        self.nc = nc
+        self.mesh_name = mesh_name
+        self.running: dict[str, asyncio.Task[Any]] = {}
+
+    def launch(self, drun: DurableRun, definition: PipelineDef, payload: Any) -> asyncio.Task[Any]:
+        """The run's own task: a caller's deadline cancels the caller's wait, never the run."""
+        task = asyncio.get_running_loop().create_task(self._execute(drun, definition, payload))
+        self.running[drun.run] = task
+        task.add_done_callback(lambda _: self.running.pop(drun.run, None))
+        return task
+
+    async def _execute(self, drun: DurableRun, definition: PipelineDef, payload: Any) -> Any:
+        CURRENT.set(drun)  # the task's own context: set here, seen by every step
+        WAITS.set(drun)
+        try:
+            result = await definition.compiled.run(
+                payload, call=self.bus, bus=self.bus, request_id=drun.run,
+                mesh_name=self.mesh_name, default_timeout=definition.step_timeout)
+            schema = definition.output
+            if schema is not None and not schema.validator.is_valid(result):
+                errors = schema.errors(result)
+                raise p.MeshError(p.INVALID_OUTPUT, "output does not match the schema: "
+                                  f"{errors[0]['path'] or '/'}: {errors[0]['message']}"
+                                  if errors else "output does not match the schema",
+                                  details={"errors": errors[:20]})
+        except (Parked, LeaseLost):
+            raise
+        except JournalGone as exc:
+            log.error("%s", exc.message)
+            await self.leases.release(drun.lease)  # nothing to resume from: let it go
+            raise
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:
+            error = exc if isinstance(exc, p.MeshError) else p.MeshError(
+                p.HANDLER_ERROR, f"{type(exc).__name__}: {exc}")
+            await self._end(drun, "run_failed", {"error": _error_fields(error)})
+            raise error from None
+        await self._end(drun, "run_finished", {"output": result})
+        return result
+
+    async def _end(self, drun: DurableRun, event: str, fields: dict[str, Any]) -> None:
+        await drun.hold()  # only the owner ends a run
+        await self.journal.append(drun.run, drun.lease.pipeline, event, fields)
+        await self.leases.release(drun.lease)
+
+    async def resume(self, lease: Lease, load: Any) -> None:
+        """Finish a run whose owner died, or that woke from parking; answers its caller."""
+        run = lease.run
+        try:
+            record = read_record(await self.journal.events(run))
+            if record.ended is not None:  # it ended, but its lease was not removed
+                await self.leases.release(lease)
+                return
+            if not record.definition:
+                raise p.MeshError(p.HANDLER_ERROR, f"run {run} has no run_started event in "
+                                  "the journal: it cannot be resumed")
+            definition = await load(record.definition)
+        except (p.MeshError, Exception) as exc:
+            await self._give_up(lease, exc)
+            return
+        drun = DurableRun(run, lease, self.leases, self.journal, record.outputs, record.waits)
+        log.info("resuming durable run %s of %s (%d step%s recorded)", run, record.pipeline,
+                 len(drun.recorded), "" if len(drun.recorded) == 1 else "s")
+        await self.answer(run, record, self.launch(drun, definition, record.input))
+
+    async def answer(self, run: str, record: Recorded, outcome: Awaitable[Any]) -> None:
+        """Await the run; then answer its caller on the reply subject, if it still waits."""
+        try:
+            result = await outcome
+            body, status = orjson.dumps(result), "ok"
+        except (Parked, LeaseLost):
+            return
+        except p.MeshError as exc:
+            body, status = exc.to_json(), "error"
+        except asyncio.CancelledError:
+            return
+        if record.reply and time.time() < record.reply_until:
+            headers = {p.HDR_STATUS: status, p.HDR_REQUEST_ID: run,
+                       p.HDR_SOURCE: record.pipeline}
+            try:
+                await self.nc.publish(record.reply, body, headers=headers)
+            except Exception as exc:
+                log.debug("could not answer the caller of a resumed run: %s", exc)
+
+    async def _give_up(self, lease: Lease, exc: BaseException) -> None:
+        message = exc.message if isinstance(exc, p.MeshError) else f"{type(exc).__name__}: {exc}"
+        log.error("durable run %s cannot be resumed: %s", lease.run, message)
+        error = p.MeshError(p.HANDLER_ERROR, f"cannot resume: {message}", request_id=lease.run)
+        try:
+            await self.journal.append(lease.run, lease.pipeline, "run_failed",
+                                      {"error": _error_fields(error)})
+            await self.leases.release(lease)
+        except BaseException as again:  # the journal itself is gone: nothing more to record
+            log.debug("could not record the failure of run %s: %s", lease.run, again)
+
+
+def _error_fields(error: p.MeshError) -> dict[str, Any]:
+    return {"code": error.code, "message": error.message[:2000]}
