@@ -19,6 +19,7 @@ HDR_STREAM_SEQ = "X-Mesh-Stream-Seq"
 HDR_STREAM_END = "X-Mesh-Stream-End"
 HDR_TIMEOUT = "X-Mesh-Timeout"          # the caller's remaining budget in seconds when it sent
 HDR_INSTANCE_ID = "X-Mesh-Instance-Id"  # which `up` process answered (broadcast answers)
+HDR_ASYNC = "X-Mesh-Async"              # "true": a pipeline answers its run id at once
 HDR_IDEMPOTENCY_KEY = "X-Mesh-Idempotency-Key"  # <run id>/<step path>: the same on every try
 HDR_RUN_KEY = "X-Mesh-Run-Key"  # at most one run of a durable pipeline per key
 HDR_SERVICE_ERROR = "Nats-Service-Error"            # NATS micro (ADR-32) error headers
@@ -46,6 +47,7 @@ OVERLOADED = "overloaded"
 EXPIRED = "expired"
 STEP_FAILED = "step_failed"
 INVOCATION_MISMATCH = "invocation_mismatch"
+CANCELLED = "cancelled"  # `mesh-runtime runs cancel` ended the run
 
 
 def agent_subject(name: str) -> str:

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from runtime.core.fields import Duration
+from runtime.core.fields import ByteSize, Duration
 from runtime.core.names import check_name
 from runtime.pipeline.spec import PipelineSpec
 
@@ -66,6 +66,15 @@ class HealthSettings(Strict):
 
     interval: Duration = Field(
         5.0, description="heartbeat period; an instance silent for 3 periods is dead")
+
+
+class RunsSettings(Strict):
+    """The run journal (JetStream stream MESH_RUNS): whether runs are recorded, how long kept."""
+
+    record: bool = Field(True, description="false: no pipeline run of this mesh is recorded")
+    keep: Duration = Field(7 * 86400.0, description="how long a run's events are kept (7d)")
+    max_bytes: ByteSize = Field(1024**3, description="the journal's size; the oldest events "
+                                "go first when it is full (1GB)")
 
 
 SERVICE_NAME_PATTERN = r"^[A-Za-z0-9_-]+$"
@@ -135,6 +144,7 @@ class MeshSpec(Strict):
         description="the mesh's name (its NATS micro service name): letters, digits, _ and -")
     nats: NatsSettings = NatsSettings()
     health: HealthSettings = HealthSettings()
+    runs: RunsSettings = RunsSettings()
     defaults: Defaults = Defaults()
     agents: dict[Name, AgentSpec] = {}
     pipelines: dict[Name, PipelineSpec] = {}

@@ -82,3 +82,17 @@ async def publish(nc: Client, subject: str, body: bytes, block: HeaderBlock,
     await nc._send_command(command)
     if nc._flush_queue is not None and nc._flush_queue.empty():
         await nc._flush_pending()
+
+
+async def publish_plain(nc: Client, subject: str, body: bytes, reply: str = "") -> None:
+    """nc.publish(subject, body, reply) without headers, sooner (subject and reply already
+    checked by the caller: no spaces, no control characters)."""
+    if not _has_internals(nc) or nc._status != Client.CONNECTED or len(body) > nc._max_payload:
+        await nc.publish(subject, body, reply=reply)
+        return
+    head = f"PUB {subject} {reply} {len(body)}\r\n" if reply else f"PUB {subject} {len(body)}\r\n"
+    nc.stats["out_msgs"] += 1
+    nc.stats["out_bytes"] += len(body)
+    await nc._send_command(b"".join((head.encode(), body, b"\r\n")))
+    if nc._flush_queue is not None and nc._flush_queue.empty():
+        await nc._flush_pending()

@@ -65,7 +65,7 @@ class PipelineCompiler(BusStepCompiling, WaitStepCompiling):
         """The top-level step nodes and the `returns` template; see `problems` afterwards."""
         self._collect_ids()
         top = _Where(frozenset(), frozenset(), frozenset(), in_item=False)
-        steps = self._sequence(self.spec.steps, ("steps",), top, top_level=True)
+        steps = self._sequence(self.spec.steps, ("steps",), top, top_level=True, label="")
         self._run_key(top)
         if self.spec.returns is None:
             return steps, None
@@ -113,8 +113,11 @@ class PipelineCompiler(BusStepCompiling, WaitStepCompiling):
                 self.branch_ids.add(step.id)
 
     def _sequence(
-        self, steps: list[Step], path: Path, where: _Where, *, top_level: bool = False
+        self, steps: list[Step], path: Path, where: _Where, *, top_level: bool = False,
+        label: str,
     ) -> tuple[StepNode, ...]:
+        """The nodes of a step list; `label` is the run path of the list (`analysis.b`), or
+        empty at the top."""
         own = frozenset(s.id for s in steps if s.id)
         visible = set(where.visible)
         nodes = []
@@ -122,12 +125,14 @@ class PipelineCompiler(BusStepCompiling, WaitStepCompiling):
             if top_level and step.id is None:
                 self._problem((*path, index), "a top-level step needs an id")
             here = dataclasses.replace(where, visible=frozenset(visible), sequence=own)
-            nodes.append(self._step(step, (*path, index), here))
+            name = step.id or str(index)
+            nodes.append(self._step(step, (*path, index), here,
+                                    f"{label}.{name}" if label else name))
             if step.id:
                 visible.add(step.id)
         return tuple(nodes)
 
-    def _step(self, step: Step, path: Path, where: _Where) -> StepNode:
+    def _step(self, step: Step, path: Path, where: _Where, label: str) -> StepNode:
         if step.id:
             where = dataclasses.replace(where, enclosing=where.enclosing | {step.id})
         # `for_each:` with nothing after it is YAML null: say so rather than run once.
@@ -148,7 +153,7 @@ class PipelineCompiler(BusStepCompiling, WaitStepCompiling):
         elif step.capability is not None:
             body = self._call(step, step.capability, path, where, capability=True)
         elif step.parallel is not None:
-            body = self._parallel(step, path, where)
+            body = self._parallel(step, path, where, label)
         elif step.wait is not None or step.sleep is not None:
             body = self._wait_step(step, path)
         else:
@@ -156,7 +161,7 @@ class PipelineCompiler(BusStepCompiling, WaitStepCompiling):
         fallback = step.on_error.value if step.on_error is not None else None
         return StepNode(
             step.id, when, for_each, step.max_concurrency, step.max_items or MAX_ITEMS, body,
-            step.on_error is not None, fallback,
+            step.on_error is not None, fallback, label,
         )
 
     def _bare(
@@ -206,7 +211,7 @@ class PipelineCompiler(BusStepCompiling, WaitStepCompiling):
                           f"'{capability}'{hint}")
         return count
 
-    def _parallel(self, step: Step, path: Path, where: _Where) -> ParallelNode:
+    def _parallel(self, step: Step, path: Path, where: _Where, label: str) -> ParallelNode:
         for key, present in (("with", step.with_ is not None), ("retry", step.retry is not None),
                              ("within", step.within is not None),
                              ("min_answers", step.min_answers is not None)):
@@ -225,9 +230,9 @@ class PipelineCompiler(BusStepCompiling, WaitStepCompiling):
             if isinstance(body, list):
                 if not body:
                     self._problem(branch_path, "a branch needs at least one step")
-                nodes = self._sequence(body, branch_path, where)
+                nodes = self._sequence(body, branch_path, where, label=f"{label}.{name}")
             else:
-                nodes = (self._step(body, branch_path, where),)
+                nodes = (self._step(body, branch_path, where, f"{label}.{name}"),)
             compiled.append((name, nodes))
         return ParallelNode(tuple(compiled), step.timeout)
 

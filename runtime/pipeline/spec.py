@@ -154,6 +154,9 @@ class PipelineSpec(BaseModel):
     timeout: Duration | None = Field(
         default=None, description="Bounds the whole run (defaults.timeout if unset)."
     )
+    record: bool = Field(
+        default=True, description="Record its runs in the run journal (MESH_RUNS)."
+    )
     durable: bool | None = Field(
         default=None,
         description="Runs survive the death of the process running them (defaults.durable "

@@ -21,6 +21,8 @@ from nats.aio.client import Client
 from runtime.load.mesh import Endpoint, Mesh
 from runtime.nats.bus import NatsBus
 from runtime.nats.catalog import Discovery
+from runtime.runs.active import Runs
+from runtime.runs.journal import Journal
 from runtime.serve.deadlines import Deadlines
 from runtime.serve.service import Service
 from runtime.serve.stats import ServerStats
@@ -49,7 +51,7 @@ class Change:
 class MeshServer:
     """Everything one `up` process serves on one NATS connection."""
 
-    def __init__(self, nc: Client, discovery: Discovery | None):
+    def __init__(self, nc: Client, discovery: Discovery | None, journal: Journal | None = None):
         self.nc = nc
         self.discovery = discovery
         self.services: dict[str, Service] = {}
@@ -61,6 +63,7 @@ class MeshServer:
             discovery.instance = self.instance_id
         self.deadlines = Deadlines()
         self.bus = NatsBus(nc)  # calls, broadcasts and shared state for handlers and pipelines
+        self.runs = Runs(journal, self.instance_id)  # pipeline runs: recorded, cancellable
         self._leaving: set[asyncio.Future[Any]] = set()  # removed names finishing requests
 
     @property
@@ -77,8 +80,9 @@ class MeshServer:
                    and self.services[n].definition.fingerprint != wanted[n].fingerprint]
         for name in changed:
             self.services[name].update(wanted[name])
+        self.runs.record = mesh.spec.runs.record
         new_services = [Service(self.nc, wanted[n], self.bus, mesh.name, self.deadlines,
-                                self.instance_id) for n in added]
+                                self.instance_id, self.runs) for n in added]
         await asyncio.gather(*(s.start() for s in new_services),
                              *(self.services[n].offers.serve(wanted[n].capabilities)
                                for n in changed))

@@ -24,6 +24,7 @@ from runtime.core.text import is_request_id, shown
 from runtime.load.handlers import ThreadOverrun
 from runtime.load.mesh import AgentDef, Endpoint, PipelineDef
 from runtime.nats.headerblock import HeaderBlock, publish
+from runtime.runs.active import Runs
 from runtime.serve.admission import PENDING_BYTES, PENDING_MSGS, YIELD_EVERY, Admission, run_error
 from runtime.serve.capabilities import Offers
 from runtime.serve.codec import as_mesh_error, decode_input, encode_output, mismatch_error
@@ -46,8 +47,9 @@ class Service:
     """Serves one agent or pipeline: subscribe, answer, drain."""
 
     def __init__(self, nc: Client, definition: Endpoint, caller: Bus, mesh_name: str,
-                 deadlines: Deadlines, instance: str = ""):
+                 deadlines: Deadlines, instance: str = "", runs: Runs | None = None):
         self.nc = nc
+        self.runs = runs if runs is not None else Runs(None, instance)  # pipelines run there
         self.deadlines = deadlines
         self.caller = caller
         self.mesh_name = mesh_name
@@ -170,7 +172,7 @@ class Service:
                 if streaming:
                     await self._stream(definition, payload, request_id, deadline)
                     return None
-                result = await self._run(definition, payload, request_id, deadline, msg)
+                result = await self._run(definition, payload, request_id, deadline, headers)
             except ThreadOverrun as overrun:
                 self.admission.hold(overrun.thread)
                 if not self.deadlines.done(task):
@@ -205,24 +207,23 @@ class Service:
         return error
 
     def _context(self, definition: AgentDef, request_id: str, deadline: float,
-                 msg: Msg | None = None) -> Context | None:
+                 headers: dict[str, str] | None = None) -> Context | None:
         if not definition.handler.wants_context:
             return None  # most handlers take only the payload: build nothing for them
-        key = msg.headers.get(p.HDR_IDEMPOTENCY_KEY) if msg is not None and msg.headers else None
+        key = headers.get(p.HDR_IDEMPOTENCY_KEY) if headers else None
         return Context(request_id, self.name, definition.spec.config, self.logger,
                        deadline, self.caller, key)
 
     async def _run(self, definition: Endpoint, payload: Any, request_id: str,
-                   deadline: float, msg: Msg | None = None) -> Any:
+                   deadline: float, headers: dict[str, str] | None = None) -> Any:
         if isinstance(definition, AgentDef):
             assert definition.handler.invoke is not None
             return await definition.handler.invoke(
-                payload, self._context(definition, request_id, deadline, msg))
+                payload, self._context(definition, request_id, deadline, headers))
         assert isinstance(definition, PipelineDef)
-        return await definition.compiled.run(  # steps get no more than the request has left
-            payload, call=self.caller, bus=self.caller, request_id=request_id,
-            mesh_name=self.mesh_name, default_timeout=definition.step_timeout,
-            caller_left=deadline - time.monotonic())
+        return await self.runs.run(  # recorded; steps get no more than the request has left
+            definition, payload, request_id, headers, bus=self.caller,
+            mesh_name=self.mesh_name, caller_left=deadline - time.monotonic())
 
     async def _stream(self, definition: Endpoint, payload: Any, request_id: str,
                       deadline: float) -> None:

@@ -21,6 +21,7 @@ from runtime.nats.connection import AuthorizationRefused, choose_servers, connec
 from runtime.observe.health import Health
 from runtime.observe.metrics import MetricsPortError
 from runtime.observe.restore import restore
+from runtime.runs.journal import Journal
 from runtime.serve.server import MeshServer
 from runtime.supervise.loop import run_fast
 from runtime.supervise.startup import StartupError, embedded_server
@@ -116,7 +117,12 @@ async def _serve_on(nc: Client, mesh: Mesh, reload: bool, cache: LoadCache, lost
                     metrics: tuple[str, int | None] = ("127.0.0.1", None),
                     grace: float = 30.0) -> int:
     discovery = await Discovery.open(nc)
-    server = MeshServer(nc, discovery)
+    settings = mesh.spec.runs
+    journal = None
+    if discovery is not None and settings.record:  # without JetStream: warned just above
+        quiet = link is not None and not link.start.announce  # one worker of several says it
+        journal = await Journal.open(nc, settings.keep, settings.max_bytes, quiet)
+    server = MeshServer(nc, discovery, journal)
     if link is not None:  # generations count on across the workers of one `up`
         server.generation = link.start.generation - 1
     try:

@@ -1,0 +1,148 @@
+"""The journal writer: run events into the JetStream stream MESH_RUNS, never in a run's way.
+
+Events are published without waiting for JetStream's ack: a run never waits on the store.
+Only the last event of each run asks for an ack, answered on one shared inbox: an error
+there (no stream, stream unavailable) counts that run's events as dropped. A publish that
+fails at once (connection down, buffer full) counts too. The first drop logs a warning;
+the next success after drops logs how many were lost. Nothing here raises into a run.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from typing import Any
+
+import orjson
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
+
+from runtime.nats.cluster import create_replicated, replica_choices
+from runtime.nats.headerblock import publish_plain
+from runtime.runs.events import STREAM, SUBJECTS, subject
+
+log = logging.getLogger("mesh-runtime.runs")
+
+MAX_UNACKED = 10_000  # runs whose last event's ack has not come yet; older ones are forgotten
+
+
+class Journal:
+    """Publishes one process's run events; `dropped` counts those known lost."""
+
+    def __init__(self, nc: Client):
+        self.nc = nc
+        self.dropped = 0
+        self.published = 0
+        self._failing = False  # a drop was logged; the next success says so
+        self._lost_since = 0
+        self._inbox = nc.new_inbox()
+        self._unacked: OrderedDict[str, int] = OrderedDict()  # ack token -> events of its run
+        self._token = 0
+        self._subscribed = False
+
+    @classmethod
+    async def open(cls, nc: Client, keep: float, max_bytes: int,
+                   quiet: bool = False) -> Journal | None:
+        """The journal, with MESH_RUNS created or updated to `keep` seconds and `max_bytes`;
+        None (and one warning) where JetStream is not available."""
+        try:
+            await ensure_stream(nc, keep, max_bytes)
+        except Exception as exc:
+            if not quiet:
+                log.warning("runs are not recorded: JetStream stream %s is not available (%s); "
+                            "pipelines are served as usual", STREAM, _short(exc))
+            return None
+        journal = cls(nc)
+        await journal._subscribe()
+        return journal
+
+    async def _subscribe(self) -> None:
+        try:
+            await self.nc.subscribe(self._inbox + ".*", cb=self._acked)
+            self._subscribed = True
+        except Exception as exc:  # acks are how drops are seen; without them, say so
+            log.warning("run events: cannot watch JetStream's acks (%s): drops go uncounted",
+                        _short(exc))
+
+    async def publish(self, run_id: str, event: str, data: bytes, events: int = 0) -> None:
+        """Publish one event; `events` > 0 (the run's last event) asks for an ack that
+        confirms or counts the run's `events` events."""
+        reply = ""
+        if events and self._subscribed:
+            self._token += 1
+            token = str(self._token)
+            reply = f"{self._inbox}.{token}"
+            self._unacked[token] = events
+            if len(self._unacked) > MAX_UNACKED:
+                self._unacked.popitem(last=False)
+        try:
+            await publish_plain(self.nc, subject(run_id, event), data, reply)
+            self.published += 1
+        except Exception as exc:
+            self.drop(1, exc)
+
+    def drop(self, count: int, why: object) -> None:
+        """Count `count` events as lost; the first of a series logs a warning."""
+        self.dropped += count
+        self._lost_since += count
+        if not self._failing:
+            self._failing = True
+            log.warning("run events are being dropped (%s); runs go on unrecorded until "
+                        "JetStream takes them again (mesh_run_events_dropped_total counts them)",
+                        _short(why))
+
+    async def _acked(self, msg: Msg) -> None:
+        token = msg.subject.rpartition(".")[2]
+        events = self._unacked.pop(token, 0)
+        problem = _ack_problem(msg)
+        if problem is not None:
+            self.drop(events or 1, problem)
+        elif self._failing:
+            self._failing = False
+            log.warning("run events are recorded again (%d lost)", self._lost_since)
+            self._lost_since = 0
+
+
+def _ack_problem(msg: Msg) -> str | None:
+    """Why JetStream did not store the message, or None when it did."""
+    status = msg.headers.get("Status") if msg.headers else None
+    if status == "503":
+        return "no JetStream stream answered"
+    if status and status != "200":
+        return f"JetStream status {status}"
+    try:
+        answer: Any = orjson.loads(msg.data)
+    except orjson.JSONDecodeError:
+        return "unreadable JetStream ack"
+    if isinstance(answer, dict) and answer.get("error"):
+        error = answer["error"]
+        return str(error.get("description") if isinstance(error, dict) else error)
+    return None
+
+
+async def ensure_stream(nc: Client, keep: float, max_bytes: int) -> None:
+    """Create MESH_RUNS, or bring an existing one to these limits."""
+    js = nc.jetstream(timeout=5)
+
+    def config(replicas: int) -> StreamConfig:
+        return StreamConfig(
+            name=STREAM, subjects=[SUBJECTS], retention=RetentionPolicy.LIMITS,
+            storage=StorageType.FILE, discard=DiscardPolicy.OLD, max_age=keep,
+            max_bytes=max_bytes, num_replicas=replicas, allow_direct=True)
+
+    try:
+        info = await js.stream_info(STREAM)
+    except Exception:
+        info = None
+    if info is None:
+        await create_replicated(lambda n: js.add_stream(config(n)), replica_choices(nc))
+        return
+    current = info.config
+    if current.max_age != keep or current.max_bytes != max_bytes:
+        await js.update_stream(config(current.num_replicas or 1))
+
+
+def _short(exc: object) -> str:
+    text = str(exc) or type(exc).__name__
+    return text if len(text) <= 200 else text[:197] + "..."
