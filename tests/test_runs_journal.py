@@ -73,7 +73,7 @@ def up(nats_server: NatsServer, tmp_path_factory: pytest.TempPathFactory) -> Ite
 
 async def journal_of(nc: Client, run: str) -> list[Record]:
     """The run's records up to its end (events are stored a moment after the reply)."""
-    return [record async for record in follow_run(nc, run, idle=10)]
+    return [record async for record in follow_run(nc, run)]
 
 
 def kinds(records: list) -> list[tuple[str, str | None, int | None]]:

@@ -13,6 +13,7 @@ from runtime.cli import (
     init_command,
     llm_commands,
     orchestration_commands,
+    runs_command,
     serve_command,
     status_command,
     test_command,
@@ -24,7 +25,7 @@ from runtime.core.logs import setup_logging
 # Each module adds its own subcommands; a new group of commands is one more entry here.
 COMMAND_MODULES = (serve_command, file_commands, bus_commands, describe_command,
                    test_command, init_command, llm_commands, status_command,
-                   orchestration_commands)
+                   orchestration_commands, runs_command)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -34,6 +34,9 @@ def register(commands: Commands) -> None:
                       help="stream (found from the catalog when it is on)")
     call.add_argument("--capability", action="store_true",
                       help="NAME is a capability: any one agent offering it answers")
+    call.add_argument("--async", dest="run_async", action="store_true",
+                      help="start the pipeline and print its run id at once "
+                      "(then: mesh-runtime runs watch|wait RUN)")
     ls = add_command(commands, "ls", _ls, "list the catalog: every agent and pipeline on the mesh")
     nats_option(ls)
     ls.add_argument("--json", action="store_true", help="print the catalog as JSON")
@@ -59,7 +62,11 @@ def _call(args: argparse.Namespace) -> int:
     async def run() -> int:
         nc = await client.open_client(client_url(args))
         try:
-            if args.capability:
+            if args.run_async:
+                from runtime.nats.caller import start_run
+
+                print(await start_run(nc, args.name, payload, timeout))
+            elif args.capability:
                 reply, source = await client.call_capability(nc, args.name, payload, timeout)
                 shown = "".join(c if c.isprintable() else "?" for c in source)
                 print(f"answered by {shown}", file=sys.stderr)

@@ -43,6 +43,15 @@ class Bus(Caller, Protocol):
     @property
     def state(self) -> SharedState: ...
 
+    async def start_run(self, name: str, payload: Any, timeout: float) -> str:
+        """Start the pipeline `name` without waiting for it (X-Mesh-Async); its run id."""
+        ...
+
+    async def progress(self, run_id: str, agent: str, fraction: float | None,
+                       message: str) -> None:
+        """Record a `step_progress` event of the run `run_id` (never raises)."""
+        ...
+
 
 def state_key_problem(key: object) -> str | None:
     """Why `key` cannot be a key of the shared state, or None when it can."""

@@ -32,12 +32,31 @@ class Context:
         """Seconds left before the deadline (never below zero)."""
         return max(0.0, self.deadline - time.monotonic())
 
+    @property
+    def run_id(self) -> str:
+        """The id of the pipeline run this request belongs to (its request id)."""
+        return self.request_id
+
+    async def progress(self, fraction: float | None, message: str = "") -> None:
+        """Tell the run how far this step is (0.0 to 1.0, or None) with a short message: a
+        `step_progress` event, shown by `mesh-runtime runs watch`."""
+        if fraction is not None and not isinstance(fraction, int | float):
+            raise TypeError(f"ctx.progress takes a number from 0 to 1 (or None), "
+                            f"not {type(fraction).__name__}")
+        await self._caller.progress(self.request_id, self.agent, fraction, str(message))
+
     async def call(self, name: str | None = None, payload: Any = None, *,
-                   capability: str | None = None, timeout: float | None = None) -> Any:
+                   capability: str | None = None, timeout: float | None = None,
+                   wait: bool = True) -> Any:
         """Call another agent by name, or any agent offering `capability`, within this
-        request's deadline and with its id."""
+        request's deadline and with its id. `wait=False` starts a pipeline as a run of its
+        own and returns its run id at once (see `mesh-runtime runs`)."""
         if (name is None) == (capability is None):
             raise ValueError("ctx.call needs an agent name or capability=..., not both")
+        if not wait:
+            if name is None:
+                raise ValueError("ctx.call(wait=False) starts a pipeline by name, not a capability")
+            return await self._caller.start_run(name, _plain(payload), self._budget(timeout))
         budget = self._budget(timeout)
         if capability is not None:
             return await self._caller(capability, _plain(payload), budget, self.request_id,

@@ -13,7 +13,8 @@ from nats.js.kv import KeyValue
 
 from runtime.core import protocol as p
 from runtime.nats.broadcast import Broadcaster, answerers_in
-from runtime.nats.caller import call_agent
+from runtime.nats.caller import call_agent, start_run
+from runtime.nats.progress import publish_progress
 from runtime.nats.state import KvState
 
 # How long a read of the catalog answers "how many will answer a broadcast". An instance that
@@ -38,6 +39,13 @@ class NatsBus:
                        capability: bool = False) -> Any:
         return await call_agent(self.nc, name, payload, timeout, request_id,
                                 capability=capability)
+
+    async def start_run(self, name: str, payload: Any, timeout: float) -> str:
+        return await start_run(self.nc, name, payload, timeout)
+
+    async def progress(self, run_id: str, agent: str, fraction: float | None,
+                       message: str) -> None:
+        await publish_progress(self.nc, run_id, agent, fraction, message)
 
     async def broadcast(self, capability: str, payload: Any, within: float,
                         request_id: str) -> list[dict[str, Any]]:

@@ -35,19 +35,21 @@ async def call_agent(nc: Client, name: str, payload: Any, timeout: float,
 
 
 async def request(nc: Client, name: str, payload: Any, timeout: float,
-                  request_id: str | None = None, *, capability: bool = False) -> Any:
+                  request_id: str | None = None, *, capability: bool = False,
+                  headers: dict[str, str] | None = None) -> Any:
     """The successful reply message itself (its headers say who answered)."""
     request_id = request_id or new_request_id()
     body = payload if isinstance(payload, bytes) else orjson.dumps(payload)
     subject = p.capability_subject(name) if capability else p.agent_subject(name)
     what = f"capability '{name}'" if capability else f"'{name}'"
-    headers = {p.HDR_REQUEST_ID: request_id, p.HDR_TIMEOUT: budget_header(timeout)}
+    sent = {p.HDR_REQUEST_ID: request_id, p.HDR_TIMEOUT: budget_header(timeout),
+            **(headers or {})}
     key = IDEMPOTENCY_KEY.get()
-    if key is not None:  # a durable run's step: the same key on every try and after a resume
-        headers[p.HDR_IDEMPOTENCY_KEY] = key
+    if key is not None:  # a run's step: the same key on every try and after a resume
+        sent[p.HDR_IDEMPOTENCY_KEY] = key
     try:
         reply = await nc.request(
-            subject, body, timeout=max(timeout, 0.001) + ANSWER_GRACE, headers=headers)
+            subject, body, timeout=max(timeout, 0.001) + ANSWER_GRACE, headers=sent)
     except nats.errors.NoRespondersError:
         message = (f"no agent offers capability '{name}'" if capability
                    else f"no agent named '{name}' is serving")
@@ -60,3 +62,16 @@ async def request(nc: Client, name: str, payload: Any, timeout: float,
         raise p.MeshError.from_body(reply.data, agent=headers.get(p.HDR_SOURCE) or name,
                                     request_id=request_id)
     return reply
+
+
+async def start_run(nc: Client, name: str, payload: Any, timeout: float,
+                    request_id: str | None = None) -> str:
+    """Start the pipeline `name` with X-Mesh-Async (answered at once); its run id."""
+    reply = await request(nc, name, payload, timeout, request_id,
+                          headers={p.HDR_ASYNC: "true"})
+    answer = orjson.loads(reply.data) if reply.data else {}
+    run = answer.get("run") if isinstance(answer, dict) else None
+    if not isinstance(run, str):
+        raise p.MeshError(p.INVALID_OUTPUT, f"'{name}' did not answer a run id: is it a "
+                          "pipeline of mesh-runtime 0.2 or later?", agent=name)
+    return run

@@ -118,3 +118,6 @@ def decode(data: bytes) -> dict[str, Any] | None:
                                   and isinstance(error.get("code"), str)):
         return None
     return event
+
+
+CANCEL_PREFIX = "mesh.runs.cancel."  # + run id: each `up` cancels the run if it runs there

@@ -56,14 +56,17 @@ async def read_run(nc: Client, run_id: str) -> list[Record]:
     return [r async for r in _records(nc, f"{ev.SUBJECT_PREFIX}{run_id}.>", None, follow=False)]
 
 
-async def follow_run(nc: Client, run_id: str, idle: float | None = None) -> AsyncIterator[Record]:
+async def follow_run(nc: Client, run_id: str,
+                     first_within: float = 10.0) -> AsyncIterator[Record]:
     """The run's messages from the first on, then each as it comes, until the run ends
-    (its own run_finished, run_failed or run_cancelled); `idle` bounds a wait for the next."""
+    (its own run_finished, run_failed or run_cancelled). Raises LookupError when the journal
+    has nothing of the run within `first_within` seconds (an async run's first event may
+    come a moment after its id)."""
     check_run_id(run_id)
     await stream_bounds(nc)
     first: str | None = None
     async for record in _records(nc, f"{ev.SUBJECT_PREFIX}{run_id}.>", None, follow=True,
-                                 idle=idle):
+                                 first_within=first_within):
         yield record
         event = record.event
         if event is None:
@@ -116,7 +119,8 @@ def as_record(seq: int, subject: str, data: bytes) -> Record:
 
 
 async def _records(nc: Client, subject: str, start: int | None, *, follow: bool,
-                   last: int | None = None, idle: float | None = None) -> AsyncIterator[Record]:
+                   last: int | None = None,
+                   first_within: float = READ_TIMEOUT) -> AsyncIterator[Record]:
     js = nc.jetstream(timeout=5)
     if start is None:
         config = ConsumerConfig(deliver_policy=DeliverPolicy.ALL)
@@ -130,15 +134,18 @@ async def _records(nc: Client, subject: str, start: int | None, *, follow: bool,
             info = await sub.consumer_info()
             if not info.num_pending:
                 return
+        seen = False
         while True:
+            wait = READ_TIMEOUT if not follow else (3600.0 if seen else first_within)
             try:
-                msg = await sub.next_msg(timeout=(idle or 3600.0) if follow else READ_TIMEOUT)
-            except TimeoutError:
-                if follow and idle is not None:
-                    raise
-                if follow:
-                    continue
-                return
+                msg = await sub.next_msg(timeout=wait)
+            except TimeoutError:  # nats-py's is one too
+                if not follow:
+                    return
+                if not seen:
+                    raise LookupError(subject) from None
+                continue
+            seen = True
             meta = msg.metadata
             seq = meta.sequence.stream
             yield as_record(seq, msg.subject, msg.data)

@@ -168,6 +168,8 @@ class Service:
             if streaming != definition.streaming:
                 raise mismatch_error(definition, streaming)
             payload = decode_input(msg.data, definition)
+            if headers is not None and headers.get(p.HDR_ASYNC) == "true":
+                deadline = await self._detach(msg, definition, request_id, arrival)
             try:
                 if streaming:
                     await self._stream(definition, payload, request_id, deadline)
@@ -198,6 +200,25 @@ class Service:
             return await self._failed(msg, exc, definition, request_id, streaming)
         except BaseException as exc:  # SystemExit from a handler too: every failure is an answer
             return await self._failed(msg, exc, definition, request_id, streaming)
+
+    async def _detach(self, msg: Msg, definition: Endpoint, request_id: str,
+                      arrival: float) -> float:
+        """X-Mesh-Async: answer the run id now and run on, bounded by the pipeline's own
+        timeout only; the new deadline. Its result and errors go to the journal (and errors
+        to mesh.errors.<name>), not to the caller, who has its answer."""
+        if not isinstance(definition, PipelineDef):
+            raise p.MeshError(p.INVALID_INPUT, f"{p.HDR_ASYNC} applies to pipelines; "
+                              f"'{self.name}' is an agent: call it without it")
+        if msg.reply:
+            body = b'{"run":"%s","status":"running"}' % request_id.encode()
+            await publish(self.nc, msg.reply, body, self.ok_block, request_id)
+            msg.reply = ""  # answered: nothing more goes there
+        task = asyncio.current_task()
+        assert task is not None
+        self.deadlines.done(task)
+        deadline = arrival + definition.timeout
+        self.deadlines.add(task, deadline)
+        return deadline
 
     async def _failed(self, msg: Msg, exc: BaseException, definition: Endpoint, request_id: str,
                       streaming: bool) -> p.MeshError:

@@ -21,6 +21,7 @@ from runtime.nats.connection import AuthorizationRefused, choose_servers, connec
 from runtime.observe.health import Health
 from runtime.observe.metrics import MetricsPortError
 from runtime.observe.restore import restore
+from runtime.runs.control import RunControl
 from runtime.runs.journal import Journal
 from runtime.serve.server import MeshServer
 from runtime.supervise.loop import run_fast
@@ -132,6 +133,8 @@ async def _serve_on(nc: Client, mesh: Mesh, reload: bool, cache: LoadCache, lost
             await nc.drain()
         raise StartupError(str(exc)) from None
     change = await server.apply(mesh)
+    control = RunControl(nc, server.runs)  # `runs cancel` reaches the runs of this process
+    await control.start()
     await health.start()
     lost.restore = lambda: restore(nc, server)  # a server restarted empty lost our entries
     stop = lost.stop
@@ -161,6 +164,7 @@ async def _serve_on(nc: Client, mesh: Mesh, reload: bool, cache: LoadCache, lost
             watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await watcher
+        await control.stop()
         left = await server.shutdown(grace, link.stopped_taking if link else None)
         if left:
             log.warning("grace period (%gs) over: %d request(s) left unanswered", grace, left)

@@ -1,0 +1,258 @@
+"""`mesh-runtime runs ls|show|watch|wait|cancel`: pipeline runs, read from the run journal."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+from typing import Any
+
+from runtime.cli.common import Commands, add_command, client_url, duration_arg, nats_option, run_client
+from runtime.core import protocol as p
+from runtime.core.text import escape
+
+STATUSES = ("running", "ok", "failed", "cancelled")
+
+
+def register(commands: Commands) -> None:
+    runs = add_command(commands, "runs", _usage, "pipeline runs: list, show, watch, wait, cancel")
+    sub = runs.add_subparsers(metavar="ACTION")
+    ls = add_command(sub, "ls", _ls, "the newest runs first")
+    ls.add_argument("pipeline", nargs="?", help="only the runs of this pipeline")
+    ls.add_argument("--status", choices=STATUSES, help="only runs in this state")
+    ls.add_argument("--limit", type=_positive, default=20, help="how many (default 20)")
+    ls.add_argument("--json", action="store_true", help="one JSON list of rows")
+    show = add_command(sub, "show", _show, "a run's timeline: every step, its time and result")
+    show.add_argument("run", help="the run id (the request id of the call)")
+    show.add_argument("--json", action="store_true", help="the run and its events as JSON")
+    watch = add_command(sub, "watch", _watch,
+                        "print a run's events as they happen; exit 0 ok, 1 failed")
+    watch.add_argument("run")
+    wait = add_command(sub, "wait", _wait, "wait for a run's end and print its output, as call")
+    wait.add_argument("run")
+    wait.add_argument("--timeout", type=duration_arg, default=600.0,
+                      help="how long to wait: 30s, 10m, 2h (default 10m)")
+    cancel = add_command(sub, "cancel", _cancel, "stop a running run; its caller gets cancelled")
+    cancel.add_argument("run")
+    for parser in (ls, show, watch, wait, cancel):
+        nats_option(parser)
+
+
+def _usage(args: argparse.Namespace) -> int:
+    print("usage: mesh-runtime runs {ls,show,watch,wait,cancel} ... (see mesh-runtime runs -h)",
+          file=sys.stderr)
+    return 2
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"invalid count {text!r}: a whole number from 1")
+    return value
+
+
+def _client(args: argparse.Namespace, work: Any) -> int:
+    """Run `work(nc)` against the mesh; bad ids and an unreadable journal are exit 1."""
+    from runtime.nats import client
+    from runtime.runs.reader import JournalUnavailable
+
+    async def run() -> int:
+        nc = await client.open_client(client_url(args))
+        try:
+            return int(await work(nc))
+        except (ValueError, JournalUnavailable) as exc:
+            print(f"error: {escape(str(exc))}", file=sys.stderr)
+            return 1
+        finally:
+            await nc.close()
+
+    return run_client(run)
+
+
+def _ls(args: argparse.Namespace) -> int:
+    from runtime.runs.reader import recent_records
+    from runtime.runs.summary import list_runs
+
+    async def work(nc: Any) -> int:
+        records = await recent_records(nc, args.limit)
+        rows = list_runs(records, args.pipeline, args.status, args.limit)
+        if args.json:
+            print(json.dumps(rows, indent=2))
+        else:
+            print(_table(rows))
+        return 0
+
+    return _client(args, work)
+
+
+def _show(args: argparse.Namespace) -> int:
+    from runtime.runs.reader import read_run
+    from runtime.runs.summary import describe
+
+    async def work(nc: Any) -> int:
+        records = await read_run(nc, args.run)
+        if not records:
+            print(f"error: no run {args.run} in the journal (it never ran here, was not "
+                  "recorded, or is older than runs.keep)", file=sys.stderr)
+            return 1
+        run = describe(args.run, records)
+        if args.json:
+            print(json.dumps(run, indent=2))
+        else:
+            print(_timeline(run))
+        return 0
+
+    return _client(args, work)
+
+
+def _watch(args: argparse.Namespace) -> int:
+    from runtime.runs.reader import follow_run
+    from runtime.runs.summary import describe, timeline
+
+    async def work(nc: Any) -> int:
+        records = []
+        try:
+            async for record in follow_run(nc, args.run):
+                records.append(record)
+                run = describe(args.run, records)
+                if record.event is None:
+                    print(f"(unreadable message on {escape(record.subject)})", flush=True)
+                    continue
+                print(_line(timeline(run)[-1]), flush=True)
+        except LookupError:
+            print(f"error: no run {args.run} in the journal", file=sys.stderr)
+            return 1
+        run = describe(args.run, records)
+        print(_verdict(run), flush=True)
+        return 0 if run["status"] == "ok" else 1
+
+    return _client(args, work)
+
+
+def _wait(args: argparse.Namespace) -> int:
+    from runtime.runs.reader import follow_run
+    from runtime.runs.summary import describe
+
+    async def work(nc: Any) -> int:
+        records = []
+        try:
+            async with asyncio.timeout(args.timeout):
+                async for record in follow_run(nc, args.run):
+                    records.append(record)
+        except LookupError:
+            print(f"error: no run {args.run} in the journal", file=sys.stderr)
+            return 1
+        except TimeoutError:
+            late = p.MeshError(p.TIMEOUT, f"run {args.run} did not end within "
+                               f"{args.timeout:g}s; it may still be running",
+                               request_id=args.run)
+            print(json.dumps(late.to_dict(), indent=2), file=sys.stderr)
+            return 1
+        run = describe(args.run, records)
+        if run["status"] == "ok":
+            print(json.dumps(run.get("output"), indent=2))
+            return 0
+        error = run.get("error") or {"code": "unknown", "message": "unreadable end"}
+        body = {"code": error.get("code"), "message": error.get("message"),
+                "agent": run.get("pipeline") or "", "request_id": args.run, "details": {}}
+        print(json.dumps(body, indent=2), file=sys.stderr)
+        return 1
+
+    return _client(args, work)
+
+
+def _cancel(args: argparse.Namespace) -> int:
+    from runtime.runs.control import cancel_run
+    from runtime.runs.reader import read_run
+    from runtime.runs.summary import describe
+
+    async def work(nc: Any) -> int:
+        answer = await cancel_run(nc, args.run)
+        if answer is not None:
+            print(f"cancelled run {args.run}")
+            return 0
+        records = await read_run(nc, args.run)
+        if not records:
+            print(f"error: no run {args.run} is running, and the journal has none",
+                  file=sys.stderr)
+            return 1
+        status = describe(args.run, records)["status"]
+        print(f"error: run {args.run} is not running anywhere (status: {status})",
+              file=sys.stderr)
+        return 1
+
+    return _client(args, work)
+
+
+def _table(rows: list[dict[str, Any]]) -> str:
+    if not rows:
+        return "(no runs in the journal)"
+    lines = [("RUN", "PIPELINE", "STATUS", "STARTED", "DURATION", "STEPS", "NOW / ERROR")]
+    for r in rows:
+        error = r.get("error") or {}
+        now = r.get("step") or (f"{error.get('code')}: {error.get('message')}" if error else "")
+        lines.append((r["run"], escape(str(r.get("pipeline") or "?")), r["status"],
+                      _clock(r.get("started")), _duration(r.get("duration_ms")),
+                      str(r.get("steps_done", 0)), escape(now)[:60]))
+    widths = [max(len(line[i]) for line in lines) for i in range(6)]
+    return "\n".join(("  ".join(c.ljust(w) for c, w in zip(line, widths, strict=False))
+                      + "  " + line[6]).rstrip() for line in lines)
+
+
+def _timeline(run: dict[str, Any]) -> str:
+    from runtime.runs.summary import short_of, timeline
+
+    head = f"run {run['run']}  {escape(str(run.get('pipeline') or '?'))}  {run['status']}"
+    if run.get("duration_ms") is not None:
+        head += f" in {_duration(run['duration_ms'])}"
+    lines = [head, f"started {_clock(run.get('started'))}"
+             + (f"  trace {run['trace_id']}" if run.get("trace_id") else "")]
+    if run.get("input") is not None:
+        lines.append("input  " + short_of({"event": "", "output": run["input"]}))
+    lines += ["  " + _line(line) for line in timeline(run)]
+    if "output" in run:
+        lines.append("output " + short_of({"event": "", "output": run["output"]}))
+    if run.get("unreadable"):
+        lines.append(f"({run['unreadable']} unreadable message(s) on mesh.run.{run['run']}.>:"
+                     " not events of this run)")
+    return "\n".join(lines)
+
+
+def _line(line: dict[str, Any]) -> str:
+    offset = line.get("offset_ms")
+    step = line.get("step") or ""
+    if line.get("attempt") is not None and line["attempt"] > 1:
+        step += f" (attempt {line['attempt']})"
+    took = _duration(line.get("duration_ms")) if line.get("duration_ms") is not None else ""
+    text = (f"{'+' + _duration(offset) if offset is not None else '':>10}  "
+            f"{line['event']:<14} {escape(step):<24} {took:>9}  {escape(line.get('short', ''))}")
+    return text.rstrip()
+
+
+def _verdict(run: dict[str, Any]) -> str:
+    error = run.get("error")
+    if error:
+        return escape(f"run {run['run']} {run['status']}: {error.get('code')}: "
+                      f"{error.get('message')}")
+    return f"run {run['run']} {run['status']}"
+
+
+def _duration(ms: float | None) -> str:
+    if ms is None:
+        return ""
+    if ms < 1000:
+        return f"{ms:.1f}ms"
+    if ms < 120_000:
+        return f"{ms / 1000:.2f}s"
+    return f"{ms / 60000:.1f}m"
+
+
+def _clock(at: float | None) -> str:
+    if at is None:
+        return "?"
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(at))
