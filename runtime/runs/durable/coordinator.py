@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import time
 from collections.abc import Mapping
@@ -15,13 +16,15 @@ from runtime.core.bus import Bus
 from runtime.load.mesh import PipelineDef
 from runtime.pipeline.expressions import EvaluationError, Template, compile_template
 from runtime.runs.durable.definitions import Definitions
-from runtime.runs.durable.journal_io import STREAM, JetStreamJournal
+from runtime.runs.durable.journal_io import run_events
 from runtime.runs.durable.leases import Lease, LeaseLost, Leases
-from runtime.runs.durable.lifecycle import TERMINAL, Detached, Lifecycle, read_record
+from runtime.runs.durable.lifecycle import TERMINAL, Detached, Lifecycle, Recorded, read_record
 from runtime.runs.durable.recovery import Recovery
 from runtime.runs.durable.run import DurableRun, Parked
 from runtime.runs.durable.runkeys import RunKeys, run_key_problem
 from runtime.runs.durable.signals import Signals
+from runtime.runs.journal import Journal
+from runtime.runs.stepstats import StepStats
 
 log = logging.getLogger("mesh-runtime")
 
@@ -29,12 +32,15 @@ log = logging.getLogger("mesh-runtime")
 class DurableRuns:
     """Starts durable runs for the request path and resumes those that need an owner."""
 
-    def __init__(self, nc: Any, bus: Bus, instance: str, mesh_name: str, interval: float):
+    def __init__(self, nc: Any, bus: Bus, instance: str, mesh_name: str, interval: float,
+                 journal: Journal | None, stats: StepStats):
         self.nc = nc
         self.bus = bus
         self.instance = instance
         self.mesh_name = mesh_name
         self.interval = interval
+        self.journal = journal
+        self.stats = stats
         self.pipelines: Mapping[str, PipelineDef] = {}
         self._keys: dict[int, Template] = {}
         self._opened = False
@@ -43,9 +49,7 @@ class DurableRuns:
         self.leases = await Leases.open(self.nc)
         self.definitions = await Definitions.open(self.nc, keep)
         self.run_keys = await RunKeys.open(self.nc, keep)
-        await _ensure_stream(self.nc)
-        self.journal = JetStreamJournal(self.nc)
-        self.lifecycle = Lifecycle(self.leases, self.journal, self.bus, self.nc, self.mesh_name)
+        self.lifecycle = Lifecycle(self.nc, self.bus, self.mesh_name)
         self.recovery = Recovery(self.nc, self.leases, self.instance, self.interval,
                                  self._serves, self._resume)
         self.signals = Signals(self.nc, self.recovery.wake, self.interval)
@@ -54,9 +58,25 @@ class DurableRuns:
         self._opened = True
 
     async def close(self) -> None:
-        if self._opened:
-            await self.signals.close()
-            await self.recovery.close()
+        """Stop: runs in flight here are left to another `up` (their leases say who had them,
+        and this instance stops beating), never recorded as ended."""
+        if not self._opened:
+            return
+        await self.signals.close()
+        await self.recovery.close()
+        for task, drun in list(self.lifecycle.running.values()):
+            drun.stopping = True
+            task.cancel()
+        await asyncio.gather(*(t for t, _ in self.lifecycle.running.values()),
+                             return_exceptions=True)
+
+    def cancel(self, run: str) -> bool:
+        """`runs cancel`: end a durable run running here (recorded as cancelled)."""
+        found = self.lifecycle.running.get(run) if self._opened else None
+        if found is None:
+            return False
+        found[0].cancel()
+        return True
 
     def serve(self, pipelines: Mapping[str, PipelineDef]) -> None:
         """The durable pipelines this process serves now (after each apply)."""
@@ -65,15 +85,32 @@ class DurableRuns:
     def _serves(self, name: str) -> bool:
         return name in self.pipelines
 
-    async def _resume(self, lease: Lease) -> None:
-        await self.lifecycle.resume(lease, self.definitions.load)
+    def _make(self, lease: Lease, record: Recorded) -> DurableRun:
+        info = {"definition": record.definition, "instance": self.instance}
+        return DurableRun(self.nc, self.journal, self.stats, lease.run,
+                          record.pipeline or lease.pipeline, record.trace_id, info, lease,
+                          self.leases, record.outputs, record.waits, resumed=True)
 
-    async def start(self, definition: PipelineDef, payload: Any, run: str, reply: str,
-                    caller_left: float, run_key: str | None) -> Any:
+    async def _resume(self, lease: Lease) -> None:
+        await self.lifecycle.resume(lease, self.definitions.load, self._make)
+
+    async def start(self, definition: PipelineDef, payload: Any, run: str,
+                    headers: Mapping[str, str] | None, reply: str, caller_left: float,
+                    trace_id: str | None) -> Any:
         """Run `payload` durably and return its result; raises MeshError, or Detached when
         the run goes on without this request (parked, taken over)."""
-        key = run_key if run_key is not None else self._run_key(definition, payload)
+        if not self._opened:
+            raise p.MeshError(p.HANDLER_ERROR, "durable runs need JetStream (the run journal "
+                              "and KV buckets): this `up` has none")
+        headers = headers or {}
+        key = headers.get(p.HDR_RUN_KEY) or self._run_key(definition, payload)
+        called = headers.get(p.HDR_IDEMPOTENCY_KEY)
+        if called and key is None:  # a step of another run: its retries are one run
+            key = "step:" + called
+            run = hashlib.sha256(called.encode()).hexdigest()[:32]
         if key is not None:
+            if (problem := run_key_problem(key)) is not None:
+                raise p.MeshError(p.INVALID_INPUT, f"{p.HDR_RUN_KEY}: {problem}")
             first = await self.run_keys.claim(definition.name, key, run)
             if first is not None and first != run:
                 return await self._outcome(first, caller_left)
@@ -82,11 +119,10 @@ class DurableRuns:
             raise p.MeshError(p.INVALID_INPUT, f"run {run} exists already: a request id names "
                               "one durable run (send a new id, or X-Mesh-Run-Key)")
         digest = await self.definitions.keep(definition)
-        drun = DurableRun(run, lease, self.leases, self.journal)
-        await self.journal.append(run, definition.name, "run_started", {
-            "input": payload, "definition": digest, "instance": self.instance,
-            "reply": reply, "reply_until": round(time.time() + caller_left, 3),
-            "run_key": key})
+        info = {"definition": digest, "instance": self.instance, "reply": reply,
+                "reply_until": round(time.time() + caller_left, 3), "run_key": key}
+        drun = DurableRun(self.nc, self.journal, self.stats, run, definition.name, trace_id,
+                          info, lease, self.leases)
         task = self.lifecycle.launch(drun, definition, payload)
         task.add_done_callback(_retrieve)
         try:
@@ -122,11 +158,11 @@ class DurableRuns:
 
         sub = await self.nc.subscribe(f"mesh.run.{run}.*", cb=on_event)
         try:
-            record = read_record(await self.journal.events(run))
+            record = read_record(await run_events(self.nc, run))
             if record.ended is None:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(ended, timeout=max(caller_left - 0.05, 0.001))
-                record = read_record(await self.journal.events(run))
+                record = read_record(await run_events(self.nc, run))
         finally:
             await sub.unsubscribe()
         if record.ended is None:
@@ -145,11 +181,3 @@ def _retrieve(task: asyncio.Task[Any]) -> None:
     """A run that outlived its caller's wait ended: nobody else looks at how."""
     if not task.cancelled():
         task.exception()
-
-
-async def _ensure_stream(nc: Any) -> None:
-    js = nc.jetstream(timeout=5)
-    try:
-        await js.stream_info(STREAM)
-    except Exception:
-        await js.add_stream(name=STREAM, subjects=["mesh.run.>"])

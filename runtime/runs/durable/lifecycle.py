@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,10 +15,11 @@ import orjson
 from runtime.core import protocol as p
 from runtime.core.bus import Bus
 from runtime.load.mesh import PipelineDef
+from runtime.pipeline.observer import RECORDED
 from runtime.pipeline.wait_steps import WAITS
-from runtime.runs.durable.journal_io import JournalGone, JournalIO
-from runtime.runs.durable.leases import Lease, LeaseLost, Leases
-from runtime.runs.durable.run import CURRENT, DurableRun, Parked
+from runtime.runs.durable.journal_io import run_events
+from runtime.runs.durable.leases import Lease, LeaseLost
+from runtime.runs.durable.run import DurableRun, Parked
 
 log = logging.getLogger("mesh-runtime")
 TERMINAL = ("run_finished", "run_failed", "run_cancelled")
@@ -36,6 +37,7 @@ class Recorded:
     pipeline: str = ""
     input: Any = None
     definition: str = ""
+    trace_id: str | None = None
     reply: str = ""
     reply_until: float = 0.0
     outputs: dict[str, Any] | None = None
@@ -49,10 +51,13 @@ def read_record(events: list[dict[str, Any]]) -> Recorded:
     assert found.outputs is not None and found.waits is not None
     for event in events:
         kind, step = event.get("event"), event.get("step")
+        if found.pipeline and event.get("pipeline") != found.pipeline:
+            continue  # a pipeline a step called with the run's id writes under it too
         if kind == "run_started" and not found.definition:
             found.pipeline = str(event.get("pipeline") or "")
             found.input = event.get("input")
             found.definition = str(event.get("definition") or "")
+            found.trace_id = event.get("trace_id")
             found.reply = str(event.get("reply") or "")
             until = event.get("reply_until")
             found.reply_until = float(until) if isinstance(until, int | float) else 0.0
@@ -70,73 +75,44 @@ def read_record(events: list[dict[str, Any]]) -> Recorded:
 class Lifecycle:
     """Runs durable runs of one process to their end (or to their next park)."""
 
-    def __init__(self, leases: Leases, journal: JournalIO, bus: Bus, nc: Any,
-                 mesh_name: str):
-        self.leases = leases
-        self.journal = journal
-        self.bus = bus
+    def __init__(self, nc: Any, bus: Bus, mesh_name: str):
         self.nc = nc
+        self.bus = bus
         self.mesh_name = mesh_name
-        self.running: dict[str, asyncio.Task[Any]] = {}
+        self.running: dict[str, tuple[asyncio.Task[Any], DurableRun]] = {}
 
     def launch(self, drun: DurableRun, definition: PipelineDef, payload: Any) -> asyncio.Task[Any]:
         """The run's own task: a caller's deadline cancels the caller's wait, never the run."""
         task = asyncio.get_running_loop().create_task(self._execute(drun, definition, payload))
-        self.running[drun.run] = task
-        task.add_done_callback(lambda _: self.running.pop(drun.run, None))
+        self.running[drun.run_id] = (task, drun)
+        task.add_done_callback(lambda _: self.running.pop(drun.run_id, None))
         return task
 
     async def _execute(self, drun: DurableRun, definition: PipelineDef, payload: Any) -> Any:
-        CURRENT.set(drun)  # the task's own context: set here, seen by every step
-        WAITS.set(drun)
-        try:
-            result = await definition.compiled.run(
-                payload, call=self.bus, bus=self.bus, request_id=drun.run,
-                mesh_name=self.mesh_name, default_timeout=definition.step_timeout)
-            schema = definition.output
-            if schema is not None and not schema.validator.is_valid(result):
-                errors = schema.errors(result)
-                raise p.MeshError(p.INVALID_OUTPUT, "output does not match the schema: "
-                                  f"{errors[0]['path'] or '/'}: {errors[0]['message']}"
-                                  if errors else "output does not match the schema",
-                                  details={"errors": errors[:20]})
-        except (Parked, LeaseLost):
-            raise
-        except JournalGone as exc:
-            log.error("%s", exc.message)
-            await self.leases.release(drun.lease)  # nothing to resume from: let it go
-            raise
-        except asyncio.CancelledError:
-            raise
-        except BaseException as exc:
-            error = exc if isinstance(exc, p.MeshError) else p.MeshError(
-                p.HANDLER_ERROR, f"{type(exc).__name__}: {exc}")
-            await self._end(drun, "run_failed", {"error": _error_fields(error)})
-            raise error from None
-        await self._end(drun, "run_finished", {"output": result})
-        return result
+        WAITS.set(drun)  # the task's own context: seen by every step, branch and item
+        RECORDED.set(drun.recorded)
+        return await definition.compiled.run(
+            payload, call=self.bus, bus=self.bus, request_id=drun.run_id,
+            mesh_name=self.mesh_name, default_timeout=definition.step_timeout, observer=drun)
 
-    async def _end(self, drun: DurableRun, event: str, fields: dict[str, Any]) -> None:
-        await drun.hold()  # only the owner ends a run
-        await self.journal.append(drun.run, drun.lease.pipeline, event, fields)
-        await self.leases.release(drun.lease)
-
-    async def resume(self, lease: Lease, load: Any) -> None:
+    async def resume(self, lease: Lease, load: Callable[[str], Awaitable[PipelineDef]],
+                     make: Callable[..., DurableRun]) -> None:
         """Finish a run whose owner died, or that woke from parking; answers its caller."""
         run = lease.run
         try:
-            record = read_record(await self.journal.events(run))
+            record = read_record(await run_events(self.nc, run))
             if record.ended is not None:  # it ended, but its lease was not removed
-                await self.leases.release(lease)
+                await make(lease, record).leases.release(lease)
                 return
             if not record.definition:
                 raise p.MeshError(p.HANDLER_ERROR, f"run {run} has no run_started event in "
                                   "the journal: it cannot be resumed")
             definition = await load(record.definition)
-        except (p.MeshError, Exception) as exc:
-            await self._give_up(lease, exc)
+        except Exception as exc:
+            await self._give_up(make(lease, record if "record" in locals() else Recorded()),
+                                exc)
             return
-        drun = DurableRun(run, lease, self.leases, self.journal, record.outputs, record.waits)
+        drun = make(lease, record)
         log.info("resuming durable run %s of %s (%d step%s recorded)", run, record.pipeline,
                  len(drun.recorded), "" if len(drun.recorded) == 1 else "s")
         await self.answer(run, record, self.launch(drun, definition, record.input))
@@ -152,6 +128,9 @@ class Lifecycle:
             body, status = exc.to_json(), "error"
         except asyncio.CancelledError:
             return
+        except Exception as exc:
+            body, status = p.MeshError(p.HANDLER_ERROR, f"{type(exc).__name__}: {exc}",
+                                       request_id=run).to_json(), "error"
         if record.reply and time.time() < record.reply_until:
             headers = {p.HDR_STATUS: status, p.HDR_REQUEST_ID: run,
                        p.HDR_SOURCE: record.pipeline}
@@ -160,17 +139,11 @@ class Lifecycle:
             except Exception as exc:
                 log.debug("could not answer the caller of a resumed run: %s", exc)
 
-    async def _give_up(self, lease: Lease, exc: BaseException) -> None:
+    async def _give_up(self, drun: DurableRun, exc: BaseException) -> None:
         message = exc.message if isinstance(exc, p.MeshError) else f"{type(exc).__name__}: {exc}"
-        log.error("durable run %s cannot be resumed: %s", lease.run, message)
-        error = p.MeshError(p.HANDLER_ERROR, f"cannot resume: {message}", request_id=lease.run)
+        log.error("durable run %s cannot be resumed: %s", drun.run_id, message)
         try:
-            await self.journal.append(lease.run, lease.pipeline, "run_failed",
-                                      {"error": _error_fields(error)})
-            await self.leases.release(lease)
+            await drun.run_failed(p.MeshError(p.HANDLER_ERROR, f"cannot resume: {message}"))
         except BaseException as again:  # the journal itself is gone: nothing more to record
-            log.debug("could not record the failure of run %s: %s", lease.run, again)
-
-
-def _error_fields(error: p.MeshError) -> dict[str, Any]:
-    return {"code": error.code, "message": error.message[:2000]}
+            log.debug("could not record the failure of run %s: %s", drun.run_id, again)
+            await drun.leases.release(drun.lease)

@@ -17,7 +17,7 @@ from typing import Any
 
 from nats.js.api import AckPolicy, ConsumerConfig
 
-from runtime.runs.durable.journal_io import STREAM
+from runtime.runs.events import STREAM
 
 log = logging.getLogger("mesh-runtime")
 CONSUMER = "mesh-run-signals"
