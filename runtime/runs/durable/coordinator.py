@@ -11,10 +11,15 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+import orjson
+
 from runtime.core import protocol as p
 from runtime.core.bus import Bus
+from runtime.core.text import is_request_id
 from runtime.load.mesh import PipelineDef
 from runtime.pipeline.expressions import EvaluationError, Template, compile_template
+from runtime.runs import events as ev
+from runtime.runs.durable.control import RESUME_PREFIX
 from runtime.runs.durable.definitions import Definitions
 from runtime.runs.durable.journal_io import run_events
 from runtime.runs.durable.leases import Lease, LeaseLost, Leases
@@ -55,6 +60,7 @@ class DurableRuns:
         self.signals = Signals(self.nc, self.recovery.wake, self.interval)
         await self.recovery.start()
         await self.signals.start()
+        self._resumes = await self.nc.subscribe(RESUME_PREFIX + "*", cb=self._on_resume)
         self._opened = True
 
     async def close(self) -> None:
@@ -62,6 +68,8 @@ class DurableRuns:
         and this instance stops beating), never recorded as ended."""
         if not self._opened:
             return
+        with contextlib.suppress(Exception):
+            await self._resumes.unsubscribe()
         await self.signals.close()
         await self.recovery.close()
         for task, drun in list(self.lifecycle.running.values()):
@@ -93,6 +101,36 @@ class DurableRuns:
 
     async def _resume(self, lease: Lease) -> None:
         await self.lifecycle.resume(lease, self.definitions.load, self._make)
+
+    async def _on_resume(self, msg: Any) -> None:
+        """`runs resume RUN`: run a failed or cancelled run again from its first unfinished
+        step, if its pipeline is served here and this process wins its lease."""
+        run = msg.subject[len(RESUME_PREFIX):]
+        if not is_request_id(run) or not msg.reply or msg.reply[:1] == "$":
+            return
+        try:
+            record = read_record(await run_events(self.nc, run))
+            if (record.ended is None or record.ended.get("event") == "run_finished"
+                    or not self._serves(record.pipeline)):
+                return
+            lease = await self.leases.create(run, self.instance, record.pipeline)
+            if lease is None:
+                return  # another `up` took it, or it runs
+            drun = self._make(lease, record)
+            await drun.store(ev.RUN_RESUMED, values={"instance": self.instance})
+            definition = await self.definitions.load(record.definition)
+        except Exception as exc:
+            log.warning("run %s could not be resumed: %s", run, exc)
+            return
+        log.info("resuming durable run %s of %s on request (%d step%s recorded)", run,
+                 record.pipeline, len(drun.recorded), "" if len(drun.recorded) == 1 else "s")
+        await self.nc.publish(msg.reply, orjson.dumps(
+            {"run": run, "resumed": True, "instance": self.instance}))
+        record.reply = ""  # its first caller has had its answer
+        task = asyncio.get_running_loop().create_task(
+            self.lifecycle.answer(run, record, self.lifecycle.launch(drun, definition,
+                                                                     record.input)))
+        task.add_done_callback(_retrieve)
 
     async def start(self, definition: PipelineDef, payload: Any, run: str,
                     headers: Mapping[str, str] | None, reply: str, caller_left: float,

@@ -69,6 +69,8 @@ def read_record(events: list[dict[str, Any]]) -> Recorded:
                                    else None)
         elif kind in TERMINAL:
             found.ended = event
+        elif kind == "run_resumed":  # `runs resume`: what ended it failed, not the run
+            found.ended = None
     return found
 
 
