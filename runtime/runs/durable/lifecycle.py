@@ -17,7 +17,7 @@ from runtime.core.bus import Bus
 from runtime.load.mesh import PipelineDef
 from runtime.pipeline.observer import RECORDED
 from runtime.pipeline.wait_steps import WAITS
-from runtime.runs.durable.journal_io import run_events
+from runtime.runs.durable.journal_io import JournalGone, run_events
 from runtime.runs.durable.leases import Lease, LeaseLost
 from runtime.runs.durable.run import DurableRun, Parked
 
@@ -93,9 +93,15 @@ class Lifecycle:
     async def _execute(self, drun: DurableRun, definition: PipelineDef, payload: Any) -> Any:
         WAITS.set(drun)  # the task's own context: seen by every step, branch and item
         RECORDED.set(drun.recorded)
-        return await definition.compiled.run(
-            payload, call=self.bus, bus=self.bus, request_id=drun.run_id,
-            mesh_name=self.mesh_name, default_timeout=definition.step_timeout, observer=drun)
+        try:
+            return await definition.compiled.run(
+                payload, call=self.bus, bus=self.bus, request_id=drun.run_id,
+                mesh_name=self.mesh_name, default_timeout=definition.step_timeout,
+                observer=drun)
+        except JournalGone as exc:  # nothing can be recorded: no other `up` could resume it
+            log.error("%s", exc.message)
+            await drun.leases.release(drun.lease)
+            raise
 
     async def resume(self, lease: Lease, load: Callable[[str], Awaitable[PipelineDef]],
                      make: Callable[..., DurableRun]) -> None:
