@@ -27,17 +27,17 @@ def register(commands: Commands) -> None:
     ls.add_argument("--limit", type=_positive, default=20, help="how many (default 20)")
     ls.add_argument("--json", action="store_true", help="one JSON list of rows")
     show = add_command(sub, "show", _show, "a run's timeline: every step, its time and result")
-    show.add_argument("run", help="the run id (the request id of the call)")
+    show.add_argument("run_id", metavar="RUN", help="the run id (the request id of the call)")
     show.add_argument("--json", action="store_true", help="the run and its events as JSON")
     watch = add_command(sub, "watch", _watch,
                         "print a run's events as they happen; exit 0 ok, 1 failed")
-    watch.add_argument("run")
+    watch.add_argument("run_id", metavar="RUN")
     wait = add_command(sub, "wait", _wait, "wait for a run's end and print its output, as call")
-    wait.add_argument("run")
+    wait.add_argument("run_id", metavar="RUN")
     wait.add_argument("--timeout", type=duration_arg, default=600.0,
                       help="how long to wait: 30s, 10m, 2h (default 10m)")
     cancel = add_command(sub, "cancel", _cancel, "stop a running run; its caller gets cancelled")
-    cancel.add_argument("run")
+    cancel.add_argument("run_id", metavar="RUN")
     for parser in (ls, show, watch, wait, cancel):
         nats_option(parser)
     durable_commands.register(sub)  # signal, resume
@@ -99,12 +99,12 @@ def _show(args: argparse.Namespace) -> int:
     from runtime.runs.summary import describe
 
     async def work(nc: Any) -> int:
-        records = await read_run(nc, args.run)
+        records = await read_run(nc, args.run_id)
         if not records:
-            print(f"error: no run {args.run} in the journal (it never ran here, was not "
+            print(f"error: no run {args.run_id} in the journal (it never ran here, was not "
                   "recorded, or is older than runs.keep)", file=sys.stderr)
             return 1
-        run = describe(args.run, records)
+        run = describe(args.run_id, records)
         if args.json:
             print(json.dumps(run, indent=2))
         else:
@@ -121,17 +121,17 @@ def _watch(args: argparse.Namespace) -> int:
     async def work(nc: Any) -> int:
         records = []
         try:
-            async for record in follow_run(nc, args.run):
+            async for record in follow_run(nc, args.run_id):
                 records.append(record)
-                run = describe(args.run, records)
+                run = describe(args.run_id, records)
                 if record.event is None:
                     print(f"(unreadable message on {escape(record.subject)})", flush=True)
                     continue
                 print(_line(timeline(run)[-1]), flush=True)
         except LookupError:
-            print(f"error: no run {args.run} in the journal", file=sys.stderr)
+            print(f"error: no run {args.run_id} in the journal", file=sys.stderr)
             return 1
-        run = describe(args.run, records)
+        run = describe(args.run_id, records)
         print(_verdict(run), flush=True)
         return 0 if run["status"] == "ok" else 1
 
@@ -146,24 +146,24 @@ def _wait(args: argparse.Namespace) -> int:
         records = []
         try:
             async with asyncio.timeout(args.timeout):
-                async for record in follow_run(nc, args.run):
+                async for record in follow_run(nc, args.run_id):
                     records.append(record)
         except LookupError:
-            print(f"error: no run {args.run} in the journal", file=sys.stderr)
+            print(f"error: no run {args.run_id} in the journal", file=sys.stderr)
             return 1
         except TimeoutError:
-            late = p.MeshError(p.TIMEOUT, f"run {args.run} did not end within "
+            late = p.MeshError(p.TIMEOUT, f"run {args.run_id} did not end within "
                                f"{args.timeout:g}s; it may still be running",
-                               request_id=args.run)
+                               request_id=args.run_id)
             print(json.dumps(late.to_dict(), indent=2), file=sys.stderr)
             return 1
-        run = describe(args.run, records)
+        run = describe(args.run_id, records)
         if run["status"] == "ok":
             print(json.dumps(run.get("output"), indent=2))
             return 0
         error = run.get("error") or {"code": "unknown", "message": "unreadable end"}
         body = {"code": error.get("code"), "message": error.get("message"),
-                "agent": run.get("pipeline") or "", "request_id": args.run, "details": {}}
+                "agent": run.get("pipeline") or "", "request_id": args.run_id, "details": {}}
         print(json.dumps(body, indent=2), file=sys.stderr)
         return 1
 
@@ -176,17 +176,17 @@ def _cancel(args: argparse.Namespace) -> int:
     from runtime.runs.summary import describe
 
     async def work(nc: Any) -> int:
-        answer = await cancel_run(nc, args.run)
+        answer = await cancel_run(nc, args.run_id)
         if answer is not None:
-            print(f"cancelled run {args.run}")
+            print(f"cancelled run {args.run_id}")
             return 0
-        records = await read_run(nc, args.run)
+        records = await read_run(nc, args.run_id)
         if not records:
-            print(f"error: no run {args.run} is running, and the journal has none",
+            print(f"error: no run {args.run_id} is running, and the journal has none",
                   file=sys.stderr)
             return 1
-        status = describe(args.run, records)["status"]
-        print(f"error: run {args.run} is not running anywhere (status: {status})",
+        status = describe(args.run_id, records)["status"]
+        print(f"error: run {args.run_id} is not running anywhere (status: {status})",
               file=sys.stderr)
         return 1
 

@@ -1,6 +1,7 @@
 """The journal writer: run events into the JetStream stream MESH_RUNS, never in a run's way.
 
-Events are published without waiting for JetStream's ack: a run never waits on the store.
+Events are queued for the connection's flusher without awaiting anything, and without asking
+for JetStream's ack: a run never waits on the socket or the store.
 Only the last event of each run asks for an ack, answered on one shared inbox: an error
 there (no stream, stream unavailable) counts that run's events as dropped. A publish that
 fails at once (connection down, buffer full) counts too. The first drop logs a warning;
@@ -19,7 +20,7 @@ from nats.aio.msg import Msg
 from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
 
 from runtime.nats.cluster import create_replicated, replica_choices
-from runtime.nats.headerblock import publish_plain
+from runtime.nats.headerblock import queue_plain
 from runtime.runs.events import STREAM, SUBJECTS, subject
 
 log = logging.getLogger("mesh-runtime.runs")
@@ -65,9 +66,10 @@ class Journal:
             log.warning("run events: cannot watch JetStream's acks (%s): drops go uncounted",
                         _short(exc))
 
-    async def publish(self, run_id: str, event: str, data: bytes, events: int = 0) -> None:
-        """Publish one event; `events` > 0 (the run's last event) asks for an ack that
-        confirms or counts the run's `events` events."""
+    def publish(self, run_id: str, event: str, data: bytes, events: int = 0) -> None:
+        """Queue one event for the connection's flusher, without waiting for anything;
+        `events` > 0 (the run's last event) asks for an ack that confirms or counts the
+        run's `events` events. Not connected, or the socket not keeping up: dropped."""
         reply = ""
         if events and self._subscribed:
             self._token += 1
@@ -76,11 +78,17 @@ class Journal:
             self._unacked[token] = events
             if len(self._unacked) > MAX_UNACKED:
                 self._unacked.popitem(last=False)
+        why: object = "not connected to NATS, or its connection is not keeping up"
         try:
-            await publish_plain(self.nc, subject(run_id, event), data, reply)
+            queued = queue_plain(self.nc, subject(run_id, event), data, reply)
+        except Exception as exc:  # nats-py internals changed under us: drop, never raise
+            queued, why = False, exc
+        if queued:
             self.published += 1
-        except Exception as exc:
-            self.drop(1, exc)
+        else:
+            if reply:
+                self._unacked.pop(token, None)
+            self.drop(1, why)
 
     def drop(self, count: int, why: object) -> None:
         """Count `count` events as lost; the first of a series logs a warning."""

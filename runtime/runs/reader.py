@@ -143,10 +143,7 @@ async def _records(nc: Client, subject: str, start: int | None, *, follow: bool,
     try:
         if not follow:
             info = await sub.consumer_info()
-            # A push consumer may have delivered every message before this answer: then
-            # nothing is pending, yet the messages wait in the subscription.
-            delivered = info.delivered.consumer_seq if info.delivered else 0
-            if not info.num_pending and not delivered:
+            if not info.num_pending and not (info.delivered and info.delivered.consumer_seq):
                 return
         seen = False
         while True:
