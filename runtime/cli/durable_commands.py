@@ -15,13 +15,13 @@ def register(sub: Any) -> None:
     """Add `signal` and `resume` to the `runs` command's actions."""
     signal = add_command(sub, "signal", _signal,
                          "send a signal to a durable run parked on a wait step")
-    signal.add_argument("run", help="the run id")
+    signal.add_argument("run_id", metavar="RUN", help="the run id")
     signal.add_argument("name", help="the signal, as the pipeline's wait: {signal: NAME} says")
     signal.add_argument("payload", nargs="?", default="null",
                         help="the signal's JSON: the wait step's result (default null)")
     resume = add_command(sub, "resume", _resume,
                          "run a failed or cancelled durable run again from the step that failed")
-    resume.add_argument("run", help="the run id")
+    resume.add_argument("run_id", metavar="RUN", help="the run id")
     for parser in (signal, resume):
         nats_option(parser)
 
@@ -54,8 +54,8 @@ def _signal(args: argparse.Namespace) -> int:
         return 1
 
     async def work(nc: Any) -> int:
-        pipeline = await send_signal(nc, args.run, args.name, payload)
-        print(f"signal '{args.name}' sent to run {args.run} ({escape(pipeline)})")
+        pipeline = await send_signal(nc, args.run_id, args.name, payload)
+        print(f"signal '{args.name}' sent to run {args.run_id} ({escape(pipeline)})")
         return 0
 
     return _client(args, work)
@@ -65,8 +65,8 @@ def _resume(args: argparse.Namespace) -> int:
     from runtime.runs.durable.control import request_resume
 
     async def work(nc: Any) -> int:
-        answer = await request_resume(nc, args.run)
-        print(f"resumed run {args.run} on instance {escape(str(answer.get('instance')))}")
+        answer = await request_resume(nc, args.run_id)
+        print(f"resumed run {args.run_id} on instance {escape(str(answer.get('instance')))}")
         return 0
 
     return _client(args, work)
