@@ -1,5 +1,6 @@
 """Pipeline benchmark: a 3-step sequential pipeline's latency against one raw nats-py call,
-with its runs recorded in the run journal (the default) and not (`record: false`).
+with its runs recorded in the run journal (the default) and not (`record: false`), and
+durable (`durable: true`: each step's result stored with JetStream's ack under a lease).
 
     python benchmarks/pipeline.py [--rounds 3] [--seconds 2]
 
@@ -32,6 +33,7 @@ from _harness import (
 READY_TIMEOUT = 20.0
 TARGET = 3.3  # recorded pipeline p50 at most this many raw calls
 RECORDING_TARGET = 1.10  # recorded pipeline p50 at most this many unrecorded ones
+DURABLE_TARGET = 2.0  # durable pipeline p50 at most this many non-durable (recorded) ones
 
 
 def parse_args() -> argparse.Namespace:
@@ -46,7 +48,7 @@ def says_hello(reply: Any) -> bool:
 
 
 async def start_all(url: str, children: Children, systems: list[System]) -> None:
-    raw, agent, pipeline, unrecorded = systems
+    raw, agent, pipeline, unrecorded, durable = systems
     nc = await nats.connect(url)
     try:
         raw.launch(children, raw_peer(url))
@@ -54,6 +56,7 @@ async def start_all(url: str, children: Children, systems: list[System]) -> None
         agent.launch(children, mesh)
         pipeline.child, pipeline.unavailable = agent.child, agent.unavailable
         unrecorded.child, unrecorded.unavailable = agent.child, agent.unavailable
+        durable.child, durable.unavailable = agent.child, agent.unavailable
         for s in systems:
             await s.wait_ready(nc, says_hello, READY_TIMEOUT)
     finally:
@@ -84,7 +87,7 @@ def report(systems: list[System], args: argparse.Namespace) -> str:
         else [s.label, f"unavailable: {s.unavailable}"]
         for s in systems
     ]
-    raw, agent, pipeline, unrecorded = systems
+    raw, agent, pipeline, unrecorded, durable = systems
     if raw.ok and pipeline.ok and unrecorded.ok:
         ratios = (
             f"ratios: pipeline p50 / raw call p50 {pipeline.p50() / raw.p50():.2f} "
@@ -94,6 +97,11 @@ def report(systems: list[System], args: argparse.Namespace) -> str:
         )
     else:
         ratios = "ratios: pipeline p50 / raw call p50 n/a"
+    if durable.ok and pipeline.ok:
+        per_step = (durable.p50() - pipeline.p50()) / 3
+        ratios += (f"\ndurable / not durable p50 {durable.p50() / pipeline.p50():.2f} (target ≤ "
+                   f"{DURABLE_TARGET}); durability costs {per_step / 1000:.2f} ms per step "
+                   f"({(durable.p50() - pipeline.p50()) / 1000:.2f} ms per 3-step run)")
     return "\n".join(
         [
             format_table(header, rows),
@@ -113,6 +121,8 @@ def main() -> int:
         System("mesh agent (bench.p1)", "mesh.agent.bench.p1"),
         System("3-step pipeline, recorded (bench.three)", "mesh.agent.bench.three"),
         System("3-step pipeline, record: false", "mesh.agent.bench.three_unrecorded"),
+        System("3-step pipeline, durable (bench.three_durable)",
+               "mesh.agent.bench.three_durable"),
     ]
     server = start_nats()
     try:
