@@ -87,7 +87,12 @@ class Lifecycle:
         """The run's own task: a caller's deadline cancels the caller's wait, never the run."""
         task = asyncio.get_running_loop().create_task(self._execute(drun, definition, payload))
         self.running[drun.run_id] = (task, drun)
-        task.add_done_callback(lambda _: self.running.pop(drun.run_id, None))
+
+        def ended(_: asyncio.Task[Any]) -> None:
+            if self.running.get(drun.run_id, (None,))[0] is task:  # not a newer claim's
+                del self.running[drun.run_id]
+
+        task.add_done_callback(ended)
         return task
 
     async def _execute(self, drun: DurableRun, definition: PipelineDef, payload: Any) -> Any:
