@@ -56,7 +56,8 @@ class DurableRuns:
         self.run_keys = await RunKeys.open(self.nc, keep)
         self.lifecycle = Lifecycle(self.nc, self.bus, self.mesh_name)
         self.recovery = Recovery(self.nc, self.leases, self.instance, self.interval,
-                                 self._serves, self._resume)
+                                 self._serves, self._resume,
+                                 lambda run: run in self.lifecycle.running)
         self.signals = Signals(self.nc, self.recovery.wake, self.interval)
         await self.recovery.start()
         await self.signals.start()

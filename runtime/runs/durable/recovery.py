@@ -64,7 +64,8 @@ class Recovery:
     """Watches the leases and claims the runs this process should take over."""
 
     def __init__(self, nc: Any, leases: Leases, instance: str, interval: float,
-                 serves: Callable[[str], bool], resume: Resume):
+                 serves: Callable[[str], bool], resume: Resume,
+                 runs_here: Callable[[str], bool] = lambda run: False):
         self.nc = nc
         self.leases = leases
         self.instance = instance
@@ -75,6 +76,8 @@ class Recovery:
         self._tasks: list[asyncio.Task[Any]] = []
         self._kick = asyncio.Event()
         self._resuming: set[asyncio.Task[Any]] = set()
+        self.runs_here = runs_here
+        self._suspects: set[str] = set()  # leases naming us that we did not run at the last scan
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -133,6 +136,7 @@ class Recovery:
             now = time.time()
             candidates += [lease for lease in orphans
                            if not is_alive(records.get(lease.instance), now)]
+        candidates += self._not_ours()
         taken = 0
         for lease in candidates[:MAX_CLAIMS_PER_SCAN]:
             claimed = await self.leases.claim(lease, self.instance)
@@ -145,6 +149,17 @@ class Recovery:
         if len(candidates) > MAX_CLAIMS_PER_SCAN:
             self._kick.set()
         return taken
+
+    def _not_ours(self) -> list[Lease]:
+        """Leases that name this instance for a run it does not run (another client wrote
+        them): claimed like a dead owner's, once seen at two scans in a row (a run being
+        started has its lease a moment before its task)."""
+        named = {lease.run: lease for lease in self.book.leases.values()
+                 if lease.state == RUNNING and lease.instance == self.instance
+                 and not self.runs_here(lease.run) and self.serves(lease.pipeline)}
+        found = [lease for run, lease in named.items() if run in self._suspects]
+        self._suspects = set(named)
+        return found
 
     async def wake(self, run: str, signal: str) -> bool | None:
         """A signal arrived: claim the run if it is parked waiting for it and served here.
