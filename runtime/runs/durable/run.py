@@ -7,8 +7,8 @@ recorder, which stores it with JetStream's ack, only while this instance still h
 run's lease (compare-and-set), before the engine may use the output. So two instances never
 both record, and no output is used that the journal could lose.
 
-Each step's calls carry `X-Mesh-Idempotency-Key: <run>/<step path>` (set in `step_started`
-on the step's own task). Waits and sleeps record their deadline first (`step_waiting`), so
+Each step's calls carry `X-Mesh-Idempotency-Key: <run>/<step path>` (set by the recorder's
+`step_started` on the step's own task). Waits and sleeps record their deadline first (`step_waiting`), so
 a resumed run waits only for what is left; parking raises `Parked`, a BaseException.
 """
 
@@ -18,7 +18,6 @@ import asyncio
 import time
 from typing import Any
 
-from runtime.core.idempotency import IDEMPOTENCY_KEY, idempotency_key
 from runtime.core.protocol import TIMEOUT, MeshError
 from runtime.pipeline.steps import StepFailure, seconds_text
 from runtime.runs import events as ev
@@ -87,7 +86,6 @@ class DurableRun(RunRecorder):
             await self.store(ev.RUN_STARTED, values={"input": payload, **self.info})
 
     async def step_started(self, path: str, attempt: int) -> None:
-        IDEMPOTENCY_KEY.set(idempotency_key(self.run_id, path))  # this step's task only
         task = asyncio.current_task()
         if task is not None:
             self._step[id(task)] = path
