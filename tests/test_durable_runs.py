@@ -232,3 +232,40 @@ def test_runs_resume_retries_a_failed_run_from_the_step_that_failed(
     finally:
         up.stop()
     assert counted(log) == [f"charge {run}/charge", f"ship {run}/ship", f"ship {run}/ship"]
+
+
+def test_a_reload_while_parked_and_a_cancel_of_a_parked_run(fresh_nats: NatsServer,
+                                                            tmp_path: Path) -> None:
+    url, log = fresh_nats.url, tmp_path / "steps.log"
+    folder = tmp_path / "live"
+    folder.mkdir()
+    path, _ = write_mesh(folder, mesh_text("v1").replace("{own}", "live"), HANDLERS)
+    up = UpProcess(path, url, env={"STEPS_LOG": str(log)})  # reload on: the file is watched
+    up.wait_for("ready:")
+    runs = ["reload-run", "cancel-run"]
+
+    async def begin() -> None:
+        nc = await nats.connect(url)
+        try:
+            for i, run in enumerate(runs):
+                await parked(nc, run, lambda run=run, i=i: start_async(
+                    nc, "d.order", {"order_id": f"o-{i}", "amount": 5}, run))
+        finally:
+            await nc.close()
+
+    try:
+        asyncio.run(begin())
+        mark = len(up.lines)
+        path.write_text(path.read_text().replace("{v1:", "{v2:"))
+        assert "changed d.order" in up.wait_for("reloaded:", 20, mark)
+        cancelled = cli("runs", "cancel", "cancel-run", "--nats", url)
+        assert cancelled.returncode == 0, cancelled.stderr
+        up.wait_for("parked durable run cancel-run cancelled")
+        assert cli("runs", "signal", "reload-run", "approve", '{"by": "bo"}',
+                   "--nats", url).returncode == 0
+        waited = cli("runs", "wait", "reload-run", "--timeout", "30", "--nats", url)
+        assert json.loads(waited.stdout) == {"shipped": {"v1": "bo"}}, waited.stderr
+        shown = json.loads(cli("runs", "show", "cancel-run", "--json", "--nats", url).stdout)
+        assert shown["status"] == "cancelled"
+    finally:
+        up.stop()

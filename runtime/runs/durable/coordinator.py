@@ -22,7 +22,7 @@ from runtime.runs import events as ev
 from runtime.runs.durable.control import RESUME_PREFIX
 from runtime.runs.durable.definitions import Definitions
 from runtime.runs.durable.journal_io import run_events
-from runtime.runs.durable.leases import Lease, LeaseLost, Leases
+from runtime.runs.durable.leases import PARKED, Lease, LeaseLost, Leases
 from runtime.runs.durable.lifecycle import TERMINAL, Detached, Lifecycle, Recorded, read_record
 from runtime.runs.durable.recovery import Recovery
 from runtime.runs.durable.run import DurableRun, Parked
@@ -80,12 +80,28 @@ class DurableRuns:
                              return_exceptions=True)
 
     def cancel(self, run: str) -> bool:
-        """`runs cancel`: end a durable run running here (recorded as cancelled)."""
-        found = self.lifecycle.running.get(run) if self._opened else None
-        if found is None:
+        """`runs cancel`: end a durable run running here, or a parked one this process
+        serves (recorded as cancelled; of several processes, the lease's CAS picks one)."""
+        if not self._opened:
             return False
-        found[0].cancel()
+        found = self.lifecycle.running.get(run)
+        if found is not None:
+            found[0].cancel()
+            return True
+        lease = self.recovery.book.leases.get(run)
+        if lease is None or lease.state != PARKED or not self._serves(lease.pipeline):
+            return False
+        task = asyncio.get_running_loop().create_task(self._cancel_parked(lease))
+        task.add_done_callback(_retrieve)
         return True
+
+    async def _cancel_parked(self, lease: Lease) -> None:
+        claimed = await self.leases.claim(lease, self.instance)
+        if claimed is None:
+            return  # woken or cancelled by another process meanwhile
+        record = read_record(await run_events(self.nc, lease.run))
+        await self._make(claimed, record).run_cancelled()
+        log.info("parked durable run %s cancelled", lease.run)
 
     def serve(self, pipelines: Mapping[str, PipelineDef]) -> None:
         """The durable pipelines this process serves now (after each apply)."""
