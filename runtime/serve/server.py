@@ -107,12 +107,12 @@ class MeshServer:
 
     async def _durable(self, mesh: Mesh) -> None:
         """Durable runs (runtime.runs.durable) start with the first durable pipeline served."""
-        if self.runs.durable is None and self.runs.journal is not None and any(
-                d.durable for d in mesh.pipelines.values()):
+        if self.runs.durable is None and self.discovery is not None and any(
+                d.durable for d in mesh.pipelines.values()):  # (no discovery: no JetStream)
             durable = DurableRuns(self.nc, self.bus, self.instance_id, mesh.name,
                                   mesh.spec.health.interval, self.runs.journal, self.runs.stats)
             try:
-                await durable.open(mesh.spec.runs.keep)
+                await durable.open(mesh.spec.runs.keep, mesh.spec.runs.max_bytes)
             except Exception as exc:  # serving matters more: durable pipelines say why
                 log.warning("durable runs are not available: %s", exc or type(exc).__name__)
             else:

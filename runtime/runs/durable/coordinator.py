@@ -28,7 +28,7 @@ from runtime.runs.durable.recovery import Recovery
 from runtime.runs.durable.run import DurableRun, Parked
 from runtime.runs.durable.runkeys import RunKeys, run_key_problem
 from runtime.runs.durable.signals import Signals
-from runtime.runs.journal import Journal
+from runtime.runs.journal import Journal, ensure_stream
 from runtime.runs.stepstats import StepStats
 
 log = logging.getLogger("mesh-runtime")
@@ -50,7 +50,8 @@ class DurableRuns:
         self._keys: dict[int, Template] = {}
         self._opened = False
 
-    async def open(self, keep: float = 7 * 86400.0) -> None:
+    async def open(self, keep: float = 7 * 86400.0, max_bytes: int = 1024**3) -> None:
+        await ensure_stream(self.nc, keep, max_bytes)  # durable runs are recorded, always
         self.leases = await Leases.open(self.nc)
         self.definitions = await Definitions.open(self.nc, keep)
         self.run_keys = await RunKeys.open(self.nc, keep)

@@ -43,13 +43,13 @@ def document(definition: PipelineDef) -> dict[str, Any]:
 
 
 def definition_hash(definition: PipelineDef) -> str:
-    """A stable hash of what the definition does (32 hex), the same in every process."""
+    """A stable hash of what the definition does (16 hex), the same in every process."""
     return _digest(document(definition))
 
 
 def _digest(doc: Any) -> str:
     text = json.dumps(doc, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()[:32]
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def rebuild(doc: Any) -> PipelineDef:
