@@ -76,9 +76,11 @@ async def test_a_full_journal_never_fails_a_run_and_counts_what_it_lost(tmp_path
                 max_age=7 * 86400, discard=DiscardPolicy.NEW))
             path = mesh(tmp_path, "runs: {max_bytes: 16KB}")
             with UpProcess(path, server.url, "--no-reload", "--metrics-port", str(port)) as up:
-                for _ in range(12):
+                for _ in range(2000):  # acks are sampled: run until one says so
                     assert await call_agent(nc, "rf.two", {"size": 2000}, 10) == {
                         "text": "y" * 2000}
+                    if any("being dropped" in line for line in up.lines):
+                        break
                 up.wait_for("run events are being dropped")
                 lines = scrape(port)
                 [dropped] = [line for line in lines
@@ -166,3 +168,19 @@ async def test_record_false_for_the_mesh_records_nothing(tmp_path: Path) -> None
 async def _streams(nc: nats.NATS):  # type: ignore[no-untyped-def]
     for info in await nc.jetstream().streams_info():
         yield info.config.name
+
+
+async def test_a_journal_lost_mid_way_never_fails_a_run(tmp_path: Path) -> None:
+    with NatsServer() as server, UpProcess(mesh(tmp_path), server.url, "--no-reload") as up:
+        nc = await nats.connect(server.url)
+        try:
+            await call_agent(nc, "rf.two", {}, 10)
+            await nc.jetstream().delete_stream("MESH_RUNS")  # an operator's mistake
+            for _ in range(2000):  # acks are sampled: run until one says so
+                assert await call_agent(nc, "rf.two", {"size": 4}, 10) == {"text": "yyyy"}
+                if any("being dropped" in line for line in up.lines):
+                    break
+            line = up.wait_for("run events are being dropped")
+            assert "no JetStream stream answered" in line
+        finally:
+            await nc.close()

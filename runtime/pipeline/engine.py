@@ -94,7 +94,7 @@ class CompiledPipeline:
         timeout = self._timeout or default_timeout
         deadline = loop.time() + timeout
         budget = deadline if caller_left is None else min(deadline, loop.time() + caller_left)
-        ctx = RunContext(call, request_id, default_timeout, budget, loop, bus, observer)
+        ctx = RunContext(call, request_id, default_timeout, budget, loop, bus, observer, deadline)
         scope = {
             "input": payload,
             "steps": {},

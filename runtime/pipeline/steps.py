@@ -89,6 +89,7 @@ class RunContext:
     loop: asyncio.AbstractEventLoop
     bus: Bus | None = None  # broadcasts and shared state; None where only calls are possible
     observer: RunObserver | None = None  # told of each step (the run journal), if any
+    limit: float | None = None  # loop time when the pipeline's own timeout fires
 
 
 async def run_sequence(steps: tuple[StepNode, ...], scope: Scope, ctx: RunContext) -> Any:
@@ -261,13 +262,16 @@ async def _call(node: CallNode, scope: Scope, ctx: RunContext, path: str) -> Any
         if observer is not None:
             await observer.step_started(path, attempt)
         try:
-            async with asyncio.timeout(timeout):
-                if node.capability:
-                    result = await ctx.call(node.agent, payload, budget(timeout, ctx),
-                                            ctx.request_id, capability=True)
-                else:
-                    result = await ctx.call(node.agent, payload, budget(timeout, ctx),
-                                            ctx.request_id)
+            if node.capability:
+                sent = ctx.call(node.agent, payload, budget(timeout, ctx), ctx.request_id,
+                                capability=True)
+            else:
+                sent = ctx.call(node.agent, payload, budget(timeout, ctx), ctx.request_id)
+            if ctx.limit is not None and ctx.loop.time() + timeout >= ctx.limit:
+                result = await sent  # the pipeline's own timeout fires first: no timer here
+            else:
+                async with asyncio.timeout(timeout):
+                    result = await sent
         except TimeoutError:
             code, message = TIMEOUT, f"{target} did not answer within {seconds_text(timeout)}"
         except MeshError as exc:

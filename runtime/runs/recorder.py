@@ -20,7 +20,7 @@ class RunRecorder:
     """A RunObserver (runtime.pipeline.observer) for one run. `journal` None: not recorded,
     but still measured. Never raises into the run."""
 
-    __slots__ = ("_debug", "_head", "_started", "count", "info", "journal", "pipeline",
+    __slots__ = ("_debug", "_head", "_started", "info", "journal", "pipeline",
                  "run_id", "stats", "status")
 
     def __init__(self, journal: Journal | None, stats: StepStats, run_id: str, pipeline: str,
@@ -33,7 +33,6 @@ class RunRecorder:
         self._head = ev.run_fields(run_id, pipeline, trace_id)
         self._started: dict[tuple[str, int], float] = {}  # (step, attempt) -> perf_counter
         self._debug = log.isEnabledFor(logging.DEBUG)
-        self.count = 0  # events published
         self.status = "running"
 
     def _emit(self, event: str, step: str | None = None, attempt: int | None = None,
@@ -46,8 +45,7 @@ class RunRecorder:
         except Exception as exc:  # a value nothing can encode: the run goes on
             journal.drop(1, exc)
             return
-        self.count += 1
-        journal.publish(self.run_id, event, data, self.count if last else 0)
+        journal.publish(self.run_id, event, data, last)
 
     async def run_started(self, payload: Any) -> None:
         self._emit(ev.RUN_STARTED, values={"input": payload, **self.info})
