@@ -77,7 +77,6 @@ class DurableRun(RunRecorder):
             await self.js.publish(ev.subject(self.run_id, event), data, stream=ev.STREAM)
         except Exception as exc:
             raise JournalGone(self.run_id, str(exc) or type(exc).__name__) from None
-        self.count += 1
 
     # -- the observer ------------------------------------------------------------------------
 
