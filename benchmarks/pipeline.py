@@ -1,9 +1,12 @@
-"""Pipeline benchmark: a 3-step sequential pipeline's latency against one raw nats-py call.
+"""Pipeline benchmark: a 3-step sequential pipeline's latency against one raw nats-py call,
+with its runs recorded in the run journal (the default) and not (`record: false`), and
+durable (`durable: true`: each step's result stored with JetStream's ack under a lease).
 
     python benchmarks/pipeline.py [--rounds 3] [--seconds 2]
 
 One nats-server; the raw responder of echo.py and `mesh-runtime up` on
-benchmarks/pipeline/mesh.yaml (agents bench.p1..p3, pipeline bench.three) in their own
+benchmarks/pipeline/mesh.yaml (agents bench.p1..p3, pipelines bench.three and
+bench.three_unrecorded) in their own
 processes. Concurrency 1, interleaved rounds (raw, one mesh agent, the pipeline, ...);
 each figure is the median of the rounds. Exit status 1 when something could not be measured.
 """
@@ -28,7 +31,9 @@ from _harness import (
 )
 
 READY_TIMEOUT = 20.0
-TARGET = 3.3  # pipeline p50 at most this many raw calls
+TARGET = 3.3  # recorded pipeline p50 at most this many raw calls
+RECORDING_TARGET = 1.10  # recorded pipeline p50 at most this many unrecorded ones
+DURABLE_TARGET = 2.0  # durable pipeline p50 at most this many non-durable (recorded) ones
 
 
 def parse_args() -> argparse.Namespace:
@@ -43,13 +48,15 @@ def says_hello(reply: Any) -> bool:
 
 
 async def start_all(url: str, children: Children, systems: list[System]) -> None:
-    raw, agent, pipeline = systems
+    raw, agent, pipeline, unrecorded, durable = systems
     nc = await nats.connect(url)
     try:
         raw.launch(children, raw_peer(url))
         mesh = mesh_peer(url, BENCH_DIR / "pipeline" / "mesh.yaml")
         agent.launch(children, mesh)
         pipeline.child, pipeline.unavailable = agent.child, agent.unavailable
+        unrecorded.child, unrecorded.unavailable = agent.child, agent.unavailable
+        durable.child, durable.unavailable = agent.child, agent.unavailable
         for s in systems:
             await s.wait_ready(nc, says_hello, READY_TIMEOUT)
     finally:
@@ -80,14 +87,21 @@ def report(systems: list[System], args: argparse.Namespace) -> str:
         else [s.label, f"unavailable: {s.unavailable}"]
         for s in systems
     ]
-    raw, agent, pipeline = systems
-    if raw.ok and pipeline.ok:
+    raw, agent, pipeline, unrecorded, durable = systems
+    if raw.ok and pipeline.ok and unrecorded.ok:
         ratios = (
             f"ratios: pipeline p50 / raw call p50 {pipeline.p50() / raw.p50():.2f} "
-            f"(target ≤ {TARGET}), mesh agent p50 / raw call p50 {agent.p50() / raw.p50():.2f}"
+            f"(target ≤ {TARGET}), unrecorded {unrecorded.p50() / raw.p50():.2f}; recorded / "
+            f"unrecorded {pipeline.p50() / unrecorded.p50():.2f} (target ≤ {RECORDING_TARGET});"
+            f" mesh agent p50 / raw call p50 {agent.p50() / raw.p50():.2f}"
         )
     else:
         ratios = "ratios: pipeline p50 / raw call p50 n/a"
+    if durable.ok and pipeline.ok:
+        per_step = (durable.p50() - pipeline.p50()) / 3
+        ratios += (f"\ndurable / not durable p50 {durable.p50() / pipeline.p50():.2f} (target ≤ "
+                   f"{DURABLE_TARGET}); durability costs {per_step / 1000:.2f} ms per step "
+                   f"({(durable.p50() - pipeline.p50()) / 1000:.2f} ms per 3-step run)")
     return "\n".join(
         [
             format_table(header, rows),
@@ -105,7 +119,10 @@ def main() -> int:
     systems = [
         System("raw call (bench.raw)", "mesh.agent.bench.raw"),
         System("mesh agent (bench.p1)", "mesh.agent.bench.p1"),
-        System("3-step pipeline (bench.three)", "mesh.agent.bench.three"),
+        System("3-step pipeline, recorded (bench.three)", "mesh.agent.bench.three"),
+        System("3-step pipeline, record: false", "mesh.agent.bench.three_unrecorded"),
+        System("3-step pipeline, durable (bench.three_durable)",
+               "mesh.agent.bench.three_durable"),
     ]
     server = start_nats()
     try:

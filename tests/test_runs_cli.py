@@ -175,3 +175,18 @@ async def test_wait_false_starts_a_run_from_a_handler(nc: Client, nats_url: str)
     shown = json.loads(result.stdout)
     progress = [e for e in shown["events"] if e["event"] == "step_progress"]
     assert progress and progress[0]["agent"] == "rc.slow" and progress[0]["progress"] == 0.5
+
+
+async def test_call_with_a_request_id_names_the_run(nc: Client, nats_url: str) -> None:
+    run = "rc-cli-" + uuid.uuid4().hex[:8]
+    called = cli("call", "rc.short", '{"text": "a"}', "--request-id", run, "--nats", nats_url)
+    assert called.returncode == 0, called.stderr
+    await ended(nc, run)
+    shown = runs(nats_url, "show", run)
+    assert shown.returncode == 0 and f"run {run}  rc.short  ok" in shown.stdout
+    bad = cli("call", "rc.short", "{}", "--request-id", "a.b", "--nats", nats_url)
+    assert bad.returncode == 2 and "--request-id takes" in bad.stderr
+    agent = cli("call", "rc.upper", '{"text": "a"}', "--async", "--nats", nats_url)
+    assert agent.returncode == 1
+    assert json.loads(agent.stderr)["code"] == "invalid_input"
+    assert "X-Mesh-Async applies to pipelines" in agent.stderr

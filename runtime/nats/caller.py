@@ -13,6 +13,7 @@ import orjson
 from nats.aio.client import Client
 
 from runtime.core import protocol as p
+from runtime.core.idempotency import IDEMPOTENCY_KEY
 from runtime.core.requestids import new_request_id
 
 # How much longer than its budget a caller listens: an agent answers `expired` or `timeout`
@@ -41,11 +42,14 @@ async def request(nc: Client, name: str, payload: Any, timeout: float,
     body = payload if isinstance(payload, bytes) else orjson.dumps(payload)
     subject = p.capability_subject(name) if capability else p.agent_subject(name)
     what = f"capability '{name}'" if capability else f"'{name}'"
+    sent = {p.HDR_REQUEST_ID: request_id, p.HDR_TIMEOUT: budget_header(timeout),
+            **(headers or {})}
+    key = IDEMPOTENCY_KEY.get()
+    if key is not None:  # a run's step: the same key on every try and after a resume
+        sent[p.HDR_IDEMPOTENCY_KEY] = key
     try:
         reply = await nc.request(
-            subject, body, timeout=max(timeout, 0.001) + ANSWER_GRACE,
-            headers={p.HDR_REQUEST_ID: request_id, p.HDR_TIMEOUT: budget_header(timeout),
-                     **(headers or {})})
+            subject, body, timeout=max(timeout, 0.001) + ANSWER_GRACE, headers=sent)
     except nats.errors.NoRespondersError:
         message = (f"no agent offers capability '{name}'" if capability
                    else f"no agent named '{name}' is serving")

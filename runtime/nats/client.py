@@ -74,8 +74,9 @@ async def is_streaming(nc: Client, name: str) -> bool:
     return any(e.get("name") == name and e.get("streaming") for e in entries)
 
 
-async def call(nc: Client, name: str, payload: Any, timeout: float) -> Any:
-    return await call_agent(nc, name, payload, timeout)
+async def call(nc: Client, name: str, payload: Any, timeout: float,
+               request_id: str | None = None) -> Any:
+    return await call_agent(nc, name, payload, timeout, request_id)
 
 
 async def call_capability(nc: Client, capability: str, payload: Any,

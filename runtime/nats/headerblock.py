@@ -15,6 +15,7 @@ states.
 
 from __future__ import annotations
 
+import asyncio
 import re
 
 from nats.aio.client import Client
@@ -54,7 +55,8 @@ class HeaderBlock:
         return {**self.fixed, p.HDR_REQUEST_ID: request_id}
 
 
-_INTERNALS = ("_status", "_max_payload", "stats", "_send_command", "_flush_queue", "_flush_pending")
+_INTERNALS = ("_status", "_max_payload", "stats", "_send_command", "_flush_queue", "_flush_pending",
+              "_pending", "_pending_data_size", "_max_pending_size")
 _fast: bool | None = None  # whether this nats-py has the internals above (checked once)
 
 
@@ -84,15 +86,20 @@ async def publish(nc: Client, subject: str, body: bytes, block: HeaderBlock,
         await nc._flush_pending()
 
 
-async def publish_plain(nc: Client, subject: str, body: bytes, reply: str = "") -> None:
-    """nc.publish(subject, body, reply) without headers, sooner (subject and reply already
-    checked by the caller: no spaces, no control characters)."""
-    if not _has_internals(nc) or nc._status != Client.CONNECTED or len(body) > nc._max_payload:
-        await nc.publish(subject, body, reply=reply)
-        return
+def queue_plain(nc: Client, subject: str, body: bytes, reply: str = "") -> bool:
+    """Queue a message without headers for nats-py's flusher, without awaiting anything;
+    False (nothing queued) when the connection is not plainly connected or the message is
+    too big. `subject` and `reply` are already checked by the caller (no spaces, no control
+    characters). For messages that must never hold up their sender (run events)."""
+    if (not _has_internals(nc) or nc._status != Client.CONNECTED or len(body) > nc._max_payload
+            or nc._pending_data_size > nc._max_pending_size):  # the socket is not keeping up
+        return False
     head = f"PUB {subject} {reply} {len(body)}\r\n" if reply else f"PUB {subject} {len(body)}\r\n"
+    command = b"".join((head.encode(), body, b"\r\n"))
     nc.stats["out_msgs"] += 1
     nc.stats["out_bytes"] += len(body)
-    await nc._send_command(b"".join((head.encode(), body, b"\r\n")))
-    if nc._flush_queue is not None and nc._flush_queue.empty():
-        await nc._flush_pending()
+    nc._pending.append(command)
+    nc._pending_data_size += len(command)
+    if nc._flush_queue is not None and nc._flush_queue.empty():  # wake the flusher, as
+        nc._flush_queue.put_nowait(asyncio.get_running_loop().create_future())  # nats-py does
+    return True

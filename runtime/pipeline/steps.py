@@ -14,7 +14,7 @@ from typing import Any, Protocol
 from runtime.core.bus import Bus, Caller
 from runtime.core.protocol import HANDLER_ERROR, INVALID_INPUT, STEP_FAILED, TIMEOUT, MeshError
 from runtime.pipeline.expressions import EvaluationError, Expression, Template
-from runtime.pipeline.observer import RunObserver
+from runtime.pipeline.observer import RECORDED, RunObserver
 
 CallFn = Caller
 """`await call(agent_name, payload, timeout_seconds, request_id)`: output, or raises MeshError."""
@@ -89,6 +89,7 @@ class RunContext:
     loop: asyncio.AbstractEventLoop
     bus: Bus | None = None  # broadcasts and shared state; None where only calls are possible
     observer: RunObserver | None = None  # told of each step (the run journal), if any
+    limit: float | None = None  # loop time when the pipeline's own timeout fires
 
 
 async def run_sequence(steps: tuple[StepNode, ...], scope: Scope, ctx: RunContext) -> Any:
@@ -114,6 +115,8 @@ async def run_step(step: StepNode, scope: Scope, ctx: RunContext) -> Any:
             return await _run_body(step.body, scope, ctx, step.path)
         if observer is None:
             return await _each(step, scope, ctx)
+        if (recorded := RECORDED.get()) is not None and step.path in recorded:
+            return recorded[step.path]
         return await _observed(_each(step, scope, ctx), observer, step.path)
     except StepFailure as failure:
         if step.has_fallback:
@@ -197,6 +200,8 @@ async def _for_each(step: StepNode, items: list[Any], scope: Scope, ctx: RunCont
 
 async def _run_body(body: CallNode | ParallelNode | BusNode, scope: Scope,
                     ctx: RunContext, path: str) -> Any:
+    if ctx.observer is not None and (recorded := RECORDED.get()) is not None and path in recorded:
+        return recorded[path]  # a resumed durable run: this step finished before, not again
     if isinstance(body, CallNode):
         return await _call(body, scope, ctx, path)  # tells the observer of each attempt
     if ctx.observer is not None:
@@ -257,13 +262,16 @@ async def _call(node: CallNode, scope: Scope, ctx: RunContext, path: str) -> Any
         if observer is not None:
             await observer.step_started(path, attempt)
         try:
-            async with asyncio.timeout(timeout):
-                if node.capability:
-                    result = await ctx.call(node.agent, payload, budget(timeout, ctx),
-                                            ctx.request_id, capability=True)
-                else:
-                    result = await ctx.call(node.agent, payload, budget(timeout, ctx),
-                                            ctx.request_id)
+            if node.capability:
+                sent = ctx.call(node.agent, payload, budget(timeout, ctx), ctx.request_id,
+                                capability=True)
+            else:
+                sent = ctx.call(node.agent, payload, budget(timeout, ctx), ctx.request_id)
+            if ctx.limit is not None and ctx.loop.time() + timeout >= ctx.limit:
+                result = await sent  # the pipeline's own timeout fires first: no timer here
+            else:
+                async with asyncio.timeout(timeout):
+                    result = await sent
         except TimeoutError:
             code, message = TIMEOUT, f"{target} did not answer within {seconds_text(timeout)}"
         except MeshError as exc:

@@ -20,13 +20,16 @@ STEP_FINISHED = "step_finished"
 STEP_FAILED = "step_failed"
 STEP_SKIPPED = "step_skipped"
 STEP_PROGRESS = "step_progress"
+STEP_WAITING = "step_waiting"  # a durable run's wait or sleep step parks it, `until` a time
 RUN_FINISHED = "run_finished"
 RUN_FAILED = "run_failed"
 RUN_CANCELLED = "run_cancelled"
+RUN_RESUMED = "run_resumed"  # `runs resume` of a failed or cancelled durable run
 
-STEP_EVENTS = frozenset({STEP_STARTED, STEP_FINISHED, STEP_FAILED, STEP_SKIPPED, STEP_PROGRESS})
+STEP_EVENTS = frozenset({STEP_STARTED, STEP_FINISHED, STEP_FAILED, STEP_SKIPPED, STEP_PROGRESS,
+                         STEP_WAITING})
 RUN_ENDS = frozenset({RUN_FINISHED, RUN_FAILED, RUN_CANCELLED})
-EVENTS = frozenset({RUN_STARTED, *STEP_EVENTS, *RUN_ENDS})
+EVENTS = frozenset({RUN_STARTED, RUN_RESUMED, *STEP_EVENTS, *RUN_ENDS})
 
 STREAM = "MESH_RUNS"
 SUBJECT_PREFIX = "mesh.run."
@@ -69,28 +72,25 @@ def error_value(code: str, message: str) -> dict[str, str]:
     return {"code": code, "message": message[:MAX_MESSAGE]}
 
 
-def encode(head: bytes, event: str, at: float, step: str | None, attempt: int | None,
-           values: dict[str, Any] | None = None) -> bytes:
-    """One event's JSON. `head` is the run's fixed fields made once by `run_head`; `values`
-    (input, output, error, progress...) are checked against MAX_VALUE one by one."""
-    parts = [head, b',"event":"', event.encode(), b'","at":', repr(round(at, 6)).encode(),
-             b',"step":', orjson.dumps(step), b',"attempt":', orjson.dumps(attempt)]
-    truncated = False
+def encode(fixed: dict[str, Any], event: str, at: float, step: str | None,
+           attempt: int | None, values: dict[str, Any] | None = None) -> bytes:
+    """One event's JSON. `fixed` is the run's own fields (`run_fields`); `values` (input,
+    output, error, progress...) are checked against MAX_VALUE one by one."""
+    body = {**fixed, "event": event, "at": at, "step": step, "attempt": attempt}
     if values:
+        truncated = False
         for key, value in values.items():
             data, cut = value_json(value)
             truncated = truncated or cut
-            parts += (b',"', key.encode(), b'":', data)
-    if truncated:
-        parts.append(b',"truncated":true')
-    parts.append(b"}")
-    return b"".join(parts)
+            body[key] = orjson.Fragment(data)
+        if truncated:
+            body["truncated"] = True
+    return orjson.dumps(body)
 
 
-def run_head(run_id: str, pipeline: str, trace_id: str | None) -> bytes:
-    """The opening of every event of one run: `{"run":..,"pipeline":..,"trace_id":..`."""
-    body = orjson.dumps({"run": run_id, "pipeline": pipeline, "trace_id": trace_id})
-    return body[:-1]
+def run_fields(run_id: str, pipeline: str, trace_id: str | None) -> dict[str, Any]:
+    """The fields every event of one run has: run, pipeline, trace_id."""
+    return {"run": run_id, "pipeline": pipeline, "trace_id": trace_id}
 
 
 def decode(data: bytes) -> dict[str, Any] | None:

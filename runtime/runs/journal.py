@@ -1,15 +1,21 @@
 """The journal writer: run events into the JetStream stream MESH_RUNS, never in a run's way.
 
-Events are published without waiting for JetStream's ack: a run never waits on the store.
-Only the last event of each run asks for an ack, answered on one shared inbox: an error
-there (no stream, stream unavailable) counts that run's events as dropped. A publish that
-fails at once (connection down, buffer full) counts too. The first drop logs a warning;
-the next success after drops logs how many were lost. Nothing here raises into a run.
+Events are queued for the connection's flusher without awaiting anything, and without asking
+for JetStream's ack: a run never waits on the socket or the store.
+
+What was lost is found by sampling: the last event of a run asks for an ack (answered on one
+shared inbox) at most every ACK_EVERY seconds, and at every run's end while events are being
+lost. A failed ack (no stream, a stream refusing messages, no leader) counts every event
+queued since the previous ack request as dropped: such failures hit every message alike,
+not one here and there. A publish that fails at once (connection down, buffer full) counts
+too. The first drop logs a warning; the next success after drops logs how many were lost.
+Nothing here raises into a run.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections import OrderedDict
 from typing import Any
 
@@ -19,12 +25,13 @@ from nats.aio.msg import Msg
 from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
 
 from runtime.nats.cluster import create_replicated, replica_choices
-from runtime.nats.headerblock import publish_plain
+from runtime.nats.headerblock import queue_plain
 from runtime.runs.events import STREAM, SUBJECTS, subject
 
 log = logging.getLogger("mesh-runtime.runs")
 
-MAX_UNACKED = 10_000  # runs whose last event's ack has not come yet; older ones are forgotten
+MAX_UNACKED = 10_000  # ack requests not answered yet; older ones are forgotten
+ACK_EVERY = 0.5  # seconds between two ack requests while events are stored
 
 
 class Journal:
@@ -37,8 +44,10 @@ class Journal:
         self._failing = False  # a drop was logged; the next success says so
         self._lost_since = 0
         self._inbox = nc.new_inbox()
-        self._unacked: OrderedDict[str, int] = OrderedDict()  # ack token -> events of its run
+        self._unacked: OrderedDict[str, int] = OrderedDict()  # ack token -> events it stands for
         self._token = 0
+        self._since = 0  # events queued since the last ack request
+        self._asked_at = 0.0
         self._subscribed = False
 
     @classmethod
@@ -65,22 +74,34 @@ class Journal:
             log.warning("run events: cannot watch JetStream's acks (%s): drops go uncounted",
                         _short(exc))
 
-    async def publish(self, run_id: str, event: str, data: bytes, events: int = 0) -> None:
-        """Publish one event; `events` > 0 (the run's last event) asks for an ack that
-        confirms or counts the run's `events` events."""
-        reply = ""
-        if events and self._subscribed:
-            self._token += 1
-            token = str(self._token)
-            reply = f"{self._inbox}.{token}"
-            self._unacked[token] = events
-            if len(self._unacked) > MAX_UNACKED:
-                self._unacked.popitem(last=False)
+    def publish(self, run_id: str, event: str, data: bytes, last: bool = False) -> None:
+        """Queue one event for the connection's flusher, without waiting for anything. `last`
+        (a run's last event) may ask for an ack (see the module's text). Not connected, or
+        the socket not keeping up: dropped."""
+        reply = token = ""
+        self._since += 1
+        if last and self._subscribed:
+            now = time.monotonic()
+            if self._failing or now - self._asked_at >= ACK_EVERY:
+                self._asked_at = now
+                self._token += 1
+                token = str(self._token)
+                reply = f"{self._inbox}.{token}"
+                self._unacked[token], self._since = self._since, 0
+                if len(self._unacked) > MAX_UNACKED:
+                    self._unacked.popitem(last=False)
+        why: object = "not connected to NATS, or its connection is not keeping up"
         try:
-            await publish_plain(self.nc, subject(run_id, event), data, reply)
+            queued = queue_plain(self.nc, subject(run_id, event), data, reply)
+        except Exception as exc:  # nats-py internals changed under us: drop, never raise
+            queued, why = False, exc
+        if queued:
             self.published += 1
-        except Exception as exc:
-            self.drop(1, exc)
+            return
+        if token:  # not sent: the events it stood for are still unconfirmed
+            self._since += self._unacked.pop(token, 0)
+        self._since -= 1
+        self.drop(1, why)
 
     def drop(self, count: int, why: object) -> None:
         """Count `count` events as lost; the first of a series logs a warning."""

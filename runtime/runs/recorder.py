@@ -7,6 +7,7 @@ import logging
 import time
 from typing import Any
 
+from runtime.core.idempotency import IDEMPOTENCY_KEY, idempotency_key
 from runtime.core.protocol import MeshError
 from runtime.runs import events as ev
 from runtime.runs.journal import Journal
@@ -19,7 +20,7 @@ class RunRecorder:
     """A RunObserver (runtime.pipeline.observer) for one run. `journal` None: not recorded,
     but still measured. Never raises into the run."""
 
-    __slots__ = ("_debug", "_head", "_started", "count", "info", "journal", "pipeline",
+    __slots__ = ("_debug", "_head", "_started", "info", "journal", "pipeline",
                  "run_id", "stats", "status")
 
     def __init__(self, journal: Journal | None, stats: StepStats, run_id: str, pipeline: str,
@@ -29,14 +30,13 @@ class RunRecorder:
         self.run_id = run_id
         self.pipeline = pipeline
         self.info = info  # what run_started says besides the input: definition, instance
-        self._head = ev.run_head(run_id, pipeline, trace_id)
+        self._head = ev.run_fields(run_id, pipeline, trace_id)
         self._started: dict[tuple[str, int], float] = {}  # (step, attempt) -> perf_counter
         self._debug = log.isEnabledFor(logging.DEBUG)
-        self.count = 0  # events published
         self.status = "running"
 
-    async def _emit(self, event: str, step: str | None = None, attempt: int | None = None,
-                    values: dict[str, Any] | None = None, last: bool = False) -> None:
+    def _emit(self, event: str, step: str | None = None, attempt: int | None = None,
+              values: dict[str, Any] | None = None, last: bool = False) -> None:
         journal = self.journal
         if journal is None:
             return
@@ -45,50 +45,51 @@ class RunRecorder:
         except Exception as exc:  # a value nothing can encode: the run goes on
             journal.drop(1, exc)
             return
-        self.count += 1
-        await journal.publish(self.run_id, event, data, self.count if last else 0)
+        journal.publish(self.run_id, event, data, last)
 
     async def run_started(self, payload: Any) -> None:
-        await self._emit(ev.RUN_STARTED, values={"input": payload, **self.info})
+        self._emit(ev.RUN_STARTED, values={"input": payload, **self.info})
 
     async def step_started(self, path: str, attempt: int) -> None:
+        # The step's calls carry X-Mesh-Idempotency-Key (the step's own task: not its siblings)
+        IDEMPOTENCY_KEY.set(idempotency_key(self.run_id, path))
         self._started[path, attempt] = time.perf_counter()
-        await self._emit(ev.STEP_STARTED, path, attempt)
+        self._emit(ev.STEP_STARTED, path, attempt)
 
     async def step_finished(self, path: str, attempt: int, output: Any) -> None:
         self._measure(path, attempt, "ok")
-        await self._emit(ev.STEP_FINISHED, path, attempt, {"output": output})
+        self._emit(ev.STEP_FINISHED, path, attempt, {"output": output})
 
     async def step_failed(self, path: str, attempt: int, error: MeshError) -> None:
         self._measure(path, attempt, error.code)
-        await self._emit(ev.STEP_FAILED, path, attempt,
+        self._emit(ev.STEP_FAILED, path, attempt,
                          {"error": ev.error_value(error.code, error.message)})
 
     async def step_skipped(self, path: str) -> None:
         if self._debug:
             log.debug("run %s %s: step %s skipped (when is false)", self.run_id, self.pipeline,
                       path)
-        await self._emit(ev.STEP_SKIPPED, path)
+        self._emit(ev.STEP_SKIPPED, path)
 
     async def step_progress(self, path: str | None, fraction: float | None,
                             message: str) -> None:
         """A handler's `ctx.progress(fraction, message)` during the step at `path`."""
-        await self._emit(ev.STEP_PROGRESS, path, None,
+        self._emit(ev.STEP_PROGRESS, path, None,
                          {"progress": fraction, "message": message[:ev.MAX_MESSAGE]})
 
     async def run_finished(self, output: Any) -> None:
         self.status = "ok"
-        await self._emit(ev.RUN_FINISHED, values={"output": output}, last=True)
+        self._emit(ev.RUN_FINISHED, values={"output": output}, last=True)
 
     async def run_failed(self, error: MeshError) -> None:
         self.status = "failed"
-        await self._emit(ev.RUN_FAILED, values={"error": ev.error_value(error.code,
+        self._emit(ev.RUN_FAILED, values={"error": ev.error_value(error.code,
                                                                         error.message)},
                          last=True)
 
     async def run_cancelled(self) -> None:
         self.status = "cancelled"
-        await self._emit(ev.RUN_CANCELLED, last=True)
+        self._emit(ev.RUN_CANCELLED, last=True)
 
     def _measure(self, path: str, attempt: int, code: str) -> None:
         started = self._started.pop((path, attempt), None)

@@ -120,7 +120,7 @@ async def _serve_on(nc: Client, mesh: Mesh, reload: bool, cache: LoadCache, lost
     discovery = await Discovery.open(nc)
     settings = mesh.spec.runs
     journal = None
-    if discovery is not None and settings.record:  # without JetStream: warned just above
+    if settings.record:
         quiet = link is not None and not link.start.announce  # one worker of several says it
         journal = await Journal.open(nc, settings.keep, settings.max_bytes, quiet)
     server = MeshServer(nc, discovery, journal)
