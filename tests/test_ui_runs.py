@@ -61,6 +61,19 @@ MESH = """
             call: uir.slow
             timeout: 120s
             with: {seconds: "${{ input.seconds }}"}
+      uir.approve:
+        description: Waits for a person to approve, then goes on.
+        durable: true
+        steps:
+          - {id: first, call: uir.echo, with: {n: 1}}
+          - {id: approval, wait: {signal: approve, timeout: 10m}}
+          - {id: after, call: uir.echo, with: {by: "${{ steps.approval.by }}"}}
+      uir.durable_broken:
+        description: A durable pipeline whose second step fails.
+        durable: true
+        steps:
+          - {id: fine, call: uir.echo}
+          - {id: bad, call: uir.boom}
 """
 
 
@@ -159,22 +172,56 @@ def test_a_run_that_ends_while_watched_turns_ok_without_a_reload(
     assert page.get_attribute('#timeline tr[data-step="nap"]', "data-status") == "ok"
 
 
-def test_signal_and_resume_buttons_say_what_happened(ui: UiProcess, page: Any) -> None:
-    page.goto(ui.base + "/#/runs?pipeline=uir.broken")
-    page.click("#runs-table tr[data-run] a")
-    page.wait_for_selector("#timeline")
+def test_the_signal_button_approves_a_waiting_run_live(ui: UiProcess, page: Any) -> None:
+    page.goto(ui.base + "/#/agent/uir.approve")
+    page.wait_for_selector("#call-form")
+    page.check("#async")
+    page.click("#call")
+    page.wait_for_selector('#timeline tr[data-step="approval"][data-status="waiting"]')
+    assert page.inner_text("#run-status") == "waiting"
+    assert "waits for the signal approve" in page.inner_text('#timeline tr[data-step="approval"]')
+    shot(page, "run-waiting")
     page.fill("#signal-name", "approve")
     page.fill("#signal-data", "{not json")
     page.click("#signal")
     page.wait_for_selector("#run-notice .problem")
     assert "invalid_json" in page.inner_text("#run-notice")
-    page.fill("#signal-data", '{"ok": true}')
+    page.fill("#signal-name", "go")
+    page.fill("#signal-data", '{"by": "ann"}')
     page.click("#signal")
-    page.wait_for_function(
-        "() => document.querySelector('#run-notice').textContent.includes('sent signal approve')")
+    page.wait_for_function("() => document.querySelector('#run-notice').textContent"
+                           ".includes(\"waits for no signal 'go'\")")
+    page.fill("#signal-name", "approve")
+    page.click("#signal")
+    page.wait_for_function("() => document.querySelector('#run-status').textContent === 'ok'")
+    assert "signal 'approve' sent to run" in page.inner_text("#run-notice")
+    assert json.loads(page.text_content('#timeline tr[data-step="approval"] pre') or "") == {"by": "ann"}
+
+
+def test_the_resume_button_runs_a_failed_durable_run_again(
+        ui: UiProcess, server: NatsServer, page: Any) -> None:
+    _call(server, "uir.broken", {})
+    page.goto(ui.base + "/#/runs?pipeline=uir.broken")
+    page.click("#runs-table tr[data-run] a")
+    page.wait_for_selector("#timeline")
     page.click("#resume")
-    page.wait_for_selector("#run-notice .problem")  # no durable run here: nobody resumes it
-    assert "not_resumed" in page.inner_text("#run-notice")
+    page.wait_for_selector("#run-notice .problem")  # not durable: nothing can resume it
+    assert "not a durable run" in page.inner_text("#run-notice")
+
+    page.goto(ui.base + "/#/agent/uir.durable_broken")
+    page.wait_for_selector("#call-form")
+    page.click("#call")
+    page.wait_for_selector(".answer-head.bad")
+    page.click("text=this run's timeline")
+    page.wait_for_function("() => document.querySelector('#run-status')?.textContent === 'failed'")
+    assert page.get_attribute('#timeline tr[data-step="fine"]', "data-status") == "ok"
+    page.click("#resume")
+    page.wait_for_function("() => document.querySelector('#run-notice').textContent"
+                           ".includes('resumed run')")
+    # it ran again from its first unfinished step, and failed there again
+    page.wait_for_function("() => document.querySelector('#run-status').textContent === 'failed'"
+                           " && document.querySelector('#live').textContent === ''")
+    assert page.get_attribute('#timeline tr[data-step="bad"]', "data-status") == "failed"
 
 
 def test_an_unknown_or_malformed_run_id_gets_a_clear_error(ui: UiProcess, page: Any) -> None:

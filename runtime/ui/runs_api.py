@@ -13,8 +13,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from runtime.core import protocol as p
-from runtime.core.names import check_name
 from runtime.runs.control import cancel_run
+from runtime.runs.durable.control import ControlError, request_resume, send_signal
 from runtime.runs.reader import JournalUnavailable, check_run_id, follow_run, read_run, recent_records
 from runtime.runs.summary import describe, list_runs
 from runtime.ui.api import problem
@@ -24,7 +24,6 @@ from runtime.ui.state import UiState, until_shutdown
 LIMIT = 500  # rows a listing may ask for
 EVENTS_LIMIT = 2000  # events of one run sent to the page
 SIGNAL_LIMIT = 64 * 1024  # bytes of a signal's JSON
-RESUME_PREFIX = "mesh.runs.resume."  # + run id, as cancel's mesh.runs.cancel.<id>
 
 
 def routes() -> list[BaseRoute]:
@@ -111,47 +110,50 @@ async def cancel(request: Request) -> Response:
 
 
 async def resume(request: Request) -> Response:
-    """Ask the mesh to resume a failed or cancelled durable run (`mesh.runs.resume.<id>`,
-    answered by the process that takes it)."""
+    """What `mesh-runtime runs resume` does: checks the run, then asks the `up` processes."""
     state = UiState.of(request)
     run_id = request.path_params["run"]
     try:
-        check_run_id(run_id)
-        reply = await state.nc.request(RESUME_PREFIX + run_id, b"", timeout=3)
+        answer = await request_resume(state.nc, run_id)
+    except ControlError as exc:
+        return problem(409, "not_resumed", str(exc))
     except ValueError as exc:
         return problem(400, "invalid_run", str(exc))
-    except Exception:  # nobody answers: no process can resume it
-        return problem(409, "not_resumed", f"no process resumed run {run_id}: only a failed "
-                       "or cancelled durable run can be resumed, by an `up` serving its pipeline")
-    return JSONResponse({"ok": True, "message": f"resuming run {run_id}",
-                         "answer": _json(reply.data)})
+    except JournalUnavailable as exc:
+        return problem(503, "no_journal", str(exc))
+    where = answer.get("instance")
+    return JSONResponse({"ok": True, "message": f"resumed run {run_id}"
+                         + (f" on instance {where}" if where else ""), "answer": answer})
 
 
 async def signal(request: Request) -> Response:
-    """Send a signal to a run parked on a `wait` step: its JSON on `mesh.run.<id>.signal.
-    <name>`, stored in the journal, as `mesh-runtime runs signal` sends it."""
+    """What `mesh-runtime runs signal` does: checks that the run waits for it, then stores
+    `{"name", "data"}`'s data (JSON text, default null) on mesh.run.<id>.signal.<name>."""
     state = UiState.of(request)
     run_id = request.path_params["run"]
     body = await request.body()
     if len(body) > SIGNAL_LIMIT:
         return problem(413, "too_large", f"a signal is at most {SIGNAL_LIMIT // 1024} KB")
     try:
-        check_run_id(run_id)
         asked = json.loads(body or b"{}")
-        name = check_name(str(asked.get("name") or "")) if isinstance(asked, dict) else ""
     except ValueError as exc:
-        return problem(400, "invalid_signal", f"{exc}")
-    text = str(asked.get("data") or "").strip()
+        return problem(400, "invalid_json", f"the request is not JSON: {exc}")
+    asked = asked if isinstance(asked, dict) else {}
+    name, text = str(asked.get("name") or ""), str(asked.get("data") or "").strip()
     try:
         data = json.loads(text) if text else None
     except ValueError as exc:
         return problem(400, "invalid_json", f"the signal's data is not JSON: {exc}")
-    subject = f"mesh.run.{run_id}.signal.{name}"
     try:
-        await state.nc.jetstream(timeout=5).publish(subject, json.dumps(data).encode())
-    except Exception as exc:
-        return problem(503, "no_journal", f"the signal could not be stored: {exc}")
-    return JSONResponse({"ok": True, "message": f"sent signal {name} to run {run_id}"})
+        pipeline = await send_signal(state.nc, run_id, name, data)
+    except ControlError as exc:
+        return problem(409, "not_sent", str(exc))
+    except ValueError as exc:
+        return problem(400, "invalid_run", str(exc))
+    except JournalUnavailable as exc:
+        return problem(503, "no_journal", str(exc))
+    return JSONResponse({"ok": True,
+                         "message": f"signal '{name}' sent to run {run_id} ({pipeline})"})
 
 
 async def _not_running(state: UiState, run_id: str, what: str) -> Response:
@@ -161,10 +163,3 @@ async def _not_running(state: UiState, run_id: str, what: str) -> Response:
     status = describe(run_id, records)["status"]
     return problem(409, "not_running", f"cannot {what} run {run_id}: it is not running "
                    f"anywhere (status: {status})")
-
-
-def _json(data: bytes) -> Any:
-    try:
-        return json.loads(data)
-    except ValueError:
-        return None

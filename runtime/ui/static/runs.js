@@ -90,6 +90,7 @@ UI.pages.run = async function (main, runId) {
       { method: "POST", body: JSON.stringify(body || {}), headers: { "Content-Type": "application/json" } });
     notice.replaceChildren(answer.ok ? UI.el("p", { class: "muted" }, answer.body.message || "sent")
       : UI.problem(answer.body.error));
+    if (answer.ok && what === "resume") follow();  // it runs again: follow it live
   }
   const signalName = UI.el("input", { type: "text", id: "signal-name", placeholder: "signal name", class: "filter" });
   const signalData = UI.el("input", { type: "text", id: "signal-data", placeholder: "JSON (optional)", class: "filter" });
@@ -123,13 +124,19 @@ UI.pages.run = async function (main, runId) {
       draw();
     }
   });
-  if (run.status === "running" || run.status === "waiting") {
-    const source = UI.stream("/api/runs/" + encodeURIComponent(runId) + "/events", {
+  let source = null;
+  function follow() {
+    if (source) return;
+    source = UI.stream("/api/runs/" + encodeURIComponent(runId) + "/events", {
       journal: (event) => { if (UI.runEvent(run, event)) draw(); },
       problem: (error) => notice.replaceChildren(UI.problem(error)),
-      end: () => { source.close(); const live = document.getElementById("live"); live.textContent = ""; live.className = "live"; },
+      end: () => {
+        source.close(); source = null;
+        const live = document.getElementById("live"); live.textContent = ""; live.className = "live";
+      },
     });
   }
+  if (run.status === "running" || run.status === "waiting") follow();
 };
 
 // A run as the page keeps it: built from the journal's events, one at a time.
@@ -155,6 +162,7 @@ UI.runEvent = function (run, e) {
   else if (kind === "run_finished") { run.status = "ok"; run.output = e.output; run.ended = e.at; }
   else if (kind === "run_failed") { run.status = "failed"; run.error = e.error; run.ended = e.at; }
   else if (kind === "run_cancelled") { run.status = "cancelled"; run.ended = e.at; }
+  else if (kind === "run_resumed") { run.status = "running"; delete run.error; delete run.output; run.ended = null; }
   else if (kind.startsWith("step_") && e.step) {
     const path = String(e.step);
     const step = run.steps.get(path) || { step: path, status: "pending" };
@@ -164,6 +172,10 @@ UI.runEvent = function (run, e) {
     else if (kind === "step_finished") { step.status = "ok"; step.ended = e.at; step.output = e.output; step.error = null; }
     else if (kind === "step_failed") { step.status = "failed"; step.ended = e.at; step.error = e.error; }
     else if (kind === "step_skipped") { step.status = "skipped"; step.at = e.at; }
+    else if (kind === "step_waiting") {
+      step.status = "waiting"; run.status = "waiting";
+      step.progress = e.signal ? "waits for the signal " + e.signal : "sleeps" + (e.until ? " until " + UI.time(e.until) : "");
+    }
     else if (kind === "step_progress") {
       step.progress = [typeof e.progress === "number" ? Math.round(e.progress * 100) + "%" : "", e.message || ""].join(" ").trim();
     }
