@@ -113,7 +113,7 @@ def test_the_mesh_page_lists_every_name_with_its_health_and_follows_processes(
     rows = page.locator("#mesh-rows tr")
     page.wait_for_selector('tr[data-name="ui.flow"]')
     names = rows.evaluate_all("rows => rows.map(r => r.dataset.name)")
-    assert names == ["ui.boom", "ui.echo", "ui.flow", "ui.hostile"]
+    assert [n for n in names if n != "ui.forged"] == ["ui.boom", "ui.echo", "ui.flow", "ui.hostile"]
     flow = page.locator('tr[data-name="ui.flow"] td').all_inner_texts()
     assert flow[1:4] == ["pipeline", "idle", "1"]
     assert page.locator('tr[data-name="ui.echo"] td').all_inner_texts()[1] == "agent"
@@ -128,10 +128,12 @@ def test_the_mesh_page_lists_every_name_with_its_health_and_follows_processes(
     page.wait_for_selector('tr[data-name="ui.latecomer"]', state="detached")
 
     # requests and errors counted as `status` counts them, live
+    before = int(page.locator('tr[data-name="ui.boom"] td').all_inner_texts()[6])
     run_async(_call_a_few(server.url))
     page.wait_for_function(
-        "() => { const c = document.querySelector('tr[data-name=\"ui.boom\"]').children;"
-        " return c[6].textContent === '2' && c[2].textContent === 'error'; }")
+        "n => { const c = document.querySelector('tr[data-name=\"ui.boom\"]').children;"
+        " return c[6].textContent === String(n) && c[2].textContent === 'error'; }",
+        arg=before + 2)
     page.fill("#mesh-filter", "boom")
     assert page.locator("#mesh-rows tr").count() == 1
 
@@ -334,3 +336,45 @@ def test_a_taken_port_or_no_nats_is_one_clear_line(ui: UiProcess) -> None:
     unreachable = cli("ui", "--port", "0", "--nats", "nats://127.0.0.1:1", timeout=30)
     assert unreachable.returncode == 2
     assert "cannot reach NATS at nats://127.0.0.1:1" in unreachable.stderr
+
+
+def test_a_forged_registry_card_is_drawn_within_bounds_and_as_text(
+        ui: UiProcess, server: NatsServer, page: Any, request: pytest.FixtureRequest) -> None:
+    step: Any = {"id": "deep", "call": "x"}
+    for level in range(60):  # parallel inside parallel, 60 deep
+        step = {"id": f"p{level}", "parallel": {"a": step, "b": [1, "x", None]}}
+    card = {
+        "name": "ui.forged", "description": "<img src=x onerror=\"window.__pwned='card'\">",
+        "skills": "not a list", "capabilities": [1, 2],
+        "x-agentmesh": {
+            "pipeline": {"steps": [step, *({"id": f"s{i}", "call": "y"} for i in range(1000))],
+                         "returns": {"a": "<script>window.__pwned='returns'</script>"}},
+            "triggers": [{"subject": "<b>x</b>"}, "junk", 7],
+        },
+    }
+
+    async def forge() -> None:
+        nc = await nats.connect(server.url)
+        try:
+            kv = await nc.jetstream().key_value("mesh-registry")
+            await kv.put("ui.forged", json.dumps(card).encode())
+        finally:
+            await nc.close()
+
+    async def unforge() -> None:
+        nc = await nats.connect(server.url)
+        try:
+            await (await nc.jetstream().key_value("mesh-registry")).delete("ui.forged")
+        finally:
+            await nc.close()
+
+    run_async(forge())
+    request.addfinalizer(lambda: run_async(unforge()))
+    page.goto(ui.base + "/#/agent/ui.forged")
+    page.wait_for_selector("#graph .graph")
+    assert page.evaluate("() => window.__pwned") is None
+    assert page.inner_text("#description") == card["description"]
+    assert page.locator("#graph .node").count() <= 400 + 30  # steps, branches, pills: bounded
+    assert "(cut: a big pipeline)" in page.inner_text("#graph")
+    assert page.locator("#graph .trigger").all_inner_texts() == ["⚡ subject <b>x</b>"]
+    assert page.locator("main img, main script, main b").count() == 0

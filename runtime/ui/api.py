@@ -55,7 +55,7 @@ async def agent(request: Request) -> Response:
     triggers = extension.get("triggers")
     info["triggers"] = [json.dumps(t, default=str)[:500] for t in triggers[:50]] if isinstance(
         triggers, list) else []
-    info["graph"] = outline(extension.get("pipeline"))
+    info["graph"] = outline(extension.get("pipeline"), triggers)
     return JSONResponse(info)
 
 

@@ -24,7 +24,7 @@ class _Budget:
         self.nodes = 0
 
 
-def outline(definition: Any) -> dict[str, Any] | None:
+def outline(definition: Any, triggers: Any = None) -> dict[str, Any] | None:
     """`{"steps": [node...], "returns": text}`, or None when there is nothing to draw.
 
     A node: `{"id", "action", "when", "for_each", "notes", "branches": [{"name",
@@ -35,7 +35,18 @@ def outline(definition: Any) -> dict[str, Any] | None:
     returns = definition.get("returns")
     return {"steps": _sequence(definition["steps"], 0, budget),
             "returns": "" if returns is None else _short(returns),
+            "triggers": trigger_lines(triggers),
             "cut": budget.nodes >= MAX_NODES}
+
+
+def trigger_lines(triggers: Any) -> list[str]:
+    """Each trigger in a few words: `subject orders.created`, `schedule {"every":"30s"}`."""
+    lines = []
+    for trigger in triggers[:20] if isinstance(triggers, list) else ():
+        if isinstance(trigger, dict) and trigger:
+            kind, value = next(iter(trigger.items()))
+            lines.append(f"{_short(kind, quote=False)} {_short(value, quote=False)}")
+    return lines
 
 
 def _sequence(steps: list[Any], depth: int, budget: _Budget) -> list[dict[str, Any]]:

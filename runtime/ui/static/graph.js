@@ -2,6 +2,11 @@
 "use strict";
 UI.graph = function (outline, stepPrefix) {
   const root = UI.el("div", { class: "graph" });
+  const triggers = Array.isArray(outline.triggers) ? outline.triggers : [];
+  if (triggers.length) {
+    UI.append(root, [UI.el("div", { class: "triggers" },
+      triggers.map((t) => UI.el("div", { class: "node pill trigger" }, "⚡ " + t))), UI.el("div", { class: "arrow" })]);
+  }
   UI.append(root, [UI.el("div", { class: "node pill" }, "input"), UI.el("div", { class: "arrow" })]);
   UI.append(root, UI.graphSequence(outline.steps || [], ""));
   const end = outline.returns ? "returns: " + outline.returns : "output";

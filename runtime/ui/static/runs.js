@@ -108,6 +108,8 @@ UI.pages.run = async function (main, runId) {
     document.getElementById("cancel").disabled = !(run.status === "running" || run.status === "waiting");
     document.getElementById("resume").disabled = !(run.status === "failed" || run.status === "cancelled");
     timeline.replaceChildren(UI.timelineTable(run));
+    const waiting = [...run.steps.values()].find((st) => st.status === "waiting" && st.signal);
+    if (waiting && !signalName.value) signalName.value = waiting.signal;  // what it waits for
     result.replaceChildren();
     if (run.output !== undefined) UI.append(result, [UI.el("h2", {}, "Output"), UI.el("pre", { class: "json", id: "run-output" }, UI.json(run.output))]);
     if (run.error) UI.append(result, [UI.el("h2", {}, "Error"), UI.problem(run.error)]);
@@ -173,7 +175,7 @@ UI.runEvent = function (run, e) {
     else if (kind === "step_failed") { step.status = "failed"; step.ended = e.at; step.error = e.error; }
     else if (kind === "step_skipped") { step.status = "skipped"; step.at = e.at; }
     else if (kind === "step_waiting") {
-      step.status = "waiting"; run.status = "waiting";
+      step.status = "waiting"; run.status = "waiting"; step.signal = e.signal || null;
       step.progress = e.signal ? "waits for the signal " + e.signal : "sleeps" + (e.until ? " until " + UI.time(e.until) : "");
     }
     else if (kind === "step_progress") {
