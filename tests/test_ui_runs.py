@@ -121,7 +121,7 @@ def test_the_runs_list_filters_by_pipeline_and_status(
     page.goto(ui.base + "/#/agent/uir.quick")
     page.wait_for_selector("#recent-runs tr[data-run]")
     assert page.locator("#recent-runs tr[data-run]").count() >= 2
-    assert page.locator("#recent-runs th").all_inner_texts()[1] == "Status"  # no pipeline column
+    assert page.locator("#recent-runs th").all_text_contents()[1] == "Status"  # no pipeline column
 
 
 def test_a_finished_run_shows_each_step_with_its_output_or_error(
