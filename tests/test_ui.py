@@ -307,7 +307,8 @@ def test_assets_ship_in_the_package_with_hashed_urls_and_no_other_origin(ui: UiP
         assert not re.search(rb"https?://", content), url  # no CDN, nothing fetched elsewhere
     static = Path(__file__).resolve().parent.parent / "runtime" / "ui" / "static"
     pyproject = (static.parents[2] / "pyproject.toml").read_text()
-    assert '"runtime.ui" = ["static/*"]' in pyproject
+    assert '"runtime.ui" = ["static/*"]' in pyproject  # the wheel ships every asset:
+    assert all(p.parent == static for p in static.rglob("*"))  # none in a subfolder
 
 
 def test_ui_without_its_extra_says_how_to_install_it(tmp_path: Path) -> None:
