@@ -32,7 +32,12 @@ UI.fetchRuns = async function (pipeline, status, limit) {
 
 UI.pages.runs = function (main, params) {
   const pipeline = UI.el("input", { type: "text", id: "runs-pipeline", placeholder: "any pipeline",
-    value: params.get("pipeline") || "" });
+    value: params.get("pipeline") || "", list: "pipelines" });
+  const known = UI.el("datalist", { id: "pipelines" });
+  UI.api("/api/mesh").then((reply) => {  // the pipelines the mesh serves, to pick from
+    const rows = reply.ok && Array.isArray(reply.body.rows) ? reply.body.rows : [];
+    UI.append(known, rows.filter((r) => r.kind === "pipeline").map((r) => UI.el("option", { value: r.name })));
+  });
   const status = UI.el("select", { id: "runs-status" },
     UI.RUN_STATUSES.map((s) => UI.el("option", { value: s }, s || "any status")));
   status.value = params.get("status") || "";
@@ -46,7 +51,7 @@ UI.pages.runs = function (main, params) {
   pipeline.addEventListener("change", apply);
   status.addEventListener("change", apply);
   UI.append(main, [UI.el("h1", {}, "Runs"),
-    UI.el("div", { class: "filters" }, UI.el("label", {}, "Pipeline ", pipeline), UI.el("label", {}, "Status ", status)),
+    UI.el("div", { class: "filters" }, UI.el("label", {}, "Pipeline ", pipeline), known, UI.el("label", {}, "Status ", status)),
     holder]);
   async function load() {
     const reply = await UI.fetchRuns(params.get("pipeline"), params.get("status"), 100);
