@@ -54,12 +54,12 @@ UI.pages.runs = function (main, params) {
     UI.el("div", { class: "filters" }, UI.el("label", {}, "Pipeline ", pipeline), known, UI.el("label", {}, "Status ", status)),
     holder]);
   async function load() {
-    const reply = await UI.fetchRuns(params.get("pipeline"), params.get("status"), 100);
+    const reply = await UI.fetchRuns(params.get("pipeline"), params.get("status"), 50);
     if (!holder.isConnected) return;
     holder.replaceChildren(reply.ok ? UI.runsTable(reply.body.runs || [], true) : UI.problem(reply.body.error));
   }
   load();
-  UI.poll(load, 3000);
+  UI.poll(load, 5000);
 };
 
 // Polling that stops when the page changes (the router closes streams and timers).
