@@ -55,8 +55,10 @@ class _Server(uvicorn.Server):
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         self.ui_state.end_streams()
         super().handle_exit(sig, frame)
-        # uvicorn raises the signal again once stopped; a clean stop here is exit code 0
-        self._captured_signals.clear()
+        # uvicorn (0.29+) raises the signal again once stopped; a clean stop is exit code 0
+        captured = getattr(self, "_captured_signals", None)
+        if isinstance(captured, list):
+            captured.clear()
 
     def _log_started_message(self, listeners: Any) -> None:
         pass  # `serve` prints the URL itself, with its token
