@@ -379,3 +379,15 @@ def test_a_forged_registry_card_is_drawn_within_bounds_and_as_text(
     assert "(cut: a big pipeline)" in page.inner_text("#graph")
     assert page.locator("#graph .trigger").all_inner_texts() == ["⚡ subject <b>x</b>"]
     assert page.locator("main img, main script, main b").count() == 0
+
+
+def test_a_given_token_is_asked_on_127_0_0_1_too(server: NatsServer, up: UpProcess) -> None:
+    with UiProcess(server.url, "--token", "s3cret-token") as ui:
+        assert ui.printed_url == f"{ui.base}/?token=s3cret-token"
+        assert get(ui.base + "/api/mesh")[0] == 401
+        assert get(ui.base + "/api/mesh", {"Cookie": "mesh-ui-token=wrong"})[0] == 401
+        assert get(ui.base + "/api/mesh", {"Cookie": "mesh-ui-token=s3cret-token"})[0] == 200
+        status, _, headers = get(ui.base + "/?token=s3cret-token")
+        assert status == 200
+        assert "mesh-ui-token=s3cret-token" in headers["set-cookie"]
+        assert "HttpOnly" in headers["set-cookie"] and "SameSite=Strict" in headers["set-cookie"]
