@@ -37,8 +37,12 @@ async def test_a_forged_lease_never_makes_a_run_run_twice_at_once(
         reply = await caller
         assert json.loads(reply.data) == {"path": ["a", "b", "c"]}
         events = [r.event for r in await read_run(nc, run) if r.event]
-        finished = [e["step"] for e in events if e["event"] == "step_finished"]
-        assert sorted(finished) == ["a", "b", "c"]  # each recorded once
+        finished = [e for e in events if e["event"] == "step_finished"]
+        assert [e["step"] for e in finished if e["step"] != "b"] == ["a", "c"]
+        # b: the new owner's record; the first owner, finishing b as it lost the lease, may
+        # have stored its own (superseded: an older lease) but went no further.
+        b = [e for e in finished if e["step"] == "b"]
+        assert 1 <= len(b) <= 2 and len({e["lease"] for e in b}) == len(b)
         assert [e["event"] for e in events].count("run_finished") == 1
     finally:
         await nc.close()

@@ -46,9 +46,11 @@ class Recorded:
 
 
 def read_record(events: list[dict[str, Any]]) -> Recorded:
-    """The run's start, finished steps (the first record of each wins), waits and end."""
+    """The run's start, finished steps (each step's record written under the newest lease),
+    waits and end."""
     found = Recorded(outputs={}, waits={})
     assert found.outputs is not None and found.waits is not None
+    leases: dict[str, int] = {}  # step -> the lease revision of the record taken
     for event in events:
         kind, step = event.get("event"), event.get("step")
         if found.pipeline and event.get("pipeline") != found.pipeline:
@@ -62,7 +64,11 @@ def read_record(events: list[dict[str, Any]]) -> Recorded:
             until = event.get("reply_until")
             found.reply_until = float(until) if isinstance(until, int | float) else 0.0
         elif kind == "step_finished" and isinstance(step, str):
-            found.outputs.setdefault(step, event.get("output"))
+            lease = event.get("lease")
+            lease = lease if isinstance(lease, int) and not isinstance(lease, bool) else 0
+            if lease >= leases.get(step, -1):  # the newest owner's record (a superseded
+                leases[step] = lease           # owner's last one may follow it)
+                found.outputs[step] = event.get("output")
         elif kind == "step_waiting" and isinstance(step, str):
             until = event.get("until")
             found.waits.setdefault(step, float(until) if isinstance(until, int | float)

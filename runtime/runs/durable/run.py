@@ -28,6 +28,7 @@ from runtime.runs.recorder import RunRecorder
 from runtime.runs.stepstats import StepStats
 
 PARK_AFTER = 2.0  # a sleep with less than this left waits in memory; longer ones park
+_RELEASING: set[asyncio.Task[None]] = set()  # lease removals under way (kept from the GC)
 
 
 class Parked(BaseException):
@@ -92,8 +93,13 @@ class DurableRun(RunRecorder):
 
     async def step_finished(self, path: str, attempt: int, output: Any) -> None:
         self._measure(path, attempt, "ok")
-        await self.hold()
-        await self.store(ev.STEP_FINISHED, path, attempt, {"output": output})
+        # Both at once (one round trip, not two): the engine goes on only when the event is
+        # stored and the lease still ours. If another instance took the run meanwhile, this
+        # last record may land too: that step's output from a real call with the same
+        # idempotency key, never used; a resume takes the record of the newest lease.
+        lease = self.lease.revision  # which owner wrote it: a resume takes the newest owner's
+        await asyncio.gather(self.hold(), self.store(ev.STEP_FINISHED, path, attempt,
+                                                     {"output": output, "lease": lease}))
         self.recorded[path] = output
 
     async def run_finished(self, output: Any) -> None:
@@ -114,9 +120,12 @@ class DurableRun(RunRecorder):
         await self._end(ev.RUN_CANCELLED, None)
 
     async def _end(self, event: str, values: dict[str, Any] | None) -> None:
-        await self.hold()  # only the owner ends a run
-        await self.store(event, values=values)
-        await self.leases.release(self.lease)
+        await asyncio.gather(self.hold(), self.store(event, values=values))  # only the owner
+        # The lease goes after the caller has its answer: a run whose end is stored is never
+        # resumed, whoever finds its lease.
+        task = asyncio.get_running_loop().create_task(self.leases.release(self.lease))
+        _RELEASING.add(task)
+        task.add_done_callback(_RELEASING.discard)
 
     # -- wait and sleep steps (runtime.pipeline.wait_steps.Waits) ----------------------------
 
