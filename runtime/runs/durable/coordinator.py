@@ -115,7 +115,7 @@ class DurableRuns:
         info = {"definition": record.definition, "instance": self.instance}
         return DurableRun(self.nc, self.journal, self.stats, lease.run,
                           record.pipeline or lease.pipeline, record.trace_id, info, lease,
-                          self.leases, record.outputs, record.waits, resumed=True)
+                          self.leases, record.outputs, record.waits, started=True)
 
     async def _resume(self, lease: Lease) -> None:
         await self.lifecycle.resume(lease, self.definitions.load, self._make)
@@ -170,15 +170,21 @@ class DurableRuns:
             first = await self.run_keys.claim(definition.name, key, run)
             if first is not None and first != run:
                 return await self._outcome(first, caller_left)
-        lease = await self.leases.create(run, self.instance, definition.name)
-        if lease is None:
-            raise p.MeshError(p.INVALID_INPUT, f"run {run} exists already: a request id names "
-                              "one durable run (send a new id, or X-Mesh-Run-Key)")
         digest = await self.definitions.keep(definition)
         info = {"definition": digest, "instance": self.instance, "reply": reply,
                 "reply_until": round(time.time() + caller_left, 3), "run_key": key}
         drun = DurableRun(self.nc, self.journal, self.stats, run, definition.name, trace_id,
-                          info, lease, self.leases)
+                          info, Lease(run, self.instance, definition.name), self.leases)
+        # The lease and run_started at once (one round trip): a run id that exists already
+        # gets a stray run_started after its own, which every reader ignores.
+        lease, _ = await asyncio.gather(self.leases.create(run, self.instance, definition.name),
+                                        drun.store(ev.RUN_STARTED,
+                                                   values={"input": payload, **info}))
+        if lease is None:
+            raise p.MeshError(p.INVALID_INPUT, f"run {run} exists already: a request id names "
+                              "one durable run (send a new id, or X-Mesh-Run-Key)")
+        drun.lease = lease
+        drun.started = True  # the engine's run_started adds nothing more
         task = self.lifecycle.launch(drun, definition, payload)
         task.add_done_callback(_retrieve)
         try:

@@ -45,7 +45,7 @@ class DurableRun(RunRecorder):
         "lease",
         "leases",
         "recorded",
-        "resumed",
+        "started",
         "stopping",
         "waits",
     )
@@ -53,14 +53,14 @@ class DurableRun(RunRecorder):
     def __init__(self, nc: Any, journal: Journal | None, stats: StepStats, run_id: str,
                  pipeline: str, trace_id: str | None, info: dict[str, Any], lease: Lease,
                  leases: Leases, recorded: dict[str, Any] | None = None,
-                 waits: dict[str, float | None] | None = None, resumed: bool = False):
+                 waits: dict[str, float | None] | None = None, started: bool = False):
         super().__init__(journal, stats, run_id, pipeline, trace_id, info)
         self.js = nc.jetstream(timeout=5)
         self.lease = lease
         self.leases = leases
         self.recorded = recorded if recorded is not None else {}  # step path -> output
         self.waits = waits if waits is not None else {}  # step path -> deadline (or None)
-        self.resumed = resumed
+        self.started = started  # run_started is stored already (a resume, or the start)
         self.stopping = False  # the process is shutting down: a cancel is not the run's end
         self._lock = asyncio.Lock()  # one lease change at a time (parallel steps end together)
         self._step: dict[int, str] = {}  # task id -> the step path it runs (waits need it)
@@ -82,7 +82,7 @@ class DurableRun(RunRecorder):
     # -- the observer ------------------------------------------------------------------------
 
     async def run_started(self, payload: Any) -> None:
-        if not self.resumed:
+        if not self.started:
             await self.store(ev.RUN_STARTED, values={"input": payload, **self.info})
 
     async def step_started(self, path: str, attempt: int) -> None:
