@@ -58,7 +58,7 @@ class DurableRuns:
         self.lifecycle = Lifecycle(self.nc, self.bus, self.mesh_name)
         self.recovery = Recovery(self.nc, self.leases, self.instance, self.interval,
                                  self._serves, self._resume,
-                                 lambda run: run in self.lifecycle.running)
+                                 lambda run: run in self.lifecycle.running, self._changed)
         self.signals = Signals(self.nc, self.recovery.wake, self.interval)
         await self.recovery.start()
         await self.signals.start()
@@ -108,6 +108,15 @@ class DurableRuns:
         """The durable pipelines this process serves now (after each apply)."""
         self.pipelines = {n: d for n, d in pipelines.items() if d.durable}
 
+    def _changed(self, lease: Lease | None, run: str) -> None:
+        """A lease changed: a run of ours that another instance now owns stops at its next
+        step (LeaseLost); our own changes name us, and a deleted lease ends nothing."""
+        if lease is None or lease.instance == self.instance:
+            return
+        found = self.lifecycle.running.get(run)
+        if found is not None:
+            found[1].lost = True
+
     def _serves(self, name: str) -> bool:
         return name in self.pipelines
 
@@ -118,6 +127,9 @@ class DurableRuns:
                           self.leases, record.outputs, record.waits, started=True)
 
     async def _resume(self, lease: Lease) -> None:
+        old = self.lifecycle.running.get(lease.run)
+        if old is not None:  # this process ran it too (a forged lease named a dead owner)
+            old[1].lost = True
         await self.lifecycle.resume(lease, self.definitions.load, self._make)
 
     async def _on_resume(self, msg: Any) -> None:

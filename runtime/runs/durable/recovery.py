@@ -65,7 +65,8 @@ class Recovery:
 
     def __init__(self, nc: Any, leases: Leases, instance: str, interval: float,
                  serves: Callable[[str], bool], resume: Resume,
-                 runs_here: Callable[[str], bool] = lambda run: False):
+                 runs_here: Callable[[str], bool] = lambda run: False,
+                 changed: Callable[[Lease | None, str], None] = lambda lease, run: None):
         self.nc = nc
         self.leases = leases
         self.instance = instance
@@ -77,6 +78,7 @@ class Recovery:
         self._kick = asyncio.Event()
         self._resuming: set[asyncio.Task[Any]] = set()
         self.runs_here = runs_here
+        self.changed = changed  # told of every lease change (a run here may have been taken)
         self._suspects: set[str] = set()  # leases naming us that we did not run at the last scan
 
     async def start(self) -> None:
@@ -99,6 +101,7 @@ class Recovery:
                         continue
                     self.book.seen(entry.key, entry.value, entry.revision or 0,
                                    entry.operation in ("DEL", "PURGE"))
+                    self.changed(self.book.leases.get(entry.key), entry.key)
                     if self.book.next_wake() is not None:
                         self._kick.set()
             except asyncio.CancelledError:

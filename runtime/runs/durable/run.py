@@ -44,6 +44,7 @@ class DurableRun(RunRecorder):
         "js",
         "lease",
         "leases",
+        "lost",
         "recorded",
         "started",
         "stopping",
@@ -64,11 +65,17 @@ class DurableRun(RunRecorder):
         self.stopping = False  # the process is shutting down: a cancel is not the run's end
         self._lock = asyncio.Lock()  # one lease change at a time (parallel steps end together)
         self._step: dict[int, str] = {}  # task id -> the step path it runs (waits need it)
+        self.lost = False  # the lease watch saw another instance take the run
 
     async def hold(self) -> None:
         """Renew the lease by compare-and-set; LeaseLost when another instance took the run."""
         async with self._lock:
             self.lease = await self.leases.swap(self.lease, self.lease)
+
+    def check(self) -> None:
+        """LeaseLost once the lease watch has seen another instance take the run."""
+        if self.lost:
+            raise LeaseLost(self.run_id)
 
     async def store(self, event: str, step: str | None = None, attempt: int | None = None,
                     values: dict[str, Any] | None = None) -> None:
@@ -89,17 +96,20 @@ class DurableRun(RunRecorder):
         task = asyncio.current_task()
         if task is not None:
             self._step[id(task)] = path
+        self.check()
         await super().step_started(path, attempt)
 
     async def step_finished(self, path: str, attempt: int, output: Any) -> None:
         self._measure(path, attempt, "ok")
-        # Both at once (one round trip, not two): the engine goes on only when the event is
-        # stored and the lease still ours. If another instance took the run meanwhile, this
-        # last record may land too: that step's output from a real call with the same
-        # idempotency key, never used; a resume takes the record of the newest lease.
-        lease = self.lease.revision  # which owner wrote it: a resume takes the newest owner's
-        await asyncio.gather(self.hold(), self.store(ev.STEP_FINISHED, path, attempt,
-                                                     {"output": output, "lease": lease}))
+        # The engine goes on only once the event is stored, and while the lease is ours: every
+        # `up` watches the leases, so this process learns within a round trip that another
+        # took the run (a claim is a compare-and-set). If that happens during the step, its
+        # record may land too: the step's output from a real call with the same idempotency
+        # key, under an older lease, never used (a resume takes the newest lease's record).
+        self.check()
+        await self.store(ev.STEP_FINISHED, path, attempt,
+                         {"output": output, "lease": self.lease.revision})
+        self.check()
         self.recorded[path] = output
 
     async def run_finished(self, output: Any) -> None:
@@ -120,9 +130,10 @@ class DurableRun(RunRecorder):
         await self._end(ev.RUN_CANCELLED, None)
 
     async def _end(self, event: str, values: dict[str, Any] | None) -> None:
-        await asyncio.gather(self.hold(), self.store(event, values=values))  # only the owner
-        # The lease goes after the caller has its answer: a run whose end is stored is never
-        # resumed, whoever finds its lease.
+        # Only the owner ends a run: a compare-and-set on the lease, with the end's record.
+        await asyncio.gather(self.hold(), self.store(event, values=values))
+        # The lease goes (compare-and-set) after the caller has its answer: a run whose end
+        # is stored is never resumed, whoever finds its lease.
         task = asyncio.get_running_loop().create_task(self.leases.release(self.lease))
         _RELEASING.add(task)
         task.add_done_callback(_RELEASING.discard)
