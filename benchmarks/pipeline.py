@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from typing import Any
 
 import nats
-from _client import System, latency, loop_name, run
+from _client import System, call, is_error, latency, loop_name, percentile, run
 from _harness import (
     BENCH_DIR,
     Children,
@@ -34,12 +35,15 @@ READY_TIMEOUT = 20.0
 TARGET = 3.3  # recorded pipeline p50 at most this many raw calls
 RECORDING_TARGET = 1.10  # recorded pipeline p50 at most this many unrecorded ones
 DURABLE_TARGET = 2.0  # durable pipeline p50 at most this many non-durable (recorded) ones
+PAIRED: list[float] = []  # p50 µs of the recorded and the durable pipeline, taken in turn
 
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (default 3)")
     parser.add_argument("--seconds", type=float, default=2.0, help="window per system per round")
+    parser.add_argument("--pairs", type=int, default=500,
+                        help="durable and not durable calls taken in turn (default 500)")
     return parser.parse_args()
 
 
@@ -79,6 +83,23 @@ async def measure(url: str, systems: list[System], args: argparse.Namespace) -> 
         await nc.close()
 
 
+async def paired(url: str, a: str, b: str, pairs: int) -> tuple[float, float]:
+    """p50 (µs) of `a` and of `b` called in turn, request by request (which goes first
+    alternates), so a machine whose load changes slows both alike."""
+    nc = await nats.connect(url)
+    samples: dict[str, list[int]] = {a: [], b: []}
+    try:
+        for i in range(pairs):
+            for subject in ((a, b) if i % 2 else (b, a)):
+                t0 = time.perf_counter_ns()
+                reply = await call(nc, subject, i)
+                if not is_error(reply):
+                    samples[subject].append(time.perf_counter_ns() - t0)
+    finally:
+        await nc.close()
+    return tuple(percentile(sorted(s), 50) / 1000 for s in (samples[a], samples[b]))  # type: ignore[return-value]
+
+
 def report(systems: list[System], args: argparse.Namespace) -> str:
     header = ["call (concurrency 1)", "p50 (µs)", "p99 (µs)", "errors"]
     rows = [
@@ -97,11 +118,13 @@ def report(systems: list[System], args: argparse.Namespace) -> str:
         )
     else:
         ratios = "ratios: pipeline p50 / raw call p50 n/a"
-    if durable.ok and pipeline.ok:
-        per_step = (durable.p50() - pipeline.p50()) / 3
-        ratios += (f"\ndurable / not durable p50 {durable.p50() / pipeline.p50():.2f} (target ≤ "
-                   f"{DURABLE_TARGET}); durability costs {per_step / 1000:.2f} ms per step "
-                   f"({(durable.p50() - pipeline.p50()) / 1000:.2f} ms per 3-step run)")
+    if durable.ok and pipeline.ok and PAIRED:
+        plain, lasting = PAIRED
+        per_step = (lasting - plain) / 3
+        ratios += (f"\ndurable / not durable p50, {args.pairs} pairs taken in turn: "
+                   f"{lasting / plain:.2f} (target ≤ {DURABLE_TARGET}; {lasting:.0f} / {plain:.0f}"
+                   f" µs); durability costs {per_step / 1000:.2f} ms per step "
+                   f"({(lasting - plain) / 1000:.2f} ms per 3-step run)")
     return "\n".join(
         [
             format_table(header, rows),
@@ -129,6 +152,8 @@ def main() -> int:
         with Children() as children:
             run(start_all(server.url, children, systems))
             run(measure(server.url, systems, args))
+            PAIRED.extend(run(paired(server.url, systems[2].subject, systems[4].subject,
+                                     args.pairs)))
     finally:
         server.stop()
     print(report(systems, args))

@@ -120,7 +120,7 @@ def test_a_wait_survives_every_up_and_finishes_on_its_own_definition(
                                  "--nats", url).stdout)
         assert [r["run"] for r in waiting] == [run]
     finally:
-        assert first.stop() == 0  # every `up` is gone while the run is parked
+        assert first.stop() == 0, first.log  # every `up` is gone while the run is parked
     # The file changes while the run is parked: it finishes on the definition it started on.
     second = start(tmp_path / "second", url, "second", env, "v2")
     try:

@@ -77,6 +77,7 @@ class Recovery:
         self._tasks: list[asyncio.Task[Any]] = []
         self._kick = asyncio.Event()
         self._resuming: set[asyncio.Task[Any]] = set()
+        self._watcher: Any = None
         self.runs_here = runs_here
         self.changed = changed  # told of every lease change (a run here may have been taken)
         self._suspects: set[str] = set()  # leases naming us that we did not run at the last scan
@@ -89,11 +90,13 @@ class Recovery:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await _stop(self._watcher)  # a JetStream subscription left open holds up a drain
 
     async def _watch(self) -> None:
         while True:
             try:
-                watcher = await self.leases.kv.watchall()
+                await _stop(self._watcher)
+                watcher = self._watcher = await self.leases.kv.watchall()
                 while True:
                     entry = await watcher.updates(timeout=3600)
                     if entry is None:  # the initial values are all in: look at them now
@@ -179,3 +182,11 @@ class Recovery:
         self._resuming.add(task)
         task.add_done_callback(self._resuming.discard)
         return True
+
+
+async def _stop(watcher: Any) -> None:
+    if watcher is not None:
+        try:
+            await watcher.stop()
+        except Exception as exc:  # the connection is going anyway
+            log.debug("lease watch not stopped: %s", exc)

@@ -45,6 +45,7 @@ class DurableRun(RunRecorder):
         "lease",
         "leases",
         "lost",
+        "pending",
         "recorded",
         "started",
         "stopping",
@@ -66,6 +67,7 @@ class DurableRun(RunRecorder):
         self._lock = asyncio.Lock()  # one lease change at a time (parallel steps end together)
         self._step: dict[int, str] = {}  # task id -> the step path it runs (waits need it)
         self.lost = False  # the lease watch saw another instance take the run
+        self.pending: list[asyncio.Task[Any]] = []  # step records whose ack is still to come
 
     async def hold(self) -> None:
         """Renew the lease by compare-and-set; LeaseLost when another instance took the run."""
@@ -86,6 +88,22 @@ class DurableRun(RunRecorder):
         except Exception as exc:
             raise JournalGone(self.run_id, str(exc) or type(exc).__name__) from None
 
+    def publish(self, event: str, step: str | None, attempt: int | None,
+                values: dict[str, Any]) -> None:
+        """Publish one event now; its ack is awaited by the next `flush`."""
+        data = ev.encode(self._head, event, time.time(), step, attempt, values)
+        self.pending.append(asyncio.get_running_loop().create_task(
+            self.js.publish(ev.subject(self.run_id, event), data, stream=ev.STREAM)))
+
+    async def flush(self) -> None:
+        """Wait until every record published so far is stored; JournalGone if one is not."""
+        if not self.pending:
+            return
+        pending, self.pending = self.pending, []
+        for outcome in await asyncio.gather(*pending, return_exceptions=True):
+            if isinstance(outcome, BaseException):
+                raise JournalGone(self.run_id, str(outcome) or type(outcome).__name__)
+
     # -- the observer ------------------------------------------------------------------------
 
     async def run_started(self, payload: Any) -> None:
@@ -97,19 +115,21 @@ class DurableRun(RunRecorder):
         if task is not None:
             self._step[id(task)] = path
         self.check()
+        await self.flush()  # no step acts on earlier results before they are stored
         await super().step_started(path, attempt)
 
     async def step_finished(self, path: str, attempt: int, output: Any) -> None:
         self._measure(path, attempt, "ok")
-        # The engine goes on only once the event is stored, and while the lease is ours: every
-        # `up` watches the leases, so this process learns within a round trip that another
-        # took the run (a claim is a compare-and-set). If that happens during the step, its
-        # record may land too: the step's output from a real call with the same idempotency
-        # key, under an older lease, never used (a resume takes the newest lease's record).
+        # Stored before anything acts on it: the next step's start (and the run's end, and a
+        # wait) waits for the ack first; meanwhile the engine only works out what comes next.
+        # Only while the lease is ours: every `up` watches the leases, so this process learns
+        # within a round trip that another took the run (a claim is a compare-and-set). If
+        # that happens during the step, its record may land too: the step's output from a
+        # real call with the same idempotency key, under an older lease, never used (a
+        # resume takes the newest lease's record).
         self.check()
-        await self.store(ev.STEP_FINISHED, path, attempt,
-                         {"output": output, "lease": self.lease.revision})
-        self.check()
+        self.publish(ev.STEP_FINISHED, path, attempt,
+                     {"output": output, "lease": self.lease.revision})
         self.recorded[path] = output
 
     async def run_finished(self, output: Any) -> None:
@@ -130,8 +150,9 @@ class DurableRun(RunRecorder):
         await self._end(ev.RUN_CANCELLED, None)
 
     async def _end(self, event: str, values: dict[str, Any] | None) -> None:
-        # Only the owner ends a run: a compare-and-set on the lease, with the end's record.
-        await asyncio.gather(self.hold(), self.store(event, values=values))
+        # Only the owner ends a run: a compare-and-set on the lease, with the end's record
+        # (published after the steps' records, which JetStream stores in order).
+        await asyncio.gather(self.flush(), self.hold(), self.store(event, values=values))
         # The lease goes (compare-and-set) after the caller has its answer: a run whose end
         # is stored is never resumed, whoever finds its lease.
         task = asyncio.get_running_loop().create_task(self.leases.release(self.lease))
@@ -188,6 +209,7 @@ class DurableRun(RunRecorder):
         if path in self.waits:
             return self.waits[path]
         until = None if seconds is None else round(time.time() + seconds, 3)
+        await self.flush()
         await self.hold()
         await self.store(ev.STEP_WAITING, path, None,
                          {"kind": kind, "signal": signal, "until": until})
