@@ -12,6 +12,8 @@ from nats.aio.client import Client
 from runtime.nats.embedded import NatsServer
 from tests.helpers import UpProcess
 
+pytest_plugins = ["tests.leftovers"]  # the run fails if a process it started outlives it
+
 
 @pytest.fixture(scope="session")
 def nats_server() -> Iterator[NatsServer]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import resource
 import socket
 import subprocess
@@ -64,8 +65,12 @@ def test_alias_bomb_is_an_error_at_the_alias(tmp_path: Path) -> None:
 def test_deep_nesting_is_an_error_not_a_crash(tmp_path: Path) -> None:
     depth = 200_000  # libyaml's composer recursed in C on this and crashed the process
     (tmp_path / "mesh.yaml").write_text("version: 1\nx: " + "[" * depth + "]" * depth + "\n")
-    assert capped_validate(tmp_path) == (1, [
-        "mesh.yaml:2:103: nested more than 100 levels deep"])
+    code, lines = capped_validate(tmp_path)
+    # Who stops it first, and in whose words, is the YAML library's choice (PyYAML 6.0.4's
+    # libyaml says "exceeded maximum nesting depth" at its own limit, before ours): what is
+    # pinned is one error at the line, not a crash. Our own message: the test below.
+    assert code == 1
+    assert len(lines) == 1 and re.match(r"mesh\.yaml:2:\d+: ", lines[0]), lines
 
 
 def test_nesting_past_the_limit(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -95,7 +95,8 @@ async def test_the_grace_period_bounds_a_stop_even_with_a_stuck_thread(
         await nc.close()
     assert code == 0
     assert 1 <= took < 8  # the grace period, not the handler's 60 s timeout
-    assert "stopping: finishing requests in flight (at most 1s)" in up.log
+    assert ("stopping: finishing 1 request in flight (at most 1s; Ctrl-C again to stop at "
+            "once)") in up.log
     assert "warning: grace period (1s) over: 1 request(s) left unanswered" in up.log
     assert up.lines[-1] == "stopped"
 

@@ -18,7 +18,7 @@ from runtime.cli import (
     status_command,
     test_command,
 )
-from runtime.cli.common import global_options, package_version
+from runtime.cli.common import Parser, closed_pipe, global_options, package_version
 from runtime.core.issues import MeshFileError
 from runtime.core.logs import setup_logging
 
@@ -34,7 +34,11 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(args.verbose, getattr(args, "log_level", None),
                   getattr(args, "log_format", "text"))
     try:
-        return int(args.run(args) or 0)
+        code = int(args.run(args) or 0)
+        sys.stdout.flush()  # here, where a closed pipe can still be told apart
+        return code
+    except BrokenPipeError:
+        return closed_pipe()
     except MeshFileError as exc:
         for issue in sorted([*exc.issues, *exc.warnings]):
             print(issue, file=sys.stderr)
@@ -55,11 +59,10 @@ class _Version(argparse.Action):
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="mesh-runtime", description="A declarative agent mesh on NATS.")
+    parser = Parser(prog="mesh-runtime", description="A declarative agent mesh on NATS.")
     parser.add_argument("--version", action=_Version, help="print the version and exit")
     global_options(parser, top=True)
-    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+    commands = parser.add_subparsers(required=True, metavar="COMMAND", parser_class=Parser)
     for module in COMMAND_MODULES:
         module.register(commands)
     return parser

@@ -22,6 +22,33 @@ Run = Callable[[argparse.Namespace], int]
 
 
 LOG_LEVELS = LEVELS
+_INVALID_COMMAND = re.compile(r"argument COMMAND: invalid choice: '([^']*)'")
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, with options anywhere after the command (`call NAME --timeout 2 JSON`)
+    and a did-you-mean for a mistyped command."""
+
+    _intermixing = False
+
+    def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:
+        if self._subparsers is not None or self._intermixing:  # the top parser, or inside
+            return super().parse_known_args(args, namespace)
+        self._intermixing = True
+        try:
+            return self.parse_known_intermixed_args(args, namespace)
+        finally:
+            self._intermixing = False
+
+    def error(self, message: str) -> Any:
+        typed = _INVALID_COMMAND.match(message)
+        if typed and self._subparsers is not None:
+            names = [name for action in self._subparsers._group_actions
+                     for name in getattr(action, "choices", None) or ()]
+            hint = suggest(typed.group(1), names)
+            message = f"unknown command '{typed.group(1)}'{hint or ''}" + (
+                "" if hint else f" (commands: {', '.join(names)})")
+        super().error(message)
 
 
 def global_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
@@ -75,6 +102,15 @@ def package_version() -> str:
 def client_url(args: argparse.Namespace) -> str:
     """--nats beats NATS_URL, which beats the default where `up` puts its embedded server."""
     return str(args.nats or os.environ.get("NATS_URL") or p.DEFAULT_CLIENT_URL)
+
+
+def closed_pipe() -> int:
+    """Standard output's reader went away (`mesh-runtime ls | head -1`): end quietly, as
+    a tool killed by SIGPIPE would (exit 141), with nothing left to flush at exit."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return 128 + 13  # SIGPIPE
 
 
 def run_client(run: Callable[[], Coroutine[Any, Any, int]]) -> int:

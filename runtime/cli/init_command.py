@@ -53,8 +53,8 @@ pipelines:
 """
 
 HANDLERS = '''\
-"""The handlers mesh.yaml names (`handler: handlers:greet`). Editing this file needs a
-restart of `mesh-runtime up`; editing mesh.yaml does not."""
+"""The handlers mesh.yaml names (`handler: handlers:greet`). A running `mesh-runtime up`
+picks up every save of this file (and of mesh.yaml): no restart needed."""
 
 from __future__ import annotations
 
@@ -145,7 +145,9 @@ def _init(args: argparse.Namespace) -> int:
         print(f"error: {folder} is a file, not a folder", file=sys.stderr)
         return 2
     files = files_for(folder)
-    taken = [str(path) for path in files if path.exists()]
+    # A symlink counts as taken even when it points nowhere: writing through it would
+    # create a file wherever it points.
+    taken = [str(path) for path in files if path.exists() or path.is_symlink()]
     if taken:
         print(f"error: {', '.join(taken)} already exist{'s' if len(taken) == 1 else ''}; "
               "init never overwrites a file (name a new folder: mesh-runtime init my-mesh)",
@@ -153,7 +155,8 @@ def _init(args: argparse.Namespace) -> int:
         return 1
     for path, text in files.items():
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
+        with path.open("x", encoding="utf-8") as file:  # never through a link made meanwhile
+            file.write(text)
     print(f"created {folder}/: " + ", ".join(str(p.relative_to(folder)) for p in files))
     go = "" if folder == Path(".") else f"cd {folder} && "
     print(f"next: {go}mesh-runtime test && mesh-runtime up")

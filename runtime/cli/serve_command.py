@@ -68,8 +68,9 @@ def _up(args: argparse.Namespace) -> int:
     metrics = None if args.metrics_port is None else (args.metrics_host, args.metrics_port)
     options = Options(argv=args.argv, file=args.file, nats=args.nats, workers=args.workers,
                       reload=not args.no_reload, grace=args.grace, metrics=metrics)
+    supervisor = Supervisor(options)
     try:
-        asyncio.run(Supervisor(options).run())  # it serves nothing itself: no need of uvloop
+        asyncio.run(supervisor.run())  # it serves nothing itself: no need of uvloop
     except WorkersFailed as exc:
         for line in exc.lines:
             print(line, file=sys.stderr)
@@ -77,5 +78,5 @@ def _up(args: argparse.Namespace) -> int:
     except StartupError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    return 0
+    return supervisor.exit_code
 

@@ -20,6 +20,23 @@ class ModuleNotFound(ImportFromStringError):
         self.module = module
 
 
+class ModuleFailed(ImportFromStringError):
+    """The module was found but raised while importing (a SyntaxError, say): every agent
+    whose handler it holds fails for this one reason."""
+
+    def __init__(self, module: str, message: str):
+        super().__init__(message)
+        self.module = module
+
+
+def also_named_by(message: str, agents: list[str]) -> str:
+    """`message` of a module that failed, saying which agents' handlers it holds."""
+    if len(agents) < 2:
+        return message
+    shown = ", ".join(agents[:10]) + (f" and {len(agents) - 10} more" if len(agents) > 10 else "")
+    return f"{message} (the handler module of {len(agents)} agents: {shown})"
+
+
 def import_from_string(spec: str) -> Any:
     """Import `module:attr` (attr may be dotted); raises ImportFromStringError."""
     module_name, _, attrs = spec.partition(":")
@@ -32,17 +49,17 @@ def import_from_string(spec: str) -> Any:
     except ModuleNotFoundError as exc:
         if exc.name and module_name.startswith(exc.name) and module_name[len(exc.name):][:1] in ("", "."):
             raise ModuleNotFound(module_name) from None
-        raise ImportFromStringError(
-            f"module '{module_name}' failed to import: No module named '{exc.name}'"
+        raise ModuleFailed(
+            module_name, f"module '{module_name}' failed to import: No module named '{exc.name}'"
         ) from None
     except SyntaxError as exc:  # where, in the form editors jump to
-        raise ImportFromStringError(
-            f"module '{module_name}' failed to import: {_position(exc)}: "
+        raise ModuleFailed(
+            module_name, f"module '{module_name}' failed to import: {_position(exc)}: "
             f"{type(exc).__name__}: {exc.msg}"
         ) from None
     except Exception as exc:  # the user's module raised while importing
-        raise ImportFromStringError(
-            f"module '{module_name}' failed to import: {type(exc).__name__}: {exc}"
+        raise ModuleFailed(
+            module_name, f"module '{module_name}' failed to import: {type(exc).__name__}: {exc}"
         ) from None
     target: Any = module
     for attr in attrs.split("."):

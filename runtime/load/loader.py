@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,13 @@ from runtime.load.explain import explain
 from runtime.load.fitcheck import fit_issues
 from runtime.load.handlers import Handler, HandlerShapeError, inspect_handler
 from runtime.load.hints import handler_file_hint, module_hint
-from runtime.load.importer import ImportFromStringError, ModuleNotFound, import_from_string
+from runtime.load.importer import (
+    ImportFromStringError,
+    ModuleFailed,
+    ModuleNotFound,
+    also_named_by,
+    import_from_string,
+)
 from runtime.load.mesh import AgentDef, ExternalDef, Mesh, PipelineDef, fingerprint
 from runtime.load.model import AgentSpec, Defaults, ExternalAgent, MeshSpec
 from runtime.load.schemas import (
@@ -92,6 +98,8 @@ class _Loading:
         self.handler_files: set[Path] = set()
         self.module_files: dict[str, Path | None] = {}
         self.self_contained: set[str] = set()
+        # A module that failed to import: one issue for it (its index) and the agents naming it.
+        self.failed_modules: dict[str, tuple[int, str, list[str]]] = {}
 
     def run(self) -> Mesh:
         data = self.doc.data
@@ -183,12 +191,20 @@ class _Loading:
 
     def _agent(self, defaults: Defaults, name: str, spec: AgentSpec) -> AgentDef | None:
         where = ("agents", name)
+        failed = self.failed_modules.get(spec.handler.partition(":")[0])
+        if failed is not None:  # said once, at the first agent naming it
+            index, message, names = failed
+            names.append(name)
+            self.issues[index] = replace(self.issues[index], message=also_named_by(message, names))
+            return None
         try:
             handler = self._handler(spec.handler)
         except (ImportFromStringError, HandlerShapeError) as exc:
             hint = module_hint(exc.module, self.folder) if isinstance(exc, ModuleNotFound) else ""
             message = handler_file_hint(spec.handler) or f"{exc}{hint}"
             self.issues.append(self.doc.issue((*where, "handler"), message))
+            if isinstance(exc, ModuleFailed):
+                self.failed_modules[exc.module] = (len(self.issues) - 1, message, [name])
             return None
         self._note_handler_file(spec.handler)
         timeout = spec.timeout or defaults.timeout

@@ -34,10 +34,19 @@ class EmbeddedSettings(Strict):
     store_dir: str | None = Field(None, description="JetStream store; default: a temp folder")
 
 
+def _not_blank(value: str | None) -> str | None:
+    # `url: ${MESH_NATS_URL}` with the variable set but empty must not mean "embedded".
+    if value is not None and not value.strip():
+        raise ValueError("is empty (a ${VAR} set to the empty string?); write `embedded` for "
+                         "a server of `up`'s own, or a nats:// URL")
+    return value
+
+
 class NatsSettings(Strict):
     """Where the mesh's NATS is: `embedded` (a server `up` starts) or a URL or cluster."""
 
-    url: str | None = Field(None, description="'embedded' or nats://host:4222")
+    url: Annotated[str | None, AfterValidator(_not_blank)] = Field(
+        None, description="'embedded' or nats://host:4222")
     servers: list[str] | None = None
     token: str | None = None
     user: str | None = None

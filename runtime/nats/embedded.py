@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import sysconfig
@@ -12,6 +13,8 @@ import tempfile
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from runtime.core.lifeline import die_with_parent
 
 _LISTENING = re.compile(r"Listening for client connections on ([0-9.:\[\]a-fA-F]+):(\d+)")
 _READY = "Server is ready"
@@ -61,10 +64,11 @@ class NatsServer:
             args += ["-js", "-sd", self.store_dir]
         args += self.extra_args
         # Its own session: Ctrl-C in a terminal signals the whole foreground process group,
-        # and the server must outlive `up`'s draining (`up` stops it last).
+        # and the server must outlive `up`'s draining (`up` stops it last). But not `up`
+        # itself: when its parent dies (even by `kill -9`), it gets SIGTERM and ends.
         self.process = subprocess.Popen(
             args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-            start_new_session=True)
+            start_new_session=True, preexec_fn=die_with_parent(signal.SIGTERM))
         ready = threading.Event()
         port: list[int] = []
         reader = threading.Thread(target=self._read_log, args=(ready, port), daemon=True)

@@ -21,6 +21,7 @@ from runtime.core import protocol as p
 from runtime.nats import client
 from runtime.nats.connection import connect
 from runtime.nats.tooldefs import Tool, mesh_tools
+from runtime.serve.mcp_stdio import stdio
 
 log = logging.getLogger("mesh-runtime")
 
@@ -82,7 +83,7 @@ async def serve_mcp(url: str, timeout: float, version: str) -> int:
                                  on_list_tools=tools.list_tools, on_call_tool=tools.call_tool)
     print(f"mcp: serving the mesh at {url} on stdio", file=sys.stderr)
     try:
-        async with stdio_server() as (read, write):
+        async with stdio() as (lines, out), stdio_server(lines, out) as (read, write):  # type: ignore[arg-type]
             await server.run(read, write, server.create_initialization_options())
     finally:
         await nc.close()

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
+import os
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Collection
 from pathlib import Path
@@ -98,6 +100,27 @@ class FileWatch:
             except OSError:  # gone (or going: a save by rename)
                 touched.add(path)
         return touched
+
+
+# What a file holds, as far as a reload cares: its content and its times (`touch` reloads).
+Signature = tuple[int, int, bytes] | None  # (mtime_ns, inode, digest); None: missing
+UNSEEN: Signature = (-1, -1, b"")  # a file no generation has read
+
+
+def signature(path: Path) -> Signature:
+    """The file's signature now: one save (in place, emptied then written, or renamed over)
+    changes it once, however many events the editor's way of writing makes."""
+    try:
+        with path.open("rb") as file:
+            status = os.fstat(file.fileno())
+            digest = hashlib.blake2b(file.read(), digest_size=16).digest()
+    except OSError:
+        return None
+    return status.st_mtime_ns, status.st_ino, digest
+
+
+def signatures(paths: Collection[Path]) -> dict[Path, Signature]:
+    return {path: signature(path) for path in paths}
 
 
 def python_files_beside(files: Collection[Path]) -> frozenset[Path]:

@@ -45,8 +45,10 @@ class GenerationFailed:
 class Starter:
     """Spawns and starts workers, keeps one spare, and stops every one it started."""
 
-    def __init__(self, argv: list[str], on_message: OnMessage, spare: bool):
+    def __init__(self, argv: list[str], on_message: OnMessage, spare: bool,
+                 stop_timeout: float = 35.0):
         self.argv = argv
+        self.stop_timeout = stop_timeout  # SIGTERM, then this long, then SIGKILL
         self.on_message = on_message
         self.want_spare = spare
         self.alive: set[WorkerProcess] = set()
@@ -75,15 +77,20 @@ class Starter:
                     return worker
         return await self._spawn()
 
-    async def generation(self, number: int, count: int) -> Generation | GenerationFailed:
+    async def generation(self, number: int, count: int,
+                         before_start: Callable[[], None] | None = None
+                         ) -> Generation | GenerationFailed:
         """`count` workers serving generation `number`, or why they could not: then none
-        of them is left running."""
+        of them is left running (every one has exited). `before_start` is called just
+        before they are told to load the user's code, all at once."""
         workers: list[WorkerProcess] = []
         try:
-            for index in range(count):
-                worker = await self._take()
+            for _ in range(count):
+                workers.append(await self._take())
+            if before_start is not None:
+                before_start()
+            for index, worker in enumerate(workers):
                 worker.start(index, number, announce=index == 0)
-                workers.append(worker)
             started = min(w.started_at for w in workers)
             waits = {asyncio.ensure_future(w.wait_ready()): w for w in workers}
             while waits:
@@ -94,7 +101,9 @@ class Starter:
                         for wait in waits:
                             wait.cancel()
                         _retire(workers)
-                        return await _failure(failed)
+                        failure = await _failure(failed)
+                        await self.reap(workers)
+                        return failure
             return Generation(number, workers, started)
         except BaseException:
             _retire(workers)
@@ -131,6 +140,18 @@ class Starter:
                 log.error("%s", line.removeprefix("error: "))
             quick += 1
         return None
+
+    async def reap(self, workers: list[WorkerProcess]) -> None:
+        """SIGTERM to `workers`, and wait until every one has exited (SIGKILL past the
+        stop timeout): a generation that did not serve is gone before the next starts."""
+        _retire(workers)
+        waits = [w.exited for w in workers if not w.exited.done()]
+        if waits:
+            _, late = await asyncio.wait(waits, timeout=self.stop_timeout)
+            if late:
+                for worker in workers:
+                    worker.kill()
+                await asyncio.wait(late)
 
     async def stop_all(self, timeout: float) -> None:
         """SIGTERM to every worker; after `timeout` seconds, SIGKILL to those left."""

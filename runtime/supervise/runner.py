@@ -165,7 +165,10 @@ async def _serve_on(nc: Client, mesh: Mesh, reload: bool, cache: LoadCache, lost
             with contextlib.suppress(asyncio.CancelledError):
                 await watcher
         await control.stop()
+        reporting = _report_in_flight(server, link) if link else None
         left = await server.shutdown(grace, link.stopped_taking if link else None)
+        if reporting is not None:
+            reporting.cancel()
         if left:
             log.warning("grace period (%gs) over: %d request(s) left unanswered", grace, left)
         await health.close()
@@ -173,6 +176,22 @@ async def _serve_on(nc: Client, mesh: Mesh, reload: bool, cache: LoadCache, lost
             await nc.drain()
         log.log(_level(logging.INFO, link), "stopped")
     return left
+
+
+def _report_in_flight(server: MeshServer, link: WorkerLink) -> asyncio.Task[None]:
+    """Tell the supervisor how many requests are left, now and whenever that changes."""
+    services = list(server.services.values())
+
+    async def report() -> None:
+        last = -1
+        while True:
+            count = sum(s.in_flight + s.admission.waiting for s in services)
+            if count != last:
+                link.in_flight(count)
+                last = count
+            await asyncio.sleep(0.1)
+
+    return asyncio.ensure_future(report())
 
 
 def _level(level: int, link: WorkerLink | None) -> int:

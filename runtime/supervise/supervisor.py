@@ -21,18 +21,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from runtime.supervise.code_reload import CodeReload
 from runtime.supervise.control import EXIT_CONNECTION_LOST
 from runtime.supervise.embedded_ahead import EmbeddedServer
-from runtime.supervise.filewatch import FileWatch, modified_after, python_files_beside, shown
+from runtime.supervise.filewatch import FileWatch, modified_after
 from runtime.supervise.generations import Generation, GenerationFailed, Starter
+from runtime.supervise.pending import PendingEdits
 from runtime.supervise.startup import StartupError
+from runtime.supervise.stopping import EXIT_ABANDONED, Stopping
 from runtime.supervise.workers import WorkerProcess
 
 log = logging.getLogger("mesh-runtime")
 
 STOP_MARGIN = 5.0  # past the grace period, a worker that has not exited is killed
-RETIRE_SECONDS = 5.0  # a reload is logged once old workers take no requests, or after this
-STALE = "code that the mesh file names, changed since the workers started"
 
 
 class WorkersFailed(Exception):
@@ -56,34 +57,40 @@ class Options:
     metrics: tuple[str, int] | None = None  # (host, port) to serve every worker's metrics on
 
 
-class Supervisor:
+class Supervisor(CodeReload):
     """The workers of one `up`, generation after generation, until SIGINT or SIGTERM."""
+
+    options: Options
 
     def __init__(self, options: Options):
         self.options = options
         self.stop = asyncio.Event()
-        self.starter = Starter(options.argv, self._on_message, spare=options.reload)
+        self.starter = Starter(options.argv, self._on_message, spare=options.reload,
+                               stop_timeout=options.grace + STOP_MARGIN)
         self.serving: Generation | None = None
         self.generation = 0  # the latest generation number a serving worker reported
         self.embedded = EmbeddedServer()
         self.watch = FileWatch(self._watched, since=time.time())
         self._files: frozenset[Path] = frozenset()  # the user's code the workers run
         self._broken: frozenset[Path] = frozenset()  # after new code failed: its folders' files
-        self._pending: set[str] = set()  # what changed since the last generation started
+        self._pending = PendingEdits()  # what changed since the last generation started
         self._reloading: asyncio.Task[None] | None = None
         self._replacing: dict[int, asyncio.Task[None]] = {}
         self._tasks: set[asyncio.Future[None]] = set()  # answers to workers, under way
         self._lost = False  # NATS closed a worker's connection for good: `up` exits
+        self.stopping = Stopping()
+        self.exit_code = 0
 
     async def run(self) -> None:
         """Serve until a signal; raises WorkersFailed when the first generation fails."""
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, self.stop.set)
+            loop.add_signal_handler(sig, self._signalled)
         watching: asyncio.Task[None] | None = None
         metrics = self._serve_metrics()  # first: a taken port stops `up` before it serves
         try:
             first = asyncio.ensure_future(self.starter.generation(1, self.options.workers))
+            # (its files are known once it serves: _promote records what it read)
             self.embedded.start_ahead(self.options.file, self.options.nats)  # meanwhile
             await _either(first, self.stop)
             if first.done():
@@ -102,20 +109,34 @@ class Supervisor:
                 await self.stop.wait()
             else:
                 first.cancel()
-            log.info("stopping: finishing requests in flight (at most %gs)", self.options.grace)
-            await self._stop_workers()
+            stopping = asyncio.ensure_future(self._stop_workers())  # SIGTERM: they report
+            await self.stopping.say_what_it_waits_for([w.pid for w in self.starter.alive
+                                                       if self._serves(w)], self.options.grace)
+            await stopping
             log.info("stopped")
+            if self.stopping.abandoned:
+                self.exit_code = EXIT_ABANDONED
             if self._lost:  # the worker said why
                 raise WorkersFailed(GenerationFailed([], EXIT_CONNECTION_LOST))
         finally:
             self.stop.set()
-            for task in (watching, self._reloading, *self._replacing.values()):
+            for task in (watching, self._reloading, *self._replacing.values(), *self._tasks):
                 if task is not None:
                     task.cancel()
             await self._stop_workers()
             if metrics is not None:
                 metrics.shutdown()
             await self.embedded.stop()
+
+    def _signalled(self) -> None:
+        """SIGINT or SIGTERM: stop, finishing requests in flight; a second: stop at once."""
+        if not self.stop.is_set():
+            self.stop.set()
+        elif not self.stopping.abandoned:
+            running = [w for w in self.starter.alive if w.process.returncode is None]
+            self.stopping.abandon([w.pid for w in running])
+            for worker in running:
+                worker.kill()
 
     def _serve_metrics(self) -> Any:
         if self.options.metrics is None:
@@ -138,11 +159,13 @@ class Supervisor:
             task = asyncio.ensure_future(self._give_embedded(worker, message))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
+        elif kind == "in_flight":
+            self.stopping.report(worker.pid, int(message.get("count") or 0))
         elif kind == "reloaded" and self._serves(worker):
             self.generation = max(self.generation, int(message.get("generation", 0)))
             self._refresh_files()
         elif kind == "stale" and self._serves(worker) and not self._busy():
-            self._reload_code({STALE})
+            self._reload_code(stale=True)
 
     async def _give_embedded(self, worker: WorkerProcess, ask: dict[str, Any]) -> None:
         try:
@@ -158,65 +181,12 @@ class Supervisor:
 
     # -- code reload ------------------------------------------------------------------
 
-    def _watched(self) -> frozenset[Path]:
-        return self._files | self._broken
-
     def _refresh_files(self) -> None:
         before = {f.parent for f in self._watched()}
         self._files = frozenset().union(*(w.files for w in self.serving.workers)) \
             if self.serving else frozenset()
         if not {f.parent for f in self._watched()} <= before:
             self.watch.rewatch(time.time())  # a folder more to watch
-
-    async def _watch_code(self) -> None:
-        async for changed in self.watch.changes(self.stop):
-            self._reload_code({shown(path) for path in changed})
-
-    def _busy(self) -> bool:
-        return self._reloading is not None and not self._reloading.done()
-
-    def _reload_code(self, what: set[str]) -> None:
-        """Start a new generation for `what` changed; one already starting is dropped for it
-        (it may have read the files before this edit)."""
-        self._pending |= what
-        if self._busy():
-            assert self._reloading is not None
-            self._reloading.cancel()
-        self._reloading = asyncio.ensure_future(self._new_generation())
-
-    async def _new_generation(self) -> None:
-        began = time.perf_counter()
-        number = self.generation + 1
-        result = await self.starter.generation(number, self.options.workers)
-        files = sorted(self._pending - {STALE})
-        what = f"new code in {', '.join(files)}" if files else f"new workers for {STALE}"
-        self._pending.clear()
-        if isinstance(result, GenerationFailed):
-            for line in result.lines:
-                log.error("%s", line.removeprefix("error: "))
-            log.warning("reload rejected: %s; still serving generation %d",
-                        f"the new code in {', '.join(files)} does not load" if files
-                        else f"new workers for {STALE} did not start", self.generation)
-            self._broken = python_files_beside(self._files)
-            self.watch.rewatch(time.time())
-            return
-        old = self.serving
-        new_files = self._promote(result)
-        self._reloading = None  # swapped in: an edit from now on starts the next generation
-        if old is not None:
-            for worker in old.workers:
-                worker.terminate()  # it stops taking requests and finishes those in flight
-            # Done once only the new code gets requests (the old may still finish some).
-            waits = [asyncio.ensure_future(w.retired.wait()) for w in old.workers]
-            _, late = await asyncio.wait(waits, timeout=RETIRE_SECONDS)
-            for wait in late:
-                wait.cancel()
-        count = len(result.workers)
-        log.info("reloaded: generation %d: %s (%d worker%s, %.0f ms)", number, what,
-                 count, "" if count == 1 else "s", (time.perf_counter() - began) * 1000)
-        touched = [f for f in new_files if modified_after(f, result.started)]
-        if touched:  # code it imported for the first time changed while it started
-            self._reload_code({shown(path) for path in touched})
 
     def _promote(self, generation: Generation) -> frozenset[Path]:
         """Make `generation` the serving one; returns files it runs that were not watched."""
@@ -233,7 +203,13 @@ class Supervisor:
         self._refresh_files()
         self.watch.rewatch(time.time())
         self.starter.keep_spare()
-        return self._files - before
+        # Code it imported for the first time is what it read, unless changed while it started.
+        new_files = self._files - before
+        touched = {f for f in new_files if modified_after(f, generation.started)}
+        self._pending.read(new_files - touched)
+        if touched and self.options.reload:
+            self._reload_code(touched)
+        return new_files
 
     # -- workers that die -------------------------------------------------------------
 

@@ -101,6 +101,10 @@ class WorkerLink:
         with contextlib.suppress(ConnectionError):
             await self.channel.writer.drain()
 
+    def in_flight(self, count: int) -> None:
+        """Stopping: how many requests this worker has yet to answer (see stopping.py)."""
+        self.channel.send("in_flight", count=count)
+
     def stopped_taking(self) -> None:
         """NATS routes no new request here any more: the swap to new workers is complete."""
         self.channel.send("retired")

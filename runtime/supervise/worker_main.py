@@ -15,7 +15,14 @@ from runtime.core.issues import MeshFileError
 
 def run_worker(fd: int, args: argparse.Namespace) -> int:
     """Serve as a worker until told to stop; the exit code tells the supervisor why it ended."""
+    import signal
+
+    from runtime.core.lifeline import end_group_on
     from runtime.supervise.loop import run_fast
+
+    # The supervisor died (SIGHUP, its parent-death signal, see workers.py): this worker
+    # and every process its handlers forked end at once; nobody is left to stop them.
+    end_group_on(signal.SIGHUP)
 
     return run_fast(_serve(fd, args))
 

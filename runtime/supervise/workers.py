@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from runtime.core.lifeline import die_with_parent, kill_group
 from runtime.supervise.control import WORKER_ENV, Channel
 
 OnMessage = Callable[["WorkerProcess", dict[str, Any]], None]
@@ -40,17 +41,21 @@ class WorkerProcess:
         self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.retired = asyncio.Event()  # it takes no new requests (or has exited)
         self.exited = asyncio.ensure_future(process.wait())
+        # What a handler forked (at import or later) ends with the worker: its group goes.
+        self.exited.add_done_callback(lambda _: kill_group(process.pid))
         self._reading = asyncio.ensure_future(self._read())
 
     @classmethod
     async def spawn(cls, argv: list[str], on_message: OnMessage) -> WorkerProcess:
         """Start `python -m runtime ARGV` as a worker (in its own process group, so a
-        Ctrl-C reaches the supervisor alone, which stops the workers in order)."""
+        Ctrl-C reaches the supervisor alone, which stops the workers in order). It gets
+        SIGHUP when the supervisor dies, and then kills its group (worker_main.py)."""
         ours, theirs = socket.socketpair()
         try:
             process = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "runtime", *argv, stdin=subprocess.DEVNULL,
                 pass_fds=(theirs.fileno(),), process_group=0,
+                preexec_fn=die_with_parent(signal.SIGHUP),
                 env={**os.environ, WORKER_ENV: str(theirs.fileno())})
         except BaseException:
             ours.close()
