@@ -23,7 +23,7 @@ from runtime.runs.durable.control import RESUME_PREFIX
 from runtime.runs.durable.definitions import Definitions
 from runtime.runs.durable.journal_io import run_events
 from runtime.runs.durable.leases import PARKED, Lease, LeaseLost, Leases
-from runtime.runs.durable.lifecycle import TERMINAL, Detached, Lifecycle, Recorded, read_record
+from runtime.runs.durable.lifecycle import Detached, Lifecycle, Recorded, outcome_of, read_record
 from runtime.runs.durable.recovery import Recovery
 from runtime.runs.durable.run import DurableRun, Parked
 from runtime.runs.durable.runkeys import RunKeys, run_key_problem
@@ -181,7 +181,7 @@ class DurableRuns:
                 raise p.MeshError(p.INVALID_INPUT, f"{p.HDR_RUN_KEY}: {problem}")
             first = await self.run_keys.claim(definition.name, key, run)
             if first is not None and first != run:
-                return await self._outcome(first, caller_left)
+                return await outcome_of(self.nc, first, caller_left)
         digest = await self.definitions.keep(definition)
         info = {"definition": digest, "instance": self.instance, "reply": reply,
                 "reply_until": round(time.time() + caller_left, 3), "run_key": key}
@@ -220,35 +220,6 @@ class DurableRuns:
         if problem is not None:
             raise p.MeshError(p.INVALID_INPUT, f"run_key {text!r}: {problem}")
         return str(key)
-
-    async def _outcome(self, run: str, caller_left: float) -> Any:
-        """What a second start with the same run key gets: the first run's result, or its
-        error; while it runs, its end (within this caller's budget)."""
-        ended: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-
-        async def on_event(msg: Any) -> None:
-            if msg.subject.rsplit(".", 1)[-1] in TERMINAL and not ended.done():
-                ended.set_result(None)
-
-        sub = await self.nc.subscribe(f"mesh.run.{run}.*", cb=on_event)
-        try:
-            record = read_record(await run_events(self.nc, run))
-            if record.ended is None:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(ended, timeout=max(caller_left - 0.05, 0.001))
-                record = read_record(await run_events(self.nc, run))
-        finally:
-            await sub.unsubscribe()
-        if record.ended is None:
-            raise p.MeshError(p.TIMEOUT, f"the run with this run key ({run}) is still running",
-                              request_id=run, details={"run": run, "status": "running"})
-        if record.ended.get("event") == "run_finished":
-            return record.ended.get("output")
-        error = record.ended.get("error")
-        error = error if isinstance(error, dict) else {}
-        raise p.MeshError(str(error.get("code") or p.HANDLER_ERROR),
-                          str(error.get("message") or "the first run failed"),
-                          request_id=run, details={"run": run})
 
 
 def _retrieve(task: asyncio.Task[Any]) -> None:

@@ -4,6 +4,7 @@ the engine with every step memoized, and the answer to a caller that may still w
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -166,3 +167,33 @@ class Lifecycle:
         except BaseException as again:  # the journal itself is gone: nothing more to record
             log.debug("could not record the failure of run %s: %s", drun.run_id, again)
             await drun.leases.release(drun.lease)
+
+
+async def outcome_of(nc: Any, run: str, caller_left: float) -> Any:
+    """What a second start with the same run key gets: the first run's result, or its
+    error; while it runs, its end (within this caller's budget)."""
+    ended: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    async def on_event(msg: Any) -> None:
+        if msg.subject.rsplit(".", 1)[-1] in TERMINAL and not ended.done():
+            ended.set_result(None)
+
+    sub = await nc.subscribe(f"mesh.run.{run}.*", cb=on_event)
+    try:
+        record = read_record(await run_events(nc, run))
+        if record.ended is None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(ended, timeout=max(caller_left - 0.05, 0.001))
+            record = read_record(await run_events(nc, run))
+    finally:
+        await sub.unsubscribe()
+    if record.ended is None:
+        raise p.MeshError(p.TIMEOUT, f"the run with this run key ({run}) is still running",
+                          request_id=run, details={"run": run, "status": "running"})
+    if record.ended.get("event") == "run_finished":
+        return record.ended.get("output")
+    error = record.ended.get("error")
+    error = error if isinstance(error, dict) else {}
+    raise p.MeshError(str(error.get("code") or p.HANDLER_ERROR),
+                      str(error.get("message") or "the first run failed"),
+                      request_id=run, details={"run": run})
