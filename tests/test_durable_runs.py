@@ -54,6 +54,11 @@ MESH = """
           - {id: charge, call: d.charge}
           - {id: nap, sleep: 3s}
           - {id: ship, call: d.ship, with: {after: nap}}
+      d.late:
+        durable: true
+        steps:
+          - {id: answer, wait: {signal: never, timeout: 1s}, on_error: {value: none came}}
+          - {id: ship, call: d.ship, with: {answer: "${{ steps.answer }}"}}
       d.quick:
         durable: true
         steps:
@@ -168,9 +173,12 @@ def test_a_sleep_wakes_on_another_up_after_a_crash(fresh_nats: NatsServer,
         waited = cli("runs", "wait", run, "--timeout", "30", "--nats", url)
         assert waited.returncode == 0, waited.stderr
         assert json.loads(waited.stdout) == {"shipped": {"after": "nap"}}
+        # A wait whose signal does not come in time: `timeout`, here turned into a value.
+        late = cli("call", "d.late", "{}", "--request-id", "late-run", "--nats", url)
+        assert json.loads(late.stdout) == {"shipped": {"answer": "none came"}}, late.stderr
     finally:
         second.stop()
-    assert counted(log) == [f"charge {run}/charge", f"ship {run}/ship"]
+    assert counted(log) == [f"charge {run}/charge", f"ship {run}/ship", "ship late-run/ship"]
 
 
 def test_run_keys_start_one_run_per_key(fresh_nats: NatsServer, tmp_path: Path) -> None:
