@@ -139,13 +139,15 @@ class DurableRuns:
         if not is_request_id(run) or not msg.reply or msg.reply[:1] == "$":
             return
         try:
-            record = read_record(await run_events(self.nc, run))
+            events = await run_events(self.nc, run)
+            record = read_record(events)
             if (record.ended is None or record.ended.get("event") == "run_finished"
                     or not self._serves(record.pipeline)):
                 return
             lease = await self.leases.create(run, self.instance, record.pipeline)
             if lease is None:
                 return  # another `up` took it, or it runs
+            record = read_record(events, lease.revision)
             drun = self._make(lease, record)
             await drun.store(ev.RUN_RESUMED, values={"instance": self.instance})
             definition = await self.definitions.load(record.definition)

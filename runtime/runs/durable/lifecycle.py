@@ -46,9 +46,10 @@ class Recorded:
     ended: dict[str, Any] | None = None  # the terminal event, if any
 
 
-def read_record(events: list[dict[str, Any]]) -> Recorded:
+def read_record(events: list[dict[str, Any]], lease: int | None = None) -> Recorded:
     """The run's start, finished steps (each step's record written under the newest lease),
-    waits and end."""
+    waits and end. With `lease` (the revision just claimed), a record that says it was
+    written under a later lease is another client's forgery, and ignored."""
     found = Recorded(outputs={}, waits={})
     assert found.outputs is not None and found.waits is not None
     leases: dict[str, int] = {}  # step -> the lease revision of the record taken
@@ -65,10 +66,12 @@ def read_record(events: list[dict[str, Any]]) -> Recorded:
             until = event.get("reply_until")
             found.reply_until = float(until) if isinstance(until, int | float) else 0.0
         elif kind == "step_finished" and isinstance(step, str):
-            lease = event.get("lease")
-            lease = lease if isinstance(lease, int) and not isinstance(lease, bool) else 0
-            if lease >= leases.get(step, -1):  # the newest owner's record (a superseded
-                leases[step] = lease           # owner's last one may follow it)
+            written = event.get("lease")
+            written = written if isinstance(written, int) and not isinstance(written, bool) else 0
+            if lease is not None and written > lease:
+                continue
+            if written >= leases.get(step, -1):  # the newest owner's record (a superseded
+                leases[step] = written           # owner's last one may follow it)
                 found.outputs[step] = event.get("output")
         elif kind == "step_waiting" and isinstance(step, str):
             until = event.get("until")
@@ -120,7 +123,7 @@ class Lifecycle:
         """Finish a run whose owner died, or that woke from parking; answers its caller."""
         run = lease.run
         try:
-            record = read_record(await run_events(self.nc, run))
+            record = read_record(await run_events(self.nc, run), lease.revision)
             if record.ended is not None:  # it ended, but its lease was not removed
                 await make(lease, record).leases.release(lease)
                 return
