@@ -15,6 +15,7 @@ from nats.aio.client import Client
 from runtime.core import protocol as p
 from runtime.core.idempotency import IDEMPOTENCY_KEY
 from runtime.core.requestids import new_request_id
+from runtime.core.text import is_request_id
 
 # How much longer than its budget a caller listens: an agent answers `expired` or `timeout`
 # at the deadline it was sent, and that answer says more than the caller's own timeout.
@@ -71,7 +72,7 @@ async def start_run(nc: Client, name: str, payload: Any, timeout: float,
                           headers={p.HDR_ASYNC: "true"})
     answer = orjson.loads(reply.data) if reply.data else {}
     run = answer.get("run") if isinstance(answer, dict) else None
-    if not isinstance(run, str):
+    if not isinstance(run, str) or not is_request_id(run):
         raise p.MeshError(p.INVALID_OUTPUT, f"'{name}' did not answer a run id: is it a "
                           "pipeline of mesh-runtime 0.2 or later?", agent=name)
     return run
