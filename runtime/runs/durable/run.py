@@ -150,9 +150,10 @@ class DurableRun(RunRecorder):
         await self._end(ev.RUN_CANCELLED, None)
 
     async def _end(self, event: str, values: dict[str, Any] | None) -> None:
-        # Only the owner ends a run: a compare-and-set on the lease, with the end's record
-        # (published after the steps' records, which JetStream stores in order).
-        await asyncio.gather(self.flush(), self.hold(), self.store(event, values=values))
+        # Only the owner ends a run (the lease watch would have said otherwise); the end is
+        # published after the steps' records, which JetStream stores in order.
+        self.check()
+        await asyncio.gather(self.flush(), self.store(event, values=values))
         # The lease goes (compare-and-set) after the caller has its answer: a run whose end
         # is stored is never resumed, whoever finds its lease.
         task = asyncio.get_running_loop().create_task(self.leases.release(self.lease))
