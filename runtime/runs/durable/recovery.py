@@ -30,14 +30,20 @@ class LeaseBook:
 
     def __init__(self) -> None:
         self.leases: dict[str, Lease] = {}
+        self.running: dict[str, Lease] = {}  # the running ones: scans skip the parked
         self.wakes: list[tuple[float, str]] = []  # (wake, run): a heap, stale entries allowed
 
     def seen(self, run: str, value: bytes | None, revision: int, deleted: bool) -> None:
         if deleted:
             self.leases.pop(run, None)
+            self.running.pop(run, None)
             return
         lease = decode(run, value, revision) or Lease(run, "", "", RUNNING, None, None, revision)
         self.leases[run] = lease
+        if lease.state == RUNNING:
+            self.running[run] = lease
+        else:
+            self.running.pop(run, None)
         if lease.state == PARKED and lease.wake is not None:
             heapq.heappush(self.wakes, (lease.wake, run))
 
@@ -56,8 +62,7 @@ class LeaseBook:
 
     def orphans(self, mine: str) -> list[Lease]:
         """Running leases of other instances (whether their owner lives is checked after)."""
-        return [lease for lease in self.leases.values()
-                if lease.state == RUNNING and lease.instance != mine]
+        return [lease for lease in self.running.values() if lease.instance != mine]
 
 
 class Recovery:
@@ -160,8 +165,8 @@ class Recovery:
         """Leases that name this instance for a run it does not run (another client wrote
         them): claimed like a dead owner's, once seen at two scans in a row (a run being
         started has its lease a moment before its task)."""
-        named = {lease.run: lease for lease in self.book.leases.values()
-                 if lease.state == RUNNING and lease.instance == self.instance
+        named = {lease.run: lease for lease in self.book.running.values()
+                 if lease.instance == self.instance
                  and not self.runs_here(lease.run) and self.serves(lease.pipeline)}
         found = [lease for run, lease in named.items() if run in self._suspects]
         self._suspects = set(named)
