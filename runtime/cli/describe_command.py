@@ -68,6 +68,10 @@ async def describe(nc: Any, entry: dict[str, Any]) -> dict[str, Any]:
     }
     if isinstance(capabilities, list) and capabilities:
         info["capabilities"] = [str(c) for c in capabilities]
+    for key in ("triggers", "events"):  # another process wrote them: bounded, text only
+        listed = entry.get(key)
+        if isinstance(listed, list) and listed:
+            info[key] = [str(item)[:200] for item in listed[:50]]
     info["input"] = input_schema
     info["output"] = output_schema
     info.update(await _serving(nc, name, entry))
@@ -109,6 +113,10 @@ def _text(info: dict[str, Any]) -> str:
     lines.append(f"tags:     {', '.join(info['tags']) or '-'}")
     if info.get("capabilities"):
         lines.append(f"capabilities: {', '.join(info['capabilities'])}")
+    for trigger in info.get("triggers", []):
+        lines.append(f"trigger:  {trigger}")
+    if info.get("events"):
+        lines.append(f"events:   {', '.join(info['events'])} on {info['subject']}.events")
     stats = info["stats"]
     lines.append(f"status:   {info['status']}  ({stats['in_flight']} in flight, "
                  f"{stats['requests']} requests, {stats['errors']} errors, avg "
