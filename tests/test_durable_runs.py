@@ -194,6 +194,10 @@ def test_run_keys_start_one_run_per_key(fresh_nats: NatsServer, tmp_path: Path) 
                     "X-Mesh-Request-Id": f"key-run-{i}", "X-Mesh-Run-Key": "order-77"})
                 answers.append((reply.headers or {}).get("X-Mesh-Status"))
                 answers.append(json.loads(reply.data))
+            for _ in range(2):  # the same request id again (a retry): the same run's answer
+                reply = await nc.request("mesh.agent.d.quick", b"{}", timeout=10,
+                                         headers={"X-Mesh-Request-Id": "same-id"})
+                answers.append(json.loads(reply.data))
             return answers
         finally:
             await nc.close()
@@ -203,8 +207,9 @@ def test_run_keys_start_one_run_per_key(fresh_nats: NatsServer, tmp_path: Path) 
     finally:
         up.stop()
     result = {"shipped": {"n": 1}}
-    assert answers == ["ok", result, "ok", result, "ok", result]
-    assert counted(log) == ["charge key-run-0/charge", "ship key-run-0/ship"]
+    assert answers == ["ok", result, "ok", result, "ok", result, result, result]
+    assert counted(log) == ["charge key-run-0/charge", "ship key-run-0/ship",
+                            "charge same-id/charge", "ship same-id/ship"]
 
 
 def test_runs_resume_retries_a_failed_run_from_the_step_that_failed(

@@ -22,7 +22,7 @@ from runtime.runs import events as ev
 from runtime.runs.durable.control import RESUME_PREFIX
 from runtime.runs.durable.definitions import Definitions
 from runtime.runs.durable.journal_io import run_events
-from runtime.runs.durable.leases import PARKED, Lease, LeaseLost, Leases
+from runtime.runs.durable.leases import ENDED, PARKED, Lease, LeaseLost, Leases
 from runtime.runs.durable.lifecycle import Detached, Lifecycle, Recorded, outcome_of, read_record
 from runtime.runs.durable.recovery import Recovery
 from runtime.runs.durable.run import DurableRun, Parked
@@ -52,7 +52,7 @@ class DurableRuns:
 
     async def open(self, keep: float = 7 * 86400.0, max_bytes: int = 1024**3) -> None:
         await ensure_stream(self.nc, keep, max_bytes)  # durable runs are recorded, always
-        self.leases = await Leases.open(self.nc)
+        self.leases = await Leases.open(self.nc, keep)
         self.definitions = await Definitions.open(self.nc, keep)
         self.run_keys = await RunKeys.open(self.nc, keep)
         self.lifecycle = Lifecycle(self.nc, self.bus, self.mesh_name)
@@ -144,7 +144,10 @@ class DurableRuns:
             if (record.ended is None or record.ended.get("event") == "run_finished"
                     or not self._serves(record.pipeline)):
                 return
-            lease = await self.leases.create(run, self.instance, record.pipeline)
+            seen = await self.leases.get(run)
+            lease = (await self.leases.create(run, self.instance, record.pipeline)
+                     if seen is None else await self.leases.reopen(seen, self.instance)
+                     if seen.state == ENDED else None)
             if lease is None:
                 return  # another `up` took it, or it runs
             record = read_record(events, lease.revision)
@@ -194,9 +197,12 @@ class DurableRuns:
         lease, _ = await asyncio.gather(self.leases.create(run, self.instance, definition.name),
                                         drun.store(ev.RUN_STARTED,
                                                    values={"input": payload, **info}))
-        if lease is None:
-            raise p.MeshError(p.INVALID_INPUT, f"run {run} exists already: a request id names "
-                              "one durable run (send a new id, or X-Mesh-Run-Key)")
+        if lease is None:  # the id names a run already: the same request again (a retry, a
+            holder = await self.leases.get(run)  # trigger's message delivered twice)
+            if holder is None or holder.pipeline != definition.name:
+                raise p.MeshError(p.INVALID_INPUT, f"run {run} exists already, of another "
+                                  "pipeline: a request id names one durable run")
+            return await outcome_of(self.nc, run, caller_left)
         drun.lease = lease
         drun.started = True  # the engine's run_started adds nothing more
         task = self.lifecycle.launch(drun, definition, payload)

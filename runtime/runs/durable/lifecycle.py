@@ -125,7 +125,7 @@ class Lifecycle:
         try:
             record = read_record(await run_events(self.nc, run), lease.revision)
             if record.ended is not None:  # it ended, but its lease was not removed
-                await make(lease, record).leases.release(lease)
+                await make(lease, record).leases.end(lease)
                 return
             if not record.definition:
                 raise p.MeshError(p.HANDLER_ERROR, f"run {run} has no run_started event in "

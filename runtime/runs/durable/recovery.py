@@ -18,7 +18,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from runtime.nats.liveness import is_alive, open_instances, read_records
-from runtime.runs.durable.leases import PARKED, RUNNING, Lease, Leases, decode
+from runtime.runs.durable.leases import ENDED, PARKED, RUNNING, Lease, Leases, decode
 
 log = logging.getLogger("mesh-runtime")
 Resume = Callable[[Lease], Coroutine[Any, Any, None]]
@@ -34,11 +34,12 @@ class LeaseBook:
         self.wakes: list[tuple[float, str]] = []  # (wake, run): a heap, stale entries allowed
 
     def seen(self, run: str, value: bytes | None, revision: int, deleted: bool) -> None:
-        if deleted:
+        lease = None if deleted else (
+            decode(run, value, revision) or Lease(run, "", "", RUNNING, None, None, revision))
+        if lease is None or lease.state == ENDED:  # nothing to do for it: not kept in memory
             self.leases.pop(run, None)
             self.running.pop(run, None)
             return
-        lease = decode(run, value, revision) or Lease(run, "", "", RUNNING, None, None, revision)
         self.leases[run] = lease
         if lease.state == RUNNING:
             self.running[run] = lease

@@ -154,9 +154,9 @@ class DurableRun(RunRecorder):
         # published after the steps' records, which JetStream stores in order.
         self.check()
         await asyncio.gather(self.flush(), self.store(event, values=values))
-        # The lease goes (compare-and-set) after the caller has its answer: a run whose end
-        # is stored is never resumed, whoever finds its lease.
-        task = asyncio.get_running_loop().create_task(self.leases.release(self.lease))
+        # The lease says "ended" (compare-and-set) after the caller has its answer: a run
+        # whose end is stored is never resumed, whoever finds its lease.
+        task = asyncio.get_running_loop().create_task(self.leases.end(self.lease))
         _RELEASING.add(task)
         task.add_done_callback(_RELEASING.discard)
 
