@@ -47,7 +47,7 @@ class DurableRuns:
         self.journal = journal
         self.stats = stats
         self.pipelines: Mapping[str, PipelineDef] = {}
-        self._keys: dict[int, Template] = {}
+        self._keys: dict[str, Template] = {}  # run_key text -> compiled (checked at load)
         self._opened = False
 
     async def open(self, keep: float = 7 * 86400.0, max_bytes: int = 1024**3) -> None:
@@ -216,10 +216,10 @@ class DurableRuns:
         text = definition.spec.run_key
         if text is None:
             return None
-        template = self._keys.get(id(definition.spec))
+        template = self._keys.get(text)
         if template is None:
             template, _ = compile_template(text, ("run_key",))  # checked at load
-            self._keys[id(definition.spec)] = template
+            self._keys[text] = template
         try:
             key = template.render({"input": payload, "steps": {}, "mesh": {}})
         except EvaluationError as exc:
