@@ -16,6 +16,7 @@ import asyncio
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import nats
 from _client import run
@@ -73,16 +74,24 @@ async def park(url: str, count: int) -> float:
                     "X-Mesh-Request-Id": f"parked-{i}", "X-Mesh-Async": "true"})
 
         await asyncio.gather(*(one(i) for i in range(count)))
-        js = nc.jetstream()
-        while True:
-            sub = await js.pull_subscribe("mesh.run.*.step_waiting", stream="MESH_RUNS")
-            pending = (await sub.consumer_info()).num_pending
-            await sub.unsubscribe()
-            if pending >= count:
-                return time.monotonic() - started
+        kv = await nc.jetstream().key_value("mesh-run-leases")
+        while await parked_leases(kv) < count:  # every lease says "parked": nothing is left
             await asyncio.sleep(1)
+        return time.monotonic() - started
     finally:
         await nc.close()
+
+
+async def parked_leases(kv: Any) -> int:
+    """How many leases say their run is parked (one pass over the bucket's values)."""
+    watcher = await kv.watchall()
+    parked = 0
+    try:
+        while (entry := await watcher.updates(timeout=10)) is not None:
+            parked += b'"parked"' in (entry.value or b"")
+    finally:
+        await watcher.stop()
+    return parked
 
 
 def idle(pid: int, seconds: float) -> tuple[float, float]:

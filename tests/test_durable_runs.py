@@ -54,6 +54,11 @@ MESH = """
           - {id: charge, call: d.charge}
           - {id: nap, sleep: 3s}
           - {id: ship, call: d.ship, with: {after: nap}}
+      d.late:
+        durable: true
+        steps:
+          - {id: answer, wait: {signal: never, timeout: 1s}, on_error: {value: none came}}
+          - {id: ship, call: d.ship, with: {answer: "${{ steps.answer }}"}}
       d.quick:
         durable: true
         steps:
@@ -120,7 +125,7 @@ def test_a_wait_survives_every_up_and_finishes_on_its_own_definition(
                                  "--nats", url).stdout)
         assert [r["run"] for r in waiting] == [run]
     finally:
-        assert first.stop() == 0  # every `up` is gone while the run is parked
+        assert first.stop() == 0, first.log  # every `up` is gone while the run is parked
     # The file changes while the run is parked: it finishes on the definition it started on.
     second = start(tmp_path / "second", url, "second", env, "v2")
     try:
@@ -168,9 +173,12 @@ def test_a_sleep_wakes_on_another_up_after_a_crash(fresh_nats: NatsServer,
         waited = cli("runs", "wait", run, "--timeout", "30", "--nats", url)
         assert waited.returncode == 0, waited.stderr
         assert json.loads(waited.stdout) == {"shipped": {"after": "nap"}}
+        # A wait whose signal does not come in time: `timeout`, here turned into a value.
+        late = cli("call", "d.late", "{}", "--request-id", "late-run", "--nats", url)
+        assert json.loads(late.stdout) == {"shipped": {"answer": "none came"}}, late.stderr
     finally:
         second.stop()
-    assert counted(log) == [f"charge {run}/charge", f"ship {run}/ship"]
+    assert counted(log) == [f"charge {run}/charge", f"ship {run}/ship", "ship late-run/ship"]
 
 
 def test_run_keys_start_one_run_per_key(fresh_nats: NatsServer, tmp_path: Path) -> None:
@@ -186,6 +194,10 @@ def test_run_keys_start_one_run_per_key(fresh_nats: NatsServer, tmp_path: Path) 
                     "X-Mesh-Request-Id": f"key-run-{i}", "X-Mesh-Run-Key": "order-77"})
                 answers.append((reply.headers or {}).get("X-Mesh-Status"))
                 answers.append(json.loads(reply.data))
+            for _ in range(2):  # the same request id again (a retry): the same run's answer
+                reply = await nc.request("mesh.agent.d.quick", b"{}", timeout=10,
+                                         headers={"X-Mesh-Request-Id": "same-id"})
+                answers.append(json.loads(reply.data))
             return answers
         finally:
             await nc.close()
@@ -195,8 +207,9 @@ def test_run_keys_start_one_run_per_key(fresh_nats: NatsServer, tmp_path: Path) 
     finally:
         up.stop()
     result = {"shipped": {"n": 1}}
-    assert answers == ["ok", result, "ok", result, "ok", result]
-    assert counted(log) == ["charge key-run-0/charge", "ship key-run-0/ship"]
+    assert answers == ["ok", result, "ok", result, "ok", result, result, result]
+    assert counted(log) == ["charge key-run-0/charge", "ship key-run-0/ship",
+                            "charge same-id/charge", "ship same-id/ship"]
 
 
 def test_runs_resume_retries_a_failed_run_from_the_step_that_failed(

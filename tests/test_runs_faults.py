@@ -184,3 +184,19 @@ async def test_a_journal_lost_mid_way_never_fails_a_run(tmp_path: Path) -> None:
             assert "no JetStream stream answered" in line
         finally:
             await nc.close()
+
+
+async def test_two_workers_share_one_journal(tmp_path: Path) -> None:
+    with NatsServer() as server, UpProcess(mesh(tmp_path), server.url, "--no-reload",
+                                           "--workers", "2") as up:
+        nc = await nats.connect(server.url)
+        try:
+            runs = [f"rf-w-{i}-{uuid.uuid4().hex[:6]}" for i in range(8)]
+            for run in runs:  # the queue group spreads them over both workers
+                await call_agent(nc, "rf.two", {}, 10, run)
+            for run in runs:
+                records = [r async for r in follow_run(nc, run)]
+                assert records[-1].event and records[-1].event["event"] == "run_finished"
+            assert not [line for line in up.lines if "not recorded" in line]
+        finally:
+            await nc.close()

@@ -57,6 +57,13 @@ MESH = """
         steps:
           - {id: a, for_each: "input.items", call: rj.big}
         returns: {ok: true}
+      rj.nested:
+        steps:
+          - id: fe
+            for_each: "input.items"
+            parallel:
+              u: {call: rj.upper, with: {text: "${{ item }}"}}
+              n: [{id: inner, call: rj.count, with: {text: "${{ item }}"}}]
       rj.quiet:
         record: false
         steps:
@@ -151,3 +158,12 @@ async def plain(nats_url: str) -> AsyncIterator[Client]:
     await client.close()
 
 
+
+
+async def test_steps_inside_a_for_each_item_are_named_by_the_item(nc: Client) -> None:
+    run = "rj-" + uuid.uuid4().hex
+    await call_agent(nc, "rj.nested", {"items": ["p", "qq"]}, 10, run)
+    done = {r.event["step"] for r in await journal_of(nc, run)
+            if r.event["event"] == "step_finished"}
+    assert done == {"fe", "fe[0]", "fe[1]", "fe[0].u", "fe[1].u", "fe[0].n.inner",
+                    "fe[1].n.inner"}

@@ -64,6 +64,8 @@ MESH = f"""
       ui.flow:
         description: Echo, then two branches side by side, then a step that may be skipped.
         input: {{type: object, properties: {{text: {{type: string}}}}, required: [text]}}
+        triggers:
+          - subject: ui.flow.go
         steps:
           - id: first
             call: ui.echo
@@ -210,6 +212,8 @@ def test_a_pipeline_page_draws_its_steps_and_branches(ui: UiProcess, page: Any) 
     assert page.inner_text('[data-step="maybe"] .when') == "when input.text == 'x' (else skipped)"
     assert page.inner_text('[data-step="both.left"] .action') == "→ ui.echo"
     assert page.locator("#graph .branch .label").all_inner_texts() == ["left", "right"]
+    assert page.locator("#graph .trigger").all_inner_texts() == ["⚡ subject ui.flow.go"]
+    assert "subject ui.flow.go" in page.inner_text("dl.facts")
     shot(page, "pipeline")
 
 
@@ -377,7 +381,6 @@ def test_a_forged_registry_card_is_drawn_within_bounds_and_as_text(
     assert page.inner_text("#description") == card["description"]
     assert page.locator("#graph .node").count() <= 400 + 30  # steps, branches, pills: bounded
     assert "(cut: a big pipeline)" in page.inner_text("#graph")
-    assert page.locator("#graph .trigger").all_inner_texts() == ["⚡ subject <b>x</b>"]
     assert page.locator("main img, main script, main b").count() == 0
 
 

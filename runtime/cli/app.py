@@ -9,6 +9,7 @@ from typing import Any
 from runtime.cli import (
     bus_commands,
     describe_command,
+    event_commands,
     file_commands,
     init_command,
     llm_commands,
@@ -26,7 +27,8 @@ from runtime.core.logs import setup_logging
 # Each module adds its own subcommands; a new group of commands is one more entry here.
 COMMAND_MODULES = (serve_command, file_commands, bus_commands, describe_command,
                    test_command, init_command, llm_commands, status_command,
-                   orchestration_commands, runs_command, ui_command)
+                   orchestration_commands, runs_command,
+                   event_commands, ui_command)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -55,6 +55,10 @@ def _text(info: dict[str, Any]) -> str:
     lines.append(f"tags:     {', '.join(info['tags']) or '-'}")
     if info.get("capabilities"):
         lines.append(f"capabilities: {', '.join(info['capabilities'])}")
+    for trigger in info.get("triggers", []):
+        lines.append(f"trigger:  {trigger}")
+    if info.get("events"):
+        lines.append(f"events:   {', '.join(info['events'])} on {info['subject']}.events")
     stats = info["stats"]
     lines.append(f"status:   {info['status']}  ({stats['in_flight']} in flight, "
                  f"{stats['requests']} requests, {stats['errors']} errors, avg "

@@ -6,7 +6,6 @@ import argparse
 import asyncio
 import json
 import sys
-import time
 from typing import Any
 
 from runtime.cli import durable_commands
@@ -79,6 +78,7 @@ def _client(args: argparse.Namespace, work: Any) -> int:
 
 
 def _ls(args: argparse.Namespace) -> int:
+    from runtime.runs.display import table
     from runtime.runs.reader import recent_records
     from runtime.runs.summary import list_runs
 
@@ -88,13 +88,14 @@ def _ls(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps(rows, indent=2))
         else:
-            print(_table(rows))
+            print(table(rows))
         return 0
 
     return _client(args, work)
 
 
 def _show(args: argparse.Namespace) -> int:
+    from runtime.runs.display import timeline_text
     from runtime.runs.reader import read_run
     from runtime.runs.summary import describe
 
@@ -108,13 +109,14 @@ def _show(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps(run, indent=2))
         else:
-            print(_timeline(run))
+            print(timeline_text(run))
         return 0
 
     return _client(args, work)
 
 
 def _watch(args: argparse.Namespace) -> int:
+    from runtime.runs.display import line_text, verdict
     from runtime.runs.reader import follow_run
     from runtime.runs.summary import describe, timeline
 
@@ -127,12 +129,12 @@ def _watch(args: argparse.Namespace) -> int:
                 if record.event is None:
                     print(f"(unreadable message on {escape(record.subject)})", flush=True)
                     continue
-                print(_line(timeline(run)[-1]), flush=True)
+                print(line_text(timeline(run)[-1]), flush=True)
         except LookupError:
             print(f"error: no run {args.run_id} in the journal", file=sys.stderr)
             return 1
         run = describe(args.run_id, records)
-        print(_verdict(run), flush=True)
+        print(verdict(run), flush=True)
         return 0 if run["status"] == "ok" else 1
 
     return _client(args, work)
@@ -191,72 +193,3 @@ def _cancel(args: argparse.Namespace) -> int:
         return 1
 
     return _client(args, work)
-
-
-def _table(rows: list[dict[str, Any]]) -> str:
-    if not rows:
-        return "(no runs in the journal)"
-    lines = [("RUN", "PIPELINE", "STATUS", "STARTED", "DURATION", "STEPS", "NOW / ERROR")]
-    for r in rows:
-        error = r.get("error") or {}
-        now = r.get("step") or (f"{error.get('code')}: {error.get('message')}" if error else "")
-        lines.append((r["run"], escape(str(r.get("pipeline") or "?")), r["status"],
-                      _clock(r.get("started")), _duration(r.get("duration_ms")),
-                      str(r.get("steps_done", 0)), escape(now)[:60]))
-    widths = [max(len(line[i]) for line in lines) for i in range(6)]
-    return "\n".join(("  ".join(c.ljust(w) for c, w in zip(line, widths, strict=False))
-                      + "  " + line[6]).rstrip() for line in lines)
-
-
-def _timeline(run: dict[str, Any]) -> str:
-    from runtime.runs.summary import short_of, timeline
-
-    head = f"run {run['run']}  {escape(str(run.get('pipeline') or '?'))}  {run['status']}"
-    if run.get("duration_ms") is not None:
-        head += f" in {_duration(run['duration_ms'])}"
-    lines = [head, f"started {_clock(run.get('started'))}"
-             + (f"  trace {run['trace_id']}" if run.get("trace_id") else "")]
-    if run.get("input") is not None:
-        lines.append("input  " + short_of({"event": "", "output": run["input"]}))
-    lines += ["  " + _line(line) for line in timeline(run)]
-    if "output" in run:
-        lines.append("output " + short_of({"event": "", "output": run["output"]}))
-    if run.get("unreadable"):
-        lines.append(f"({run['unreadable']} unreadable message(s) on mesh.run.{run['run']}.>:"
-                     " not events of this run)")
-    return "\n".join(lines)
-
-
-def _line(line: dict[str, Any]) -> str:
-    offset = line.get("offset_ms")
-    step = line.get("step") or ""
-    if line.get("attempt") is not None and line["attempt"] > 1:
-        step += f" (attempt {line['attempt']})"
-    took = _duration(line.get("duration_ms")) if line.get("duration_ms") is not None else ""
-    text = (f"{'+' + _duration(offset) if offset is not None else '':>10}  "
-            f"{line['event']:<14} {escape(step):<24} {took:>9}  {escape(line.get('short', ''))}")
-    return text.rstrip()
-
-
-def _verdict(run: dict[str, Any]) -> str:
-    error = run.get("error")
-    if error:
-        return escape(f"run {run['run']} {run['status']}: {error.get('code')}: "
-                      f"{error.get('message')}")
-    return f"run {run['run']} {run['status']}"
-
-
-def _duration(ms: float | None) -> str:
-    if ms is None:
-        return ""
-    if ms < 1000:
-        return f"{ms:.1f}ms"
-    if ms < 120_000:
-        return f"{ms / 1000:.2f}s"
-    return f"{ms / 60000:.1f}m"
-
-
-def _clock(at: float | None) -> str:
-    if at is None:
-        return "?"
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(at))

@@ -10,7 +10,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from runtime.core.bus import Bus, Caller, SharedState
+from runtime.core.bus import MAX_ANSWERS, Bus, Caller, SharedState
 
 __all__ = ["Bus", "Caller", "Context"]
 
@@ -18,7 +18,7 @@ __all__ = ["Bus", "Caller", "Context"]
 @dataclass(slots=True)  # not frozen: a frozen dataclass is slower to build, per request
 class Context:
     """Request id, agent name, static `config`, a logger, the deadline, `call()`,
-    `broadcast()`, the shared `state`, and the caller's `idempotency_key` (or None)."""
+    `broadcast()`, `emit()`, the shared `state`, and the caller's `idempotency_key` (or None)."""
 
     request_id: str
     agent: str
@@ -64,11 +64,17 @@ class Context:
         assert name is not None
         return await self._caller(name, _plain(payload), budget, self.request_id)
 
-    async def broadcast(self, capability: str, payload: Any = None, *,
-                        within: float = 1.0) -> list[dict[str, Any]]:
-        """Ask every agent offering `capability`; their answers (and errors), in arrival order."""
-        return await self._caller.broadcast(capability, _plain(payload),
-                                            self._budget(within), self.request_id)
+    async def broadcast(self, capability: str, payload: Any = None, *, within: float = 1.0,
+                        max_answers: int = MAX_ANSWERS) -> list[dict[str, Any]]:
+        """Ask every agent offering `capability`; their answers (and errors), in arrival order.
+        Past `max_answers` answers (or 16 MB of them) it stops; a last entry says so."""
+        return await self._caller.broadcast(capability, _plain(payload), self._budget(within),
+                                            self.request_id, max_answers=max_answers)
+
+    async def emit(self, type: str, data: Any = None) -> None:
+        """Publish an event of this agent (a CloudEvent of `type` on
+        mesh.agent.<agent>.events); triggers `event: {from: <agent>, type: ...}` take it."""
+        await self._caller.emit(self.agent, type, _plain(data))
 
     @property
     def state(self) -> SharedState:
@@ -76,7 +82,11 @@ class Context:
         return self._caller.state
 
     def _budget(self, timeout: float | None) -> float:
-        return self.remaining() if timeout is None else min(timeout, self.remaining())
+        if timeout is None:
+            return self.remaining()
+        if timeout != timeout:  # NaN: it would reach the event loop's timers
+            raise ValueError("a timeout is a number of seconds, not NaN")
+        return max(0.0, min(timeout, self.remaining()))
 
 
 def _plain(payload: Any) -> Any:

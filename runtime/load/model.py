@@ -9,6 +9,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from runtime.core.fields import ByteSize, Duration
 from runtime.core.names import check_name
+from runtime.core.triggerspec import Trigger
 from runtime.pipeline.spec import PipelineSpec
 
 QUEUE_HELP = ("requests that may wait for a slot past `concurrency`, per agent per process "
@@ -130,6 +131,8 @@ class AgentSpec(Strict):
     concurrency: int | None = Field(None, ge=1)
     queue: int | None = Field(None, ge=0, description=QUEUE_HELP)
     config: dict[str, Any] = {}
+    triggers: list[Trigger] = Field(
+        [], description="Messages that become requests: subject, stream, kv, schedule or event.")
 
 
 class ExternalAgent(Strict):

@@ -14,7 +14,10 @@ from nats.aio.client import Client
 
 from runtime.core import protocol as p
 from runtime.core.idempotency import IDEMPOTENCY_KEY
+from runtime.core.names import name_problem
 from runtime.core.requestids import new_request_id
+from runtime.core.text import is_request_id
+from runtime.nats.guard import check_fits
 
 # How much longer than its budget a caller listens: an agent answers `expired` or `timeout`
 # at the deadline it was sent, and that answer says more than the caller's own timeout.
@@ -39,6 +42,8 @@ async def request(nc: Client, name: str, payload: Any, timeout: float,
                   headers: dict[str, str] | None = None) -> Any:
     """The successful reply message itself (its headers say who answered)."""
     request_id = request_id or new_request_id()
+    if (problem := name_problem(name, "capability" if capability else "name")) is not None:
+        raise p.MeshError(p.INVALID_INPUT, problem, request_id=request_id)  # before any publish
     body = payload if isinstance(payload, bytes) else orjson.dumps(payload)
     subject = p.capability_subject(name) if capability else p.agent_subject(name)
     what = f"capability '{name}'" if capability else f"'{name}'"
@@ -47,9 +52,10 @@ async def request(nc: Client, name: str, payload: Any, timeout: float,
     key = IDEMPOTENCY_KEY.get()
     if key is not None:  # a run's step: the same key on every try and after a resume
         sent[p.HDR_IDEMPOTENCY_KEY] = key
+    check_fits(nc, body, sent, f"the payload for {what}")
     try:
-        reply = await nc.request(
-            subject, body, timeout=max(timeout, 0.001) + ANSWER_GRACE, headers=sent)
+        reply = await nc.request(subject, body, timeout=max(timeout, 0.001) + ANSWER_GRACE,
+                                 headers=sent)
     except nats.errors.NoRespondersError:
         message = (f"no agent offers capability '{name}'" if capability
                    else f"no agent named '{name}' is serving")
@@ -71,7 +77,7 @@ async def start_run(nc: Client, name: str, payload: Any, timeout: float,
                           headers={p.HDR_ASYNC: "true"})
     answer = orjson.loads(reply.data) if reply.data else {}
     run = answer.get("run") if isinstance(answer, dict) else None
-    if not isinstance(run, str):
+    if not isinstance(run, str) or not is_request_id(run):
         raise p.MeshError(p.INVALID_OUTPUT, f"'{name}' did not answer a run id: is it a "
                           "pipeline of mesh-runtime 0.2 or later?", agent=name)
     return run

@@ -19,7 +19,6 @@ from nats.aio.client import Client
 from nats.js.api import ObjectStoreConfig
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, NotFoundError
 from nats.js.kv import KeyValue
-from pydantic import BaseModel
 
 from runtime.core import protocol as p
 from runtime.load.mesh import Endpoint
@@ -70,17 +69,13 @@ def registry_card(endpoint: Endpoint) -> dict[str, Any]:
 
 
 def definition_of(endpoint: Endpoint) -> dict[str, Any]:
-    """`pipeline` (its steps, for the web page's graph) and `triggers`, as mesh.yaml has
-    them, when the endpoint has them and they are small; OpenAgentMesh ignores both."""
+    """`pipeline`: a pipeline's steps as mesh.yaml has them, for the web page's drawing,
+    when they are small; OpenAgentMesh ignores the key."""
     spec = getattr(endpoint, "spec", None)
-    found: dict[str, Any] = {}
-    if isinstance(spec, PipelineSpec):
-        found["pipeline"] = spec.model_dump(mode="json", exclude_unset=True, by_alias=True,
-                                            include={"steps", "returns", "timeout"})
-    triggers = getattr(spec, "triggers", None)
-    if isinstance(triggers, list) and triggers:
-        found["triggers"] = [t.model_dump(mode="json", exclude_unset=True, by_alias=True)
-                             if isinstance(t, BaseModel) else t for t in triggers]
+    if not isinstance(spec, PipelineSpec):
+        return {}
+    found = {"pipeline": spec.model_dump(mode="json", exclude_unset=True, by_alias=True,
+                                         include={"steps", "returns", "timeout"})}
     try:
         small = len(json.dumps(found, default=str)) <= _DEFINITION_LIMIT
     except (TypeError, ValueError):

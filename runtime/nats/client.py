@@ -13,6 +13,7 @@ import nats
 from nats.aio.client import Client
 
 from runtime.core import protocol as p
+from runtime.core.names import name_problem
 from runtime.core.text import mask_urls
 from runtime.nats.caller import budget_header, call_agent, request
 from runtime.nats.connection import AUTH_REFUSED, is_auth_error
@@ -89,6 +90,8 @@ async def call_capability(nc: Client, capability: str, payload: Any,
 
 async def stream(nc: Client, name: str, payload: Any, timeout: float) -> AsyncIterator[Any]:
     """Chunks of a streaming agent, in order; raises MeshError on an error or a gap."""
+    if (problem := name_problem(name)) is not None:
+        raise p.MeshError(p.INVALID_INPUT, problem)
     request_id = uuid.uuid4().hex
     chunks = p.stream_subject(request_id)
     queue: asyncio.Queue[Any] = asyncio.Queue()

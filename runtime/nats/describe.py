@@ -31,6 +31,10 @@ async def describe(nc: Any, entry: dict[str, Any]) -> dict[str, Any]:
     }
     if isinstance(capabilities, list) and capabilities:
         info["capabilities"] = [str(c) for c in capabilities]
+    for key in ("triggers", "events"):  # another process wrote them: bounded, text only
+        listed = entry.get(key)
+        if isinstance(listed, list) and listed:
+            info[key] = [str(item)[:200] for item in listed[:50]]
     info["input"] = input_schema
     info["output"] = output_schema
     info.update(await _serving(nc, name, entry))

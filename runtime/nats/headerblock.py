@@ -19,6 +19,7 @@ import asyncio
 import re
 
 from nats.aio.client import Client
+from nats.errors import MaxPayloadError
 
 from runtime.core import protocol as p
 
@@ -70,13 +71,14 @@ def _has_internals(nc: Client) -> bool:
 async def publish(nc: Client, subject: str, body: bytes, block: HeaderBlock,
                   request_id: str) -> None:
     """nc.publish(subject, body, headers=block.headers_for(request_id)), sooner."""
-    if (not _has_internals(nc) or nc._status != Client.CONNECTED
-            or len(body) > nc._max_payload):
-        # Not connected, draining or closed, or too big: nats-py's publish() says what to do.
+    if not _has_internals(nc) or nc._status != Client.CONNECTED:
+        # Not connected, draining or closed: nats-py's publish() says what to do.
         await nc.publish(subject, body, headers=block.headers_for(request_id))
         return
     headers = block.bytes_for(request_id)
     size = len(headers)
+    if size + len(body) > nc._max_payload:  # the last size check, headers included
+        raise MaxPayloadError
     command = b"".join((f"HPUB {subject} {size} {size + len(body)}\r\n".encode(), headers,
                         body, b"\r\n"))
     nc.stats["out_msgs"] += 1

@@ -19,6 +19,7 @@ from nats.js.kv import KeyValue
 
 from runtime.core import protocol as p
 from runtime.core.bus import Updater, state_key_problem
+from runtime.nats.guard import KV_HEADER_ROOM, check_fits
 
 UPDATE_ATTEMPTS = 200  # conflicts under heavy contention; each retry waits a little longer
 
@@ -42,7 +43,7 @@ class KvState:
 
     async def put(self, key: str, value: Any) -> None:
         kv = await self._kv(key)
-        await kv.put(key, orjson.dumps(value))
+        await kv.put(key, self._encoded(key, value))
 
     async def delete(self, key: str) -> None:
         kv = await self._kv(key)
@@ -60,7 +61,7 @@ class KvState:
             new = fn(current)
             if inspect.isawaitable(new):
                 new = await new
-            data = orjson.dumps(new)
+            data = self._encoded(key, new)
             try:
                 if revision is None:
                     await kv.create(key, data)  # also re-creates a deleted key
@@ -78,6 +79,13 @@ class KvState:
             return sorted(await kv.keys())
         except NoKeysError:
             return []
+
+    def _encoded(self, key: str, value: Any) -> bytes:
+        """`value` as stored, once it is known to fit in one message (with the KV headers)."""
+        data = orjson.dumps(value)
+        check_fits(self.nc, data, None, f"the value of state key '{key}'",
+                   extra=KV_HEADER_ROOM)
+        return data
 
     async def _kv(self, key: str | None) -> KeyValue:
         if key is not None and (problem := state_key_problem(key)) is not None:

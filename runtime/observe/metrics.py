@@ -86,12 +86,14 @@ def _snapshot(services: dict[str, Any]) -> list[tuple[str, Any]]:
     return []
 
 
-def serve_metrics(server: MeshServer, host: str, port: int) -> Any:
+def serve_metrics(server: MeshServer, host: str, port: int, *more: Collector) -> Any:
     """Serve /metrics on host:port in a thread; the WSGI server (call `shutdown` to stop)."""
     from prometheus_client import start_http_server
 
     registry = CollectorRegistry(auto_describe=False)
     registry.register(MeshCollector(server))
+    for collector in more:
+        registry.register(collector)
     try:
         http, _thread = start_http_server(port, addr=host, registry=registry)
     except OSError as exc:

@@ -55,6 +55,7 @@ class PipelineCompiler(BusStepCompiling, WaitStepCompiling):
         self.spec = spec
         self.durable = durable
         self.signals: dict[str, Path] = {}
+        self.name = ""  # set by compile_pipeline: the source of the events it emits
         self.callable_names = callable_names
         self.capabilities = capabilities or {}  # capability -> how many agents declare it
         self.problems: list[Problem] = []
@@ -214,7 +215,8 @@ class PipelineCompiler(BusStepCompiling, WaitStepCompiling):
     def _parallel(self, step: Step, path: Path, where: _Where, label: str) -> ParallelNode:
         for key, present in (("with", step.with_ is not None), ("retry", step.retry is not None),
                              ("within", step.within is not None),
-                             ("min_answers", step.min_answers is not None)):
+                             ("min_answers", step.min_answers is not None),
+                             ("max_answers", step.max_answers is not None)):
             if present:
                 self._problem(
                     (*path, key), f"{key} applies to call steps; set it on the branches' steps"

@@ -160,6 +160,7 @@ def compile_pipeline(
     `durable` (the pipeline's own, else defaults.durable) allows wait, sleep and run_key.
     """
     compiler = PipelineCompiler(spec, callable_names, capabilities, durable)
+    compiler.name = name
     steps, returns = compiler.compile()
     if compiler.problems:
         return None, compiler.problems

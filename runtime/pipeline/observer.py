@@ -57,3 +57,45 @@ class RunObserver(Protocol):
 
     async def run_cancelled(self) -> None:
         """The run's task was cancelled (`runs cancel`, or the process shutting down)."""
+
+
+class Observers:
+    """Several observers as one: each callback goes to each, in the order given (the journal
+    first, say, then trace spans)."""
+
+    __slots__ = ("_all",)
+
+    def __init__(self, *observers: RunObserver):
+        self._all = observers
+
+    async def run_started(self, payload: Any) -> None:
+        for observer in self._all:
+            await observer.run_started(payload)
+
+    async def step_started(self, path: str, attempt: int) -> None:
+        for observer in self._all:
+            await observer.step_started(path, attempt)
+
+    async def step_finished(self, path: str, attempt: int, output: Any) -> None:
+        for observer in self._all:
+            await observer.step_finished(path, attempt, output)
+
+    async def step_failed(self, path: str, attempt: int, error: MeshError) -> None:
+        for observer in self._all:
+            await observer.step_failed(path, attempt, error)
+
+    async def step_skipped(self, path: str) -> None:
+        for observer in self._all:
+            await observer.step_skipped(path)
+
+    async def run_finished(self, output: Any) -> None:
+        for observer in self._all:
+            await observer.run_finished(output)
+
+    async def run_failed(self, error: MeshError) -> None:
+        for observer in self._all:
+            await observer.run_failed(error)
+
+    async def run_cancelled(self) -> None:
+        for observer in self._all:
+            await observer.run_cancelled()

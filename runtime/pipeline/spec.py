@@ -9,6 +9,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from runtime.core.fields import Duration
+from runtime.core.triggerspec import EmitSpec, Trigger
 
 # Plain identifiers, so an expression can write `steps.<id>` without quoting. Checked by
 # compile_pipeline (with a friendlier message than pydantic's); here it only feeds the schema.
@@ -63,8 +64,8 @@ class Wait(BaseModel):
 
 
 # What a step does: exactly one of these keys.
-STEP_KINDS = ("call", "capability", "broadcast", "parallel", "get_state", "set_state", "wait",
-              "sleep")
+STEP_KINDS = ("call", "capability", "broadcast", "parallel", "get_state", "set_state", "emit",
+              "wait", "sleep")
 
 
 class Step(BaseModel):
@@ -94,10 +95,16 @@ class Step(BaseModel):
         default=None, ge=0,
         description="A broadcast with fewer successful answers fails (default 1).",
     )
+    max_answers: int | None = Field(
+        default=None, ge=1,
+        description="A broadcast keeps at most this many answers (default 1000), and at most "
+        "16 MB of them; past either it stops, and a last entry says so.",
+    )
     get_state: str | None = Field(
         default=None, description="Read this key of the shared state (null when missing)."
     )
     set_state: SetState | None = None
+    emit: EmitSpec | None = None
     wait: Wait | None = Field(
         default=None, description="Durable pipelines: park until a signal; its JSON is the result."
     )
@@ -166,6 +173,10 @@ class PipelineSpec(BaseModel):
         default=None,
         description="A ${{ }} expression over the input; at most one run per key (durable "
         "pipelines).",
+    )
+    triggers: list[Trigger] = Field(
+        default_factory=list, description="Messages that start a run: subject, stream, kv, "
+        "schedule or event."
     )
 
 

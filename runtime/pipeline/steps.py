@@ -7,6 +7,7 @@ dict and its `RunContext`, so one compiled pipeline can run many times at once.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -90,6 +91,9 @@ class RunContext:
     bus: Bus | None = None  # broadcasts and shared state; None where only calls are possible
     observer: RunObserver | None = None  # told of each step (the run journal), if any
     limit: float | None = None  # loop time when the pipeline's own timeout fires
+    # Inside one for_each item whose body has steps of its own (parallel branches): their
+    # compiled paths start with the step's (`a.x`), the run's with the item's (`a[3].x`).
+    rename: tuple[str, str] | None = None
 
 
 async def run_sequence(steps: tuple[StepNode, ...], scope: Scope, ctx: RunContext) -> Any:
@@ -106,27 +110,28 @@ async def run_sequence(steps: tuple[StepNode, ...], scope: Scope, ctx: RunContex
 async def run_step(step: StepNode, scope: Scope, ctx: RunContext) -> Any:
     """One step: `when`, then its body once or for each item; `on_error` replaces a failure."""
     observer = ctx.observer
+    path = step.path if ctx.rename is None else ctx.rename[1] + step.path[len(ctx.rename[0]):]
     try:
         if step.when is not None and not evaluate(step.when.truthy, scope):
             if observer is not None:
-                await observer.step_skipped(step.path)
+                await observer.step_skipped(path)
             return None
         if step.for_each is None:
-            return await _run_body(step.body, scope, ctx, step.path)
+            return await _run_body(step.body, scope, ctx, path)
         if observer is None:
-            return await _each(step, scope, ctx)
-        if (recorded := RECORDED.get()) is not None and step.path in recorded:
-            return recorded[step.path]
-        return await _observed(_each(step, scope, ctx), observer, step.path)
+            return await _each(step, scope, ctx, path)
+        if (recorded := RECORDED.get()) is not None and path in recorded:
+            return recorded[path]
+        return await _observed(_each(step, scope, ctx, path), observer, path)
     except StepFailure as failure:
         if step.has_fallback:
             if observer is not None:
-                await observer.step_finished(step.path, failure.attempt, step.fallback)
+                await observer.step_finished(path, failure.attempt, step.fallback)
             return step.fallback
         raise
 
 
-async def _each(step: StepNode, scope: Scope, ctx: RunContext) -> list[Any]:
+async def _each(step: StepNode, scope: Scope, ctx: RunContext, path: str) -> list[Any]:
     assert step.for_each is not None
     items = evaluate(step.for_each.render, scope)
     if not isinstance(items, list):
@@ -136,7 +141,7 @@ async def _each(step: StepNode, scope: Scope, ctx: RunContext) -> list[Any]:
         )
     if len(items) > step.max_items:
         raise _too_many(step, len(items), ctx.request_id)
-    return await _for_each(step, items, scope, ctx)
+    return await _for_each(step, items, scope, ctx, path)
 
 
 async def _observed(work: Coroutine[Any, Any, Any], observer: RunObserver, path: str) -> Any:
@@ -164,14 +169,17 @@ def _too_many(step: StepNode, count: int, request_id: str) -> MeshError:
     )
 
 
-async def _for_each(step: StepNode, items: list[Any], scope: Scope, ctx: RunContext) -> list[Any]:
+async def _for_each(step: StepNode, items: list[Any], scope: Scope, ctx: RunContext,
+                    step_path: str) -> list[Any]:
     results: list[Any] = [None] * len(items)
+    nested = ctx.observer is not None and isinstance(step.body, ParallelNode)
 
     async def one(index: int) -> None:
-        path = f"{step.path}[{index}]" if ctx.observer is not None else ""
+        path = f"{step_path}[{index}]" if ctx.observer is not None else ""
+        own = dataclasses.replace(ctx, rename=(step.path, path)) if nested else ctx
         try:
             results[index] = await _run_body(
-                step.body, {**scope, "item": items[index], "index": index}, ctx, path
+                step.body, {**scope, "item": items[index], "index": index}, own, path
             )
         except StepFailure as failure:
             if step.has_fallback:  # per item, so one bad item does not lose the others

@@ -67,9 +67,10 @@ def value_json(value: Any) -> tuple[bytes, bool]:
     return orjson.dumps(text), True
 
 
-def error_value(code: str, message: str) -> dict[str, str]:
-    """An event's `error`: the code, and the message (its first MAX_MESSAGE characters)."""
-    return {"code": code, "message": message[:MAX_MESSAGE]}
+def error_value(code: object, message: object) -> dict[str, str]:
+    """An event's `error`: the code, and the message (its first MAX_MESSAGE characters).
+    Text either way: a handler may raise MeshError with anything in them."""
+    return {"code": str(code)[:200], "message": str(message)[:MAX_MESSAGE]}
 
 
 def encode(fixed: dict[str, Any], event: str, at: float, step: str | None,

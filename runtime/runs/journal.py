@@ -150,15 +150,19 @@ async def ensure_stream(nc: Client, keep: float, max_bytes: int) -> None:
         return StreamConfig(
             name=STREAM, subjects=[SUBJECTS], retention=RetentionPolicy.LIMITS,
             storage=StorageType.FILE, discard=DiscardPolicy.OLD, max_age=keep,
-            max_bytes=max_bytes, num_replicas=replicas, allow_direct=True)
+            max_bytes=max_bytes, num_replicas=replicas)
 
     try:
         info = await js.stream_info(STREAM)
     except Exception:
         info = None
     if info is None:
-        await create_replicated(lambda n: js.add_stream(config(n)), replica_choices(nc))
-        return
+        try:
+            await create_replicated(lambda n: js.add_stream(config(n)), replica_choices(nc))
+            return
+        except Exception:
+            # Another process (a worker of the same `up`) may have made it meanwhile.
+            info = await js.stream_info(STREAM)
     current = info.config
     if current.max_age != keep or current.max_bytes != max_bytes:
         await js.update_stream(config(current.num_replicas or 1))

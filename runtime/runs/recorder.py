@@ -71,12 +71,6 @@ class RunRecorder:
                       path)
         self._emit(ev.STEP_SKIPPED, path)
 
-    async def step_progress(self, path: str | None, fraction: float | None,
-                            message: str) -> None:
-        """A handler's `ctx.progress(fraction, message)` during the step at `path`."""
-        self._emit(ev.STEP_PROGRESS, path, None,
-                         {"progress": fraction, "message": message[:ev.MAX_MESSAGE]})
-
     async def run_finished(self, output: Any) -> None:
         self.status = "ok"
         self._emit(ev.RUN_FINISHED, values={"output": output}, last=True)

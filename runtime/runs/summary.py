@@ -15,6 +15,7 @@ from runtime.runs import events as ev
 from runtime.runs.reader import Record, run_of
 
 RUNNING, OK, FAILED, CANCELLED, UNREADABLE = "running", "ok", "failed", "cancelled", "unreadable"
+UNKNOWN = "unknown"  # readable events, but no start: older than the journal, or not a run
 WAITING = "waiting"  # a durable run parked on a wait or sleep step
 STATUSES = (RUNNING, WAITING, OK, FAILED, CANCELLED)
 _ENDS = {ev.RUN_FINISHED: OK, ev.RUN_FAILED: FAILED, ev.RUN_CANCELLED: CANCELLED}
@@ -35,7 +36,8 @@ def describe(run_id: str, records: list[Record]) -> dict[str, Any]:
                 end = e
             elif e["event"] == ev.RUN_RESUMED:
                 end = None
-    status = _ENDS[end["event"]] if end else (RUNNING if start else UNREADABLE)
+    status = (_ENDS[end["event"]] if end else RUNNING if start
+              else UNREADABLE if unreadable else UNKNOWN)
     if status == RUNNING and _parked(events, pipeline):
         status = WAITING
     started = start["at"] if start else (events[0]["at"] if events else None)

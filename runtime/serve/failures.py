@@ -32,7 +32,7 @@ class FailureLog:
         self._window: dict[str, float] = {}  # code -> the window now
 
     def failed(self, error: p.MeshError, exc: BaseException) -> None:
-        code = error.code
+        code = p.bounded_code(error.code)  # codes from elsewhere: one window, not one each
         now = time.monotonic()
         last = self._last.get(code)
         window = self._window.get(code, WINDOW)
@@ -45,8 +45,8 @@ class FailureLog:
         quiet = last is None or now - last >= MAX_WINDOW
         self._window[code] = WINDOW if quiet else min(2 * window, MAX_WINDOW)
         self._last[code] = now
-        self.logger.warning("request %s failed: %s: %s", shown(error.request_id, _MAX_SHOWN), code,
-                            shown(error.message, _MAX_SHOWN))
+        self.logger.warning("request %s failed: %s: %s", shown(error.request_id, _MAX_SHOWN),
+                            shown(error.code, 64), shown(error.message, _MAX_SHOWN))
         if code == p.HANDLER_ERROR and exc is not error and self.logger.isEnabledFor(logging.DEBUG):
             self.logger.debug("traceback of request %s", shown(error.request_id, _MAX_SHOWN),
                               exc_info=(type(exc), exc, exc.__traceback__))

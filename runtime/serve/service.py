@@ -19,10 +19,12 @@ from nats.aio.subscription import Subscription
 
 from runtime.core import protocol as p
 from runtime.core.context import Bus, Context
+from runtime.core.events import continue_trace
 from runtime.core.requestids import new_request_id
 from runtime.core.text import is_request_id, shown
 from runtime.load.handlers import ThreadOverrun
 from runtime.load.mesh import AgentDef, Endpoint, PipelineDef
+from runtime.nats.guard import oversize
 from runtime.nats.headerblock import HeaderBlock, publish
 from runtime.runs.active import Runs
 from runtime.runs.durable.lifecycle import Detached
@@ -154,6 +156,7 @@ class Service:
         headers = msg.headers
         request_id = headers.get(p.HDR_REQUEST_ID) if headers else None
         streaming = headers is not None and headers.get(p.HDR_STREAM) == "true"
+        continue_trace(headers)  # events this request emits continue its trace
         if not request_id:
             request_id = new_request_id()
         elif not is_request_id(request_id):  # it would be spliced into mesh.stream.<id>
@@ -277,6 +280,10 @@ class Service:
             headers[p.HDR_INSTANCE_ID] = self.instance
         # Room for the body: the server's max_payload less these headers (and a stream end).
         body = error_body(error, self.nc.max_payload - header_size(headers) - 32)
+        if oversize(self.nc, body, headers, 32):  # the last check: never send what NATS refuses
+            log.warning("could not send %s error for %s: %d bytes, over max_payload",
+                        shown(error.code, 64), self.name, len(body))
+            return
         try:
             if streaming:
                 await self.nc.publish(p.stream_subject(request_id), body,
@@ -285,7 +292,7 @@ class Service:
                 await self.nc.publish(msg.reply, body, headers=headers)
             await self.nc.publish(self.error_subject, body, headers=headers)
         except Exception as exc:  # the connection is down: nothing more to tell the caller
-            log.warning("could not send %s error for %s: %s", error.code, self.name,
+            log.warning("could not send %s error for %s: %s", shown(error.code, 64), self.name,
                         shown(str(exc)))
 
 

@@ -67,7 +67,7 @@ class EndpointStats:
             self._recent = (self._recent << 1) & _RECENT_MASK
             return
         self.errors += 1
-        self.codes[error.code] += 1
+        self.codes[p.bounded_code(error.code)] += 1  # a label from a bounded set
         self.last_error = f"{error.code}: {error.message}"[:1024]
         own = error.code in OWN_FAILURES
         self._recent = ((self._recent << 1) | own) & _RECENT_MASK

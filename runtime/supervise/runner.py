@@ -25,7 +25,8 @@ from runtime.runs.control import RunControl
 from runtime.runs.journal import Journal
 from runtime.serve.server import MeshServer
 from runtime.supervise.loop import run_fast
-from runtime.supervise.startup import StartupError, embedded_server
+from runtime.supervise.startup import NatsUnreachable, StartupError, embedded_server
+from runtime.triggers.manager import Triggers
 
 if TYPE_CHECKING:
     from runtime.supervise.worker_link import WorkerLink
@@ -95,12 +96,12 @@ async def serve(path: Path, nats_flag: str | None, reload: bool, link: WorkerLin
                                on_closed=lost.closed, on_reconnected=lost.reconnected,
                                **options)
         except AuthorizationRefused as exc:  # the server answered: it is running
-            raise StartupError(
+            raise NatsUnreachable(
                 f"cannot connect to NATS at {mask_urls(', '.join(urls))}: {exc}") from None
         except Exception as exc:
             reason = "no answer within 10s" if isinstance(exc, TimeoutError) else (
                 mask_urls(str(exc)) or type(exc).__name__)
-            raise StartupError(
+            raise NatsUnreachable(
                 f"cannot connect to NATS at {mask_urls(', '.join(urls))}: {reason}. Is that server "
                 "running? The URL comes from --nats, else NATS_URL, else `nats:` in the "
                 "mesh file; leave all three unset to start an embedded server") from None
@@ -126,8 +127,10 @@ async def _serve_on(nc: Client, mesh: Mesh, reload: bool, cache: LoadCache, lost
     server = MeshServer(nc, discovery, journal)
     if link is not None:  # generations count on across the workers of one `up`
         server.generation = link.start.generation - 1
+    triggers = Triggers(nc, server.instance_id)  # started once what they call is served
     try:
-        health = await Health.open(nc, server, discovery, mesh, metrics[1], metrics[0])
+        health = await Health.open(nc, server, discovery, mesh, metrics[1], metrics[0],
+                                   triggers)
     except MetricsPortError as exc:
         with contextlib.suppress(Exception):
             await nc.drain()
@@ -135,6 +138,7 @@ async def _serve_on(nc: Client, mesh: Mesh, reload: bool, cache: LoadCache, lost
     change = await server.apply(mesh)
     control = RunControl(nc, server.runs)  # `runs cancel` reaches the runs of this process
     await control.start()
+    await triggers.apply(mesh)
     await health.start()
     lost.restore = lambda: restore(nc, server)  # a server restarted empty lost our entries
     stop = lost.stop
@@ -150,7 +154,8 @@ async def _serve_on(nc: Client, mesh: Mesh, reload: bool, cache: LoadCache, lost
         log.info("ready: %d agents, %d pipelines on %s", len(mesh.agents), len(mesh.pipelines),
                  url)
     log.debug("%s", change.describe())
-    watcher = asyncio.create_task(_watch(server, mesh, cache, link)) if reload else None
+    watcher = (asyncio.create_task(_watch(server, mesh, cache, link, triggers)) if reload
+               else None)
     try:
         await stop.wait()
         if lost.reason is not None:
@@ -166,6 +171,7 @@ async def _serve_on(nc: Client, mesh: Mesh, reload: bool, cache: LoadCache, lost
                 await watcher
         await control.stop()
         reporting = _report_in_flight(server, link) if link else None
+        await triggers.close(grace)  # no new trigger requests; those in flight end first
         left = await server.shutdown(grace, link.stopped_taking if link else None)
         if reporting is not None:
             reporting.cancel()
@@ -200,10 +206,11 @@ def _level(level: int, link: WorkerLink | None) -> int:
 
 
 async def _watch(server: MeshServer, mesh: Mesh, cache: LoadCache,
-                 link: WorkerLink | None) -> None:
+                 link: WorkerLink | None, triggers: Triggers) -> None:
     from runtime.supervise.reload import watch_and_apply
 
-    await watch_and_apply(server, mesh, cache, link.hooks() if link else None)
+    await watch_and_apply(server, mesh, cache, link.hooks() if link else None,
+                          also=triggers.apply)
 
 
 __all__ = ["ConnectionLost", "MeshFileError", "StartupError", "run_fast", "serve"]

@@ -52,10 +52,8 @@ async def agent(request: Request) -> Response:
                        f"{suggest(name, [str(e.get('name')) for e in entries])}")
     info = await describe(state.nc, entry)
     extension = mapping(mapping(await registry_card(state.nc, name)).get("x-agentmesh"))
-    triggers = extension.get("triggers")
-    info["triggers"] = [json.dumps(t, default=str)[:500] for t in triggers[:50]] if isinstance(
-        triggers, list) else []
-    info["graph"] = outline(extension.get("pipeline"), triggers)
+    info.setdefault("triggers", [])  # `subject orders.created`: text from the catalog entry
+    info["graph"] = outline(extension.get("pipeline"), info["triggers"])
     return JSONResponse(info)
 
 

@@ -40,10 +40,13 @@ def outline(definition: Any, triggers: Any = None) -> dict[str, Any] | None:
 
 
 def trigger_lines(triggers: Any) -> list[str]:
-    """Each trigger in a few words: `subject orders.created`, `schedule {"every":"30s"}`."""
+    """Each trigger in a few words: `subject orders.created`, `schedule {"every":"30s"}`
+    (the catalog entry's text as it is; a mapping as its first key and value)."""
     lines = []
     for trigger in triggers[:20] if isinstance(triggers, list) else ():
-        if isinstance(trigger, dict) and trigger:
+        if isinstance(trigger, str) and trigger:
+            lines.append(_short(trigger, quote=False))
+        elif isinstance(trigger, dict) and trigger:
             kind, value = next(iter(trigger.items()))
             lines.append(f"{_short(kind, quote=False)} {_short(value, quote=False)}")
     return lines

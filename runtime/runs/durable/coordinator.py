@@ -22,8 +22,8 @@ from runtime.runs import events as ev
 from runtime.runs.durable.control import RESUME_PREFIX
 from runtime.runs.durable.definitions import Definitions
 from runtime.runs.durable.journal_io import run_events
-from runtime.runs.durable.leases import PARKED, Lease, LeaseLost, Leases
-from runtime.runs.durable.lifecycle import TERMINAL, Detached, Lifecycle, Recorded, read_record
+from runtime.runs.durable.leases import ENDED, PARKED, Lease, LeaseLost, Leases
+from runtime.runs.durable.lifecycle import Detached, Lifecycle, Recorded, outcome_of, read_record
 from runtime.runs.durable.recovery import Recovery
 from runtime.runs.durable.run import DurableRun, Parked
 from runtime.runs.durable.runkeys import RunKeys, run_key_problem
@@ -47,18 +47,18 @@ class DurableRuns:
         self.journal = journal
         self.stats = stats
         self.pipelines: Mapping[str, PipelineDef] = {}
-        self._keys: dict[int, Template] = {}
+        self._keys: dict[str, Template] = {}  # run_key text -> compiled (checked at load)
         self._opened = False
 
     async def open(self, keep: float = 7 * 86400.0, max_bytes: int = 1024**3) -> None:
         await ensure_stream(self.nc, keep, max_bytes)  # durable runs are recorded, always
-        self.leases = await Leases.open(self.nc)
+        self.leases = await Leases.open(self.nc, keep)
         self.definitions = await Definitions.open(self.nc, keep)
         self.run_keys = await RunKeys.open(self.nc, keep)
         self.lifecycle = Lifecycle(self.nc, self.bus, self.mesh_name)
         self.recovery = Recovery(self.nc, self.leases, self.instance, self.interval,
                                  self._serves, self._resume,
-                                 lambda run: run in self.lifecycle.running)
+                                 lambda run: run in self.lifecycle.running, self._changed)
         self.signals = Signals(self.nc, self.recovery.wake, self.interval)
         await self.recovery.start()
         await self.signals.start()
@@ -108,6 +108,15 @@ class DurableRuns:
         """The durable pipelines this process serves now (after each apply)."""
         self.pipelines = {n: d for n, d in pipelines.items() if d.durable}
 
+    def _changed(self, lease: Lease | None, run: str) -> None:
+        """A lease changed: a run of ours that another instance now owns stops at its next
+        step (LeaseLost); our own changes name us, and a deleted lease ends nothing."""
+        if lease is None or lease.instance == self.instance:
+            return
+        found = self.lifecycle.running.get(run)
+        if found is not None:
+            found[1].lost = True
+
     def _serves(self, name: str) -> bool:
         return name in self.pipelines
 
@@ -115,9 +124,12 @@ class DurableRuns:
         info = {"definition": record.definition, "instance": self.instance}
         return DurableRun(self.nc, self.journal, self.stats, lease.run,
                           record.pipeline or lease.pipeline, record.trace_id, info, lease,
-                          self.leases, record.outputs, record.waits, resumed=True)
+                          self.leases, record.outputs, record.waits, started=True)
 
     async def _resume(self, lease: Lease) -> None:
+        old = self.lifecycle.running.get(lease.run)
+        if old is not None:  # this process ran it too (a forged lease named a dead owner)
+            old[1].lost = True
         await self.lifecycle.resume(lease, self.definitions.load, self._make)
 
     async def _on_resume(self, msg: Any) -> None:
@@ -127,13 +139,18 @@ class DurableRuns:
         if not is_request_id(run) or not msg.reply or msg.reply[:1] == "$":
             return
         try:
-            record = read_record(await run_events(self.nc, run))
+            events = await run_events(self.nc, run)
+            record = read_record(events)
             if (record.ended is None or record.ended.get("event") == "run_finished"
                     or not self._serves(record.pipeline)):
                 return
-            lease = await self.leases.create(run, self.instance, record.pipeline)
+            seen = await self.leases.get(run)
+            lease = (await self.leases.create(run, self.instance, record.pipeline)
+                     if seen is None else await self.leases.reopen(seen, self.instance)
+                     if seen.state == ENDED else None)
             if lease is None:
                 return  # another `up` took it, or it runs
+            record = read_record(events, lease.revision)
             drun = self._make(lease, record)
             await drun.store(ev.RUN_RESUMED, values={"instance": self.instance})
             definition = await self.definitions.load(record.definition)
@@ -169,16 +186,25 @@ class DurableRuns:
                 raise p.MeshError(p.INVALID_INPUT, f"{p.HDR_RUN_KEY}: {problem}")
             first = await self.run_keys.claim(definition.name, key, run)
             if first is not None and first != run:
-                return await self._outcome(first, caller_left)
-        lease = await self.leases.create(run, self.instance, definition.name)
-        if lease is None:
-            raise p.MeshError(p.INVALID_INPUT, f"run {run} exists already: a request id names "
-                              "one durable run (send a new id, or X-Mesh-Run-Key)")
+                return await outcome_of(self.nc, first, caller_left)
         digest = await self.definitions.keep(definition)
         info = {"definition": digest, "instance": self.instance, "reply": reply,
                 "reply_until": round(time.time() + caller_left, 3), "run_key": key}
         drun = DurableRun(self.nc, self.journal, self.stats, run, definition.name, trace_id,
-                          info, lease, self.leases)
+                          info, Lease(run, self.instance, definition.name), self.leases)
+        # The lease and run_started at once (one round trip): a run id that exists already
+        # gets a stray run_started after its own, which every reader ignores.
+        lease, _ = await asyncio.gather(self.leases.create(run, self.instance, definition.name),
+                                        drun.store(ev.RUN_STARTED,
+                                                   values={"input": payload, **info}))
+        if lease is None:  # the id names a run already: the same request again (a retry, a
+            holder = await self.leases.get(run)  # trigger's message delivered twice)
+            if holder is None or holder.pipeline != definition.name:
+                raise p.MeshError(p.INVALID_INPUT, f"run {run} exists already, of another "
+                                  "pipeline: a request id names one durable run")
+            return await outcome_of(self.nc, run, caller_left)
+        drun.lease = lease
+        drun.started = True  # the engine's run_started adds nothing more
         task = self.lifecycle.launch(drun, definition, payload)
         task.add_done_callback(_retrieve)
         try:
@@ -190,10 +216,10 @@ class DurableRuns:
         text = definition.spec.run_key
         if text is None:
             return None
-        template = self._keys.get(id(definition.spec))
+        template = self._keys.get(text)
         if template is None:
             template, _ = compile_template(text, ("run_key",))  # checked at load
-            self._keys[id(definition.spec)] = template
+            self._keys[text] = template
         try:
             key = template.render({"input": payload, "steps": {}, "mesh": {}})
         except EvaluationError as exc:
@@ -202,35 +228,6 @@ class DurableRuns:
         if problem is not None:
             raise p.MeshError(p.INVALID_INPUT, f"run_key {text!r}: {problem}")
         return str(key)
-
-    async def _outcome(self, run: str, caller_left: float) -> Any:
-        """What a second start with the same run key gets: the first run's result, or its
-        error; while it runs, its end (within this caller's budget)."""
-        ended: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-
-        async def on_event(msg: Any) -> None:
-            if msg.subject.rsplit(".", 1)[-1] in TERMINAL and not ended.done():
-                ended.set_result(None)
-
-        sub = await self.nc.subscribe(f"mesh.run.{run}.*", cb=on_event)
-        try:
-            record = read_record(await run_events(self.nc, run))
-            if record.ended is None:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(ended, timeout=max(caller_left - 0.05, 0.001))
-                record = read_record(await run_events(self.nc, run))
-        finally:
-            await sub.unsubscribe()
-        if record.ended is None:
-            raise p.MeshError(p.TIMEOUT, f"the run with this run key ({run}) is still running",
-                              request_id=run, details={"run": run, "status": "running"})
-        if record.ended.get("event") == "run_finished":
-            return record.ended.get("output")
-        error = record.ended.get("error")
-        error = error if isinstance(error, dict) else {}
-        raise p.MeshError(str(error.get("code") or p.HANDLER_ERROR),
-                          str(error.get("message") or "the first run failed"),
-                          request_id=run, details={"run": run})
 
 
 def _retrieve(task: asyncio.Task[Any]) -> None:

@@ -88,6 +88,7 @@ class Definitions:
         self.kv = kv
         self._put_at: dict[str, float] = {}
         self._loaded: dict[str, PipelineDef] = {}
+        self._digests: dict[str, str] = {}  # fingerprint -> hash: hashed once per definition
 
     @classmethod
     async def open(cls, nc: Any, keep: float = DEFAULT_KEEP) -> Definitions:
@@ -103,7 +104,11 @@ class Definitions:
 
     async def keep(self, definition: PipelineDef) -> str:
         """Store `definition` (if not stored within the hour) and return its hash."""
-        digest = definition_hash(definition)
+        digest = self._digests.get(definition.fingerprint)
+        if digest is None:
+            if len(self._digests) >= 1024:
+                self._digests.clear()
+            digest = self._digests[definition.fingerprint] = definition_hash(definition)
         now = time.monotonic()
         if now - self._put_at.get(digest, -REFRESH) >= REFRESH:
             await self.kv.put(digest, json.dumps(document(definition)).encode())

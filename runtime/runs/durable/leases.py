@@ -25,6 +25,7 @@ from runtime.nats.cluster import create_replicated, replica_choices
 
 RUNNING = "running"
 PARKED = "parked"
+ENDED = "ended"  # kept (until runs.keep) so that the run's id starts no second run
 _MAX_LEASE = 4096  # bytes: a bigger value is not one we wrote
 
 
@@ -65,7 +66,7 @@ def decode(run: str, value: bytes | None, revision: int) -> Lease | None:
     instance, pipeline, state = data.get("instance"), data.get("pipeline"), data.get("state")
     wake, signal = data.get("wake"), data.get("signal")
     if not (isinstance(instance, str) and isinstance(pipeline, str)
-            and state in (RUNNING, PARKED)):
+            and state in (RUNNING, PARKED, ENDED)):
         return None
     if wake is not None and not (isinstance(wake, int | float) and math.isfinite(wake)):
         return None
@@ -82,13 +83,14 @@ class Leases:
         self.kv = kv
 
     @classmethod
-    async def open(cls, nc: Any) -> Leases:
+    async def open(cls, nc: Any, keep: float = 7 * 86400.0) -> Leases:
         js = nc.jetstream(timeout=5)
         try:
             kv = await js.key_value(p.LEASES_BUCKET)
-        except Exception:
+        except Exception:  # leases last as long as runs are kept (a longer run is rewritten)
             kv = await create_replicated(
-                lambda n: js.create_key_value(bucket=p.LEASES_BUCKET, history=1, replicas=n),
+                lambda n: js.create_key_value(bucket=p.LEASES_BUCKET, history=1, ttl=keep,
+                                              replicas=n),
                 replica_choices(nc))
         return cls(kv)
 
@@ -130,8 +132,18 @@ class Leases:
     async def park(self, lease: Lease, wake: float | None, signal: str | None) -> Lease:
         return await self.swap(lease, replace(lease, state=PARKED, wake=wake, signal=signal))
 
+    async def end(self, lease: Lease) -> None:
+        """The run ended: its lease says so (only if still ours), and stays until runs.keep,
+        so that a second start with the run's id gets this run's outcome."""
+        with contextlib.suppress(BaseException):  # taken over meanwhile: theirs to end
+            await self.swap(lease, replace(lease, state=ENDED, wake=None, signal=None))
+
+    async def reopen(self, seen: Lease, instance: str) -> Lease | None:
+        """`runs resume`: an ended run's lease, running again under `instance` (or None)."""
+        return await self.claim(seen, instance)
+
     async def release(self, lease: Lease) -> None:
-        """The run ended: its lease goes (only if still ours)."""
+        """The lease goes (only if still ours): a run that cannot be recorded at all."""
         # Taken over meanwhile, or the bucket is gone: then it is not ours to remove.
         with contextlib.suppress(Exception):
             await self.kv.delete(lease.run, last=lease.revision)

@@ -4,6 +4,7 @@ the engine with every step memoized, and the answer to a caller that may still w
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -45,10 +46,13 @@ class Recorded:
     ended: dict[str, Any] | None = None  # the terminal event, if any
 
 
-def read_record(events: list[dict[str, Any]]) -> Recorded:
-    """The run's start, finished steps (the first record of each wins), waits and end."""
+def read_record(events: list[dict[str, Any]], lease: int | None = None) -> Recorded:
+    """The run's start, finished steps (each step's record written under the newest lease),
+    waits and end. With `lease` (the revision just claimed), a record that says it was
+    written under a later lease is another client's forgery, and ignored."""
     found = Recorded(outputs={}, waits={})
     assert found.outputs is not None and found.waits is not None
+    leases: dict[str, int] = {}  # step -> the lease revision of the record taken
     for event in events:
         kind, step = event.get("event"), event.get("step")
         if found.pipeline and event.get("pipeline") != found.pipeline:
@@ -62,7 +66,13 @@ def read_record(events: list[dict[str, Any]]) -> Recorded:
             until = event.get("reply_until")
             found.reply_until = float(until) if isinstance(until, int | float) else 0.0
         elif kind == "step_finished" and isinstance(step, str):
-            found.outputs.setdefault(step, event.get("output"))
+            written = event.get("lease")
+            written = written if isinstance(written, int) and not isinstance(written, bool) else 0
+            if lease is not None and written > lease:
+                continue
+            if written >= leases.get(step, -1):  # the newest owner's record (a superseded
+                leases[step] = written           # owner's last one may follow it)
+                found.outputs[step] = event.get("output")
         elif kind == "step_waiting" and isinstance(step, str):
             until = event.get("until")
             found.waits.setdefault(step, float(until) if isinstance(until, int | float)
@@ -113,9 +123,9 @@ class Lifecycle:
         """Finish a run whose owner died, or that woke from parking; answers its caller."""
         run = lease.run
         try:
-            record = read_record(await run_events(self.nc, run))
+            record = read_record(await run_events(self.nc, run), lease.revision)
             if record.ended is not None:  # it ended, but its lease was not removed
-                await make(lease, record).leases.release(lease)
+                await make(lease, record).leases.end(lease)
                 return
             if not record.definition:
                 raise p.MeshError(p.HANDLER_ERROR, f"run {run} has no run_started event in "
@@ -160,3 +170,33 @@ class Lifecycle:
         except BaseException as again:  # the journal itself is gone: nothing more to record
             log.debug("could not record the failure of run %s: %s", drun.run_id, again)
             await drun.leases.release(drun.lease)
+
+
+async def outcome_of(nc: Any, run: str, caller_left: float) -> Any:
+    """What a second start with the same run key gets: the first run's result, or its
+    error; while it runs, its end (within this caller's budget)."""
+    ended: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    async def on_event(msg: Any) -> None:
+        if msg.subject.rsplit(".", 1)[-1] in TERMINAL and not ended.done():
+            ended.set_result(None)
+
+    sub = await nc.subscribe(f"mesh.run.{run}.*", cb=on_event)
+    try:
+        record = read_record(await run_events(nc, run))
+        if record.ended is None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(ended, timeout=max(caller_left - 0.05, 0.001))
+            record = read_record(await run_events(nc, run))
+    finally:
+        await sub.unsubscribe()
+    if record.ended is None:
+        raise p.MeshError(p.TIMEOUT, f"the run with this run key ({run}) is still running",
+                          request_id=run, details={"run": run, "status": "running"})
+    if record.ended.get("event") == "run_finished":
+        return record.ended.get("output")
+    error = record.ended.get("error")
+    error = error if isinstance(error, dict) else {}
+    raise p.MeshError(str(error.get("code") or p.HANDLER_ERROR),
+                      str(error.get("message") or "the first run failed"),
+                      request_id=run, details={"run": run})

@@ -18,7 +18,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from runtime.nats.liveness import is_alive, open_instances, read_records
-from runtime.runs.durable.leases import PARKED, RUNNING, Lease, Leases, decode
+from runtime.runs.durable.leases import ENDED, PARKED, RUNNING, Lease, Leases, decode
 
 log = logging.getLogger("mesh-runtime")
 Resume = Callable[[Lease], Coroutine[Any, Any, None]]
@@ -30,14 +30,21 @@ class LeaseBook:
 
     def __init__(self) -> None:
         self.leases: dict[str, Lease] = {}
+        self.running: dict[str, Lease] = {}  # the running ones: scans skip the parked
         self.wakes: list[tuple[float, str]] = []  # (wake, run): a heap, stale entries allowed
 
     def seen(self, run: str, value: bytes | None, revision: int, deleted: bool) -> None:
-        if deleted:
+        lease = None if deleted else (
+            decode(run, value, revision) or Lease(run, "", "", RUNNING, None, None, revision))
+        if lease is None or lease.state == ENDED:  # nothing to do for it: not kept in memory
             self.leases.pop(run, None)
+            self.running.pop(run, None)
             return
-        lease = decode(run, value, revision) or Lease(run, "", "", RUNNING, None, None, revision)
         self.leases[run] = lease
+        if lease.state == RUNNING:
+            self.running[run] = lease
+        else:
+            self.running.pop(run, None)
         if lease.state == PARKED and lease.wake is not None:
             heapq.heappush(self.wakes, (lease.wake, run))
 
@@ -56,8 +63,7 @@ class LeaseBook:
 
     def orphans(self, mine: str) -> list[Lease]:
         """Running leases of other instances (whether their owner lives is checked after)."""
-        return [lease for lease in self.leases.values()
-                if lease.state == RUNNING and lease.instance != mine]
+        return [lease for lease in self.running.values() if lease.instance != mine]
 
 
 class Recovery:
@@ -65,7 +71,8 @@ class Recovery:
 
     def __init__(self, nc: Any, leases: Leases, instance: str, interval: float,
                  serves: Callable[[str], bool], resume: Resume,
-                 runs_here: Callable[[str], bool] = lambda run: False):
+                 runs_here: Callable[[str], bool] = lambda run: False,
+                 changed: Callable[[Lease | None, str], None] = lambda lease, run: None):
         self.nc = nc
         self.leases = leases
         self.instance = instance
@@ -76,7 +83,9 @@ class Recovery:
         self._tasks: list[asyncio.Task[Any]] = []
         self._kick = asyncio.Event()
         self._resuming: set[asyncio.Task[Any]] = set()
+        self._watcher: Any = None
         self.runs_here = runs_here
+        self.changed = changed  # told of every lease change (a run here may have been taken)
         self._suspects: set[str] = set()  # leases naming us that we did not run at the last scan
 
     async def start(self) -> None:
@@ -87,11 +96,13 @@ class Recovery:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await _stop(self._watcher)  # a JetStream subscription left open holds up a drain
 
     async def _watch(self) -> None:
         while True:
             try:
-                watcher = await self.leases.kv.watchall()
+                await _stop(self._watcher)
+                watcher = self._watcher = await self.leases.kv.watchall()
                 while True:
                     entry = await watcher.updates(timeout=3600)
                     if entry is None:  # the initial values are all in: look at them now
@@ -99,6 +110,7 @@ class Recovery:
                         continue
                     self.book.seen(entry.key, entry.value, entry.revision or 0,
                                    entry.operation in ("DEL", "PURGE"))
+                    self.changed(self.book.leases.get(entry.key), entry.key)
                     if self.book.next_wake() is not None:
                         self._kick.set()
             except asyncio.CancelledError:
@@ -154,8 +166,8 @@ class Recovery:
         """Leases that name this instance for a run it does not run (another client wrote
         them): claimed like a dead owner's, once seen at two scans in a row (a run being
         started has its lease a moment before its task)."""
-        named = {lease.run: lease for lease in self.book.leases.values()
-                 if lease.state == RUNNING and lease.instance == self.instance
+        named = {lease.run: lease for lease in self.book.running.values()
+                 if lease.instance == self.instance
                  and not self.runs_here(lease.run) and self.serves(lease.pipeline)}
         found = [lease for run, lease in named.items() if run in self._suspects]
         self._suspects = set(named)
@@ -176,3 +188,11 @@ class Recovery:
         self._resuming.add(task)
         task.add_done_callback(self._resuming.discard)
         return True
+
+
+async def _stop(watcher: Any) -> None:
+    if watcher is not None:
+        try:
+            await watcher.stop()
+        except Exception as exc:  # the connection is going anyway
+            log.debug("lease watch not stopped: %s", exc)

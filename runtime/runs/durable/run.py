@@ -28,6 +28,7 @@ from runtime.runs.recorder import RunRecorder
 from runtime.runs.stepstats import StepStats
 
 PARK_AFTER = 2.0  # a sleep with less than this left waits in memory; longer ones park
+_RELEASING: set[asyncio.Task[None]] = set()  # lease removals under way (kept from the GC)
 
 
 class Parked(BaseException):
@@ -43,8 +44,10 @@ class DurableRun(RunRecorder):
         "js",
         "lease",
         "leases",
+        "lost",
+        "pending",
         "recorded",
-        "resumed",
+        "started",
         "stopping",
         "waits",
     )
@@ -52,22 +55,29 @@ class DurableRun(RunRecorder):
     def __init__(self, nc: Any, journal: Journal | None, stats: StepStats, run_id: str,
                  pipeline: str, trace_id: str | None, info: dict[str, Any], lease: Lease,
                  leases: Leases, recorded: dict[str, Any] | None = None,
-                 waits: dict[str, float | None] | None = None, resumed: bool = False):
+                 waits: dict[str, float | None] | None = None, started: bool = False):
         super().__init__(journal, stats, run_id, pipeline, trace_id, info)
         self.js = nc.jetstream(timeout=5)
         self.lease = lease
         self.leases = leases
         self.recorded = recorded if recorded is not None else {}  # step path -> output
         self.waits = waits if waits is not None else {}  # step path -> deadline (or None)
-        self.resumed = resumed
+        self.started = started  # run_started is stored already (a resume, or the start)
         self.stopping = False  # the process is shutting down: a cancel is not the run's end
         self._lock = asyncio.Lock()  # one lease change at a time (parallel steps end together)
         self._step: dict[int, str] = {}  # task id -> the step path it runs (waits need it)
+        self.lost = False  # the lease watch saw another instance take the run
+        self.pending: list[asyncio.Task[Any]] = []  # step records whose ack is still to come
 
     async def hold(self) -> None:
         """Renew the lease by compare-and-set; LeaseLost when another instance took the run."""
         async with self._lock:
             self.lease = await self.leases.swap(self.lease, self.lease)
+
+    def check(self) -> None:
+        """LeaseLost once the lease watch has seen another instance take the run."""
+        if self.lost:
+            raise LeaseLost(self.run_id)
 
     async def store(self, event: str, step: str | None = None, attempt: int | None = None,
                     values: dict[str, Any] | None = None) -> None:
@@ -78,22 +88,48 @@ class DurableRun(RunRecorder):
         except Exception as exc:
             raise JournalGone(self.run_id, str(exc) or type(exc).__name__) from None
 
+    def publish(self, event: str, step: str | None, attempt: int | None,
+                values: dict[str, Any]) -> None:
+        """Publish one event now; its ack is awaited by the next `flush`."""
+        data = ev.encode(self._head, event, time.time(), step, attempt, values)
+        self.pending.append(asyncio.get_running_loop().create_task(
+            self.js.publish(ev.subject(self.run_id, event), data, stream=ev.STREAM)))
+
+    async def flush(self) -> None:
+        """Wait until every record published so far is stored; JournalGone if one is not."""
+        if not self.pending:
+            return
+        pending, self.pending = self.pending, []
+        for outcome in await asyncio.gather(*pending, return_exceptions=True):
+            if isinstance(outcome, BaseException):
+                raise JournalGone(self.run_id, str(outcome) or type(outcome).__name__)
+
     # -- the observer ------------------------------------------------------------------------
 
     async def run_started(self, payload: Any) -> None:
-        if not self.resumed:
+        if not self.started:
             await self.store(ev.RUN_STARTED, values={"input": payload, **self.info})
 
     async def step_started(self, path: str, attempt: int) -> None:
         task = asyncio.current_task()
         if task is not None:
             self._step[id(task)] = path
+        self.check()
+        await self.flush()  # no step acts on earlier results before they are stored
         await super().step_started(path, attempt)
 
     async def step_finished(self, path: str, attempt: int, output: Any) -> None:
         self._measure(path, attempt, "ok")
-        await self.hold()
-        await self.store(ev.STEP_FINISHED, path, attempt, {"output": output})
+        # Stored before anything acts on it: the next step's start (and the run's end, and a
+        # wait) waits for the ack first; meanwhile the engine only works out what comes next.
+        # Only while the lease is ours: every `up` watches the leases, so this process learns
+        # within a round trip that another took the run (a claim is a compare-and-set). If
+        # that happens during the step, its record may land too: the step's output from a
+        # real call with the same idempotency key, under an older lease, never used (a
+        # resume takes the newest lease's record).
+        self.check()
+        self.publish(ev.STEP_FINISHED, path, attempt,
+                     {"output": output, "lease": self.lease.revision})
         self.recorded[path] = output
 
     async def run_finished(self, output: Any) -> None:
@@ -114,9 +150,15 @@ class DurableRun(RunRecorder):
         await self._end(ev.RUN_CANCELLED, None)
 
     async def _end(self, event: str, values: dict[str, Any] | None) -> None:
-        await self.hold()  # only the owner ends a run
-        await self.store(event, values=values)
-        await self.leases.release(self.lease)
+        # Only the owner ends a run (the lease watch would have said otherwise); the end is
+        # published after the steps' records, which JetStream stores in order.
+        self.check()
+        await asyncio.gather(self.flush(), self.store(event, values=values))
+        # The lease says "ended" (compare-and-set) after the caller has its answer: a run
+        # whose end is stored is never resumed, whoever finds its lease.
+        task = asyncio.get_running_loop().create_task(self.leases.end(self.lease))
+        _RELEASING.add(task)
+        task.add_done_callback(_RELEASING.discard)
 
     # -- wait and sleep steps (runtime.pipeline.wait_steps.Waits) ----------------------------
 
@@ -168,6 +210,7 @@ class DurableRun(RunRecorder):
         if path in self.waits:
             return self.waits[path]
         until = None if seconds is None else round(time.time() + seconds, 3)
+        await self.flush()
         await self.hold()
         await self.store(ev.STEP_WAITING, path, None,
                          {"kind": kind, "signal": signal, "until": until})

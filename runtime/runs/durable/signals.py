@@ -42,6 +42,7 @@ class Signals:
         self.wake = wake
         self.interval = interval
         self._task: asyncio.Task[None] | None = None
+        self._sub: Any = None
 
     async def start(self) -> None:
         config = ConsumerConfig(durable_name=CONSUMER, filter_subject=SUBJECTS,
@@ -51,13 +52,18 @@ class Signals:
             await self.js.add_consumer(STREAM, config)
         except Exception as exc:  # made by another `up` with the same settings: fine
             log.debug("signal consumer: %s", exc)
-        sub = await self.js.pull_subscribe_bind(CONSUMER, STREAM)
+        sub = self._sub = await self.js.pull_subscribe_bind(CONSUMER, STREAM)
         self._task = asyncio.get_running_loop().create_task(self._loop(sub))
 
     async def close(self) -> None:
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
+        if self._sub is not None:  # a JetStream subscription left open holds up a drain
+            try:
+                await self._sub.unsubscribe()
+            except Exception as exc:
+                log.debug("signal subscription not ended: %s", exc)
 
     async def _loop(self, sub: Any) -> None:
         while True:

@@ -23,7 +23,8 @@ UI.pages.agent = async function (main, name) {
         " in flight, avg " + UI.ms(stats.avg_ms) + ", p99 " + UI.ms(stats.p99_ms)),
       stats.last_error ? UI.fact("last error", stats.last_error) : null,
       UI.fact("triggers", (info.triggers || []).length ? UI.el("ul", { class: "plain" },
-        info.triggers.map((t) => UI.el("li", {}, UI.el("code", {}, t)))) : "-")),
+        info.triggers.map((t) => UI.el("li", {}, UI.el("code", {}, t)))) : "-"),
+      (info.events || []).length ? UI.fact("emits", info.events.join(", ")) : null),
   ]);
   if (info.graph) {
     UI.append(main, [UI.el("h2", {}, "Steps"), UI.el("div", { id: "graph" }, UI.graph(info.graph))]);
