@@ -21,8 +21,8 @@ def register(commands: Commands) -> None:
 
 def _describe(args: argparse.Namespace) -> int:
     from runtime.nats import client
-    from runtime.nats.describe import describe
     from runtime.nats.listing import full_catalog
+    from runtime.observe.describe import describe
 
     async def run() -> int:
         nc = await client.open_client(client_url(args))

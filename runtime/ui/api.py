@@ -16,9 +16,9 @@ from runtime.core.text import suggest
 from runtime.nats.caller import call_agent as call
 from runtime.nats.caller import start_run
 from runtime.nats.client import stream
-from runtime.nats.describe import describe
 from runtime.nats.listing import full_catalog
 from runtime.nats.registry import mapping, registry_card
+from runtime.observe.describe import describe
 from runtime.ui.outline import outline
 from runtime.ui.state import UiState
 
