@@ -394,3 +394,11 @@ def test_a_given_token_is_asked_on_127_0_0_1_too(server: NatsServer, up: UpProce
         assert status == 200
         assert "mesh-ui-token=s3cret-token" in headers["set-cookie"]
         assert "HttpOnly" in headers["set-cookie"] and "SameSite=Strict" in headers["set-cookie"]
+
+
+def test_ui_outlives_its_nats_server_and_still_stops_cleanly() -> None:
+    with NatsServer() as own, UiProcess(own.url) as ui:
+        own.stop()
+        assert get(ui.base + "/api/errors")[0] == 200  # the page still answers
+        assert ui.stop(timeout=15) == 0, ui.log
+        assert "Traceback" not in ui.log

@@ -6,6 +6,7 @@ uvicorn does not wait on open pages), then uvicorn stops as it always does."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
 import sys
@@ -105,7 +106,8 @@ async def serve(settings: Settings, announce_token: bool) -> int:
         return 0 if server.started else 1
     finally:
         sock.close()
-        await nc.close()
+        with contextlib.suppress(Exception):  # NATS may be gone already: stopping still ends well
+            await nc.close()
 
 
 async def _announce(server: uvicorn.Server, settings: Settings, announce_token: bool) -> None:
