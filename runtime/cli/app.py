@@ -27,8 +27,8 @@ from runtime.core.logs import setup_logging
 # Each module adds its own subcommands; a new group of commands is one more entry here.
 COMMAND_MODULES = (serve_command, file_commands, bus_commands, describe_command,
                    test_command, init_command, llm_commands, status_command,
-                   orchestration_commands, runs_command,
-                   event_commands, ui_command)
+                   orchestration_commands, event_commands, runs_command,
+                   ui_command)
 
 
 def main(argv: list[str] | None = None) -> int:
