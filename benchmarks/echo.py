@@ -1,6 +1,6 @@
 """Echo benchmark: mesh-runtime against raw nats-py and OpenAgentMesh 0.2, side by side.
 
-    python benchmarks/echo.py [--rounds 5] [--seconds 3] [--no-io]
+    python benchmarks/echo.py [--rounds 5] [--seconds 3] [--no-io] [--before DIR]
 
 One nats-server; three servers in their own processes (raw responder, `mesh-runtime up`
 on benchmarks/echo/mesh.yaml, an OpenAgentMesh agent); this process is the client.
@@ -11,6 +11,9 @@ bench.mesh-io, bench.oam-io) awaits 1 ms of simulated I/O before it echoes.
 Unless --no-tracing, three more systems in the same rounds: `up` from the code before
 tracing, and `up` exporting spans to an OTLP/HTTP sink at sample 1.0 and 0.1; their CPU
 per request, and today's (propagation only), over the code before's.
+With `--before DIR` (a copy of the code before a change, such as `git archive main runtime
+| tar -x -C DIR`), `up` from that copy is measured too, in the same interleaved rounds, and a
+line gives the ratios now / before.
 Exit status 1 when a system could not be measured.
 """
 
@@ -18,14 +21,18 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import nats
 from _client import System, latency, loop_name, run, throughput
 from _harness import (
     BENCH_DIR,
+    Child,
     Children,
+    child_env,
     format_table,
     machine_line,
     mesh_peer,
@@ -61,6 +68,9 @@ def parse_args() -> argparse.Namespace:
         "--no-tracing", dest="tracing", action="store_false",
         help="skip the tracing rows (up before tracing, exporting at sample 1.0 and 0.1)")
     parser.add_argument("--io-rounds", type=int, default=3, help="I/O-bound rounds (default 3)")
+    parser.add_argument("--before", type=Path, metavar="DIR",
+                        help="also measure `up` from the code in DIR (a copy of the runtime "
+                             "package before a change), interleaved")
     parser.add_argument(
         "--io-seconds", type=float, default=1.0, help="I/O-bound throughput window per round"
     )
@@ -123,6 +133,30 @@ async def start_all(
             await s.wait_ready(nc, is_echo, READY_TIMEOUT)
     finally:
         await nc.close()
+
+
+def before_peer(url: str, code: Path, folder: Path) -> Child | str:
+    """`up` from the code in `code` on the echo mesh, its agent renamed bench.before."""
+    if not (code / "runtime" / "__main__.py").exists():
+        return f"no runtime package in {code}"
+    text = (BENCH_DIR / "echo" / "mesh.yaml").read_text().replace("bench.mesh", "bench.before")
+    (folder / "mesh.yaml").write_text(text)
+    (folder / "handlers.py").write_text((BENCH_DIR / "echo" / "handlers.py").read_text())
+    return Child("mesh-before", [sys.executable, "-m", "runtime", "up", "-f",
+                                 str(folder / "mesh.yaml"), "--nats", url, "--no-reload"],
+                 cwd=folder, env=child_env(PYTHONPATH=str(code.resolve())))
+
+
+def before_line(systems: dict[str, System]) -> list[str]:
+    """now / before ratios, when the code before was measured too."""
+    now, before = systems["mesh"], systems.get("before")
+    if before is None:
+        return []
+    if not (now.ok and before.ok):
+        return ["now / before: n/a"]
+    return [f"now / before: throughput {now.rps() / before.rps():.2f}, cpu per request "
+            f"{now.cpu_per_request() / before.cpu_per_request():.2f}, p50 "
+            f"{now.p50() / before.p50():.2f} (1.00 is no change)"]
 
 
 def ratio(a: System, b: System, value: str, target: str) -> str:
@@ -225,6 +259,7 @@ def report(
                           "peer cpu µs/req"],
                          [[s.label, *s.spread()] for s in systems.values() if s.ok]),
             *warning,
+            *before_line(systems),
             f"client: {loop_name()}; one nats-py connection, {CONCURRENCY} workers; "
             f"median of {args.rounds} interleaved rounds of {args.seconds:g} s "
             f"(+{args.latency_seconds:g} s at concurrency 1)",
@@ -234,6 +269,14 @@ def report(
             machine_line(),
         ]
     )
+
+
+async def _wait_before(url: str, system: System) -> None:
+    nc = await nats.connect(url)
+    try:
+        await system.wait_ready(nc, is_echo, READY_TIMEOUT)
+    finally:
+        await nc.close()
 
 
 def main() -> int:
@@ -253,11 +296,17 @@ def main() -> int:
         else {}
     )
     tracing = TracingRows() if args.tracing else None
+    if args.before is not None:
+        systems["before"] = System("mesh-before", "mesh.agent.bench.before")
     server = start_nats()
     try:
-        with Children() as children:
+        with Children() as children, tempfile.TemporaryDirectory() as folder:
             run(start_all(server.url, children, systems, io_systems, tracing))
-            order = [systems[k] for k in ("raw", "mesh", "oam")]
+            if args.before is not None:
+                systems["before"].launch(children, before_peer(server.url, args.before,
+                                                               Path(folder)))
+                run(_wait_before(server.url, systems["before"]))
+            order = [systems[k] for k in ("raw", "mesh", "oam", "before") if k in systems]
             if tracing is not None:  # interleaved with the others, round by round
                 order += list(tracing.systems.values())
             pid = server.process.pid

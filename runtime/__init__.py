@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from runtime.core.context import Context
     from runtime.core.protocol import (
+        CANCELLED,
         EXPIRED,
         HANDLER_ERROR,
         INVALID_INPUT,
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
     from runtime.tracing.hop import current_trace_id
 
 __all__ = [
+    "CANCELLED",
     "EXPIRED",
     "HANDLER_ERROR",
     "INVALID_INPUT",

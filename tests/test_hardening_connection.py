@@ -124,9 +124,11 @@ def test_up_exits_when_nats_closes_the_connection_for_good(
     assert "Traceback" not in up.log
 
 
-def test_up_exits_when_the_server_refuses_what_it_sent(tmp_path: Path) -> None:
+def test_a_worker_the_server_closed_is_replaced_and_up_serves_on(tmp_path: Path) -> None:
     # A reload that subscribes past the server's max_subscriptions gets -ERR 'Maximum
-    # Subscriptions Exceeded', and nats-py closes the connection for good.
+    # Subscriptions Exceeded', and nats-py closes the connection for good. That worker
+    # exits 3; the supervisor, not the worker, decides whether NATS is gone: it starts a
+    # new worker (NATS is reachable), so `up` keeps running and says why.
     conf = tmp_path / "limits.conf"
     conf.write_text("max_subscriptions: 6\n")
     path, module = write_mesh(tmp_path, MESH, HANDLERS)
@@ -136,13 +138,15 @@ def test_up_exits_when_the_server_refuses_what_it_sent(tmp_path: Path) -> None:
             up.wait_for("ready:")
             more = "".join(f"  c.more{i}:\n    handler: {module}:echo\n" for i in range(10))
             path.write_text(path.read_text() + more)
-            code = up.process.wait(15)
+            line = up.wait_for("error:")
+            stopped = up.wait_for("stopped unexpectedly")
+            assert up.process.poll() is None
         finally:
-            up.stop()
-    assert code == 3
-    line = up.wait_for("error:")
+            code = up.stop()
     assert line.startswith("error: NATS closed the connection for good (nats: ")
     assert "maximum subscriptions exceeded" in line.lower()
+    assert stopped.endswith("stopped unexpectedly (exit code 3); starting a new one")
+    assert code == 0
 
 
 async def test_after_a_restart_with_an_empty_store_the_catalog_and_card_come_back(

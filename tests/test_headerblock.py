@@ -98,3 +98,29 @@ def test_request_ids_made_here_are_request_ids_and_never_repeat() -> None:
     assert len(set(made)) == len(made)
     assert all(is_request_id(i) for i in made)
     assert {len(i) for i in made} == {32}  # as long as the uuid4().hex it replaces
+
+
+async def test_queue_plain_sends_what_publish_sends_and_refuses_when_closed(
+        nats_url: str, unique: str) -> None:
+    """Run events are queued with `queue_plain` (no await): the same bytes as publish(),
+    a reply subject kept, and nothing queued (False) on a closed connection."""
+    from runtime.nats.headerblock import queue_plain
+
+    watcher = RawNats(nats_url)
+    watcher.sub(f"qp.{unique}")
+    watcher.flush()
+    nc = await nats.connect(nats_url)
+    try:
+        await nc.publish(f"qp.{unique}", b'{"e": 1}', reply="r.x")
+        assert queue_plain(nc, f"qp.{unique}", b'{"e": 1}', "r.x") is True
+        assert queue_plain(nc, f"qp.{unique}", b'{"e": 2}') is True
+        await nc.flush()
+        by_nats_py = await asyncio.to_thread(watcher.next_msg)
+        queued = await asyncio.to_thread(watcher.next_msg)
+        plain = await asyncio.to_thread(watcher.next_msg)
+    finally:
+        await nc.close()
+        watcher.close()
+    assert queued == by_nats_py
+    assert plain.body == b'{"e": 2}' and plain.reply == "" and queued.reply == "r.x"
+    assert queue_plain(nc, f"qp.{unique}", b"{}") is False

@@ -418,3 +418,66 @@ async def test_one_compiled_pipeline_runs_many_times_at_once():
         *(run(compiled, agents, n, request_id=f"r{n}") for n in range(20))
     )
     assert results == list(range(20))
+
+
+async def test_observers_see_every_step_in_order() -> None:
+    """The engine's observer hook: what the run journal and others are told, in order."""
+    from runtime.pipeline.observer import Observers
+
+    class Seen:
+        def __init__(self) -> None:
+            self.calls: list[tuple[Any, ...]] = []
+
+        async def run_started(self, payload: Any) -> None:
+            self.calls.append(("run_started", payload))
+
+        async def step_started(self, path: str, attempt: int) -> None:
+            self.calls.append(("started", path, attempt))
+
+        async def step_finished(self, path: str, attempt: int, output: Any) -> None:
+            self.calls.append(("finished", path, attempt, output))
+
+        async def step_failed(self, path: str, attempt: int, error: MeshError) -> None:
+            self.calls.append(("failed", path, attempt, error.code))
+
+        async def step_skipped(self, path: str) -> None:
+            self.calls.append(("skipped", path))
+
+        async def run_finished(self, output: Any) -> None:
+            self.calls.append(("run_finished", output))
+
+        async def run_failed(self, error: MeshError) -> None:
+            self.calls.append(("run_failed", error.code))
+
+        async def run_cancelled(self) -> None:
+            self.calls.append(("run_cancelled",))
+
+    tries = {"n": 0}
+
+    async def call(name: str, payload: Any, timeout: float, request_id: str,
+                   capability: bool = False) -> Any:
+        if name == "flaky":
+            tries["n"] += 1
+            if tries["n"] == 1:
+                raise MeshError("handler_error", "first try fails")
+        return {"from": name}
+
+    spec = PipelineSpec.model_validate({"steps": [
+        {"id": "a", "call": "flaky", "retry": {"attempts": 2, "backoff": 0.001}},
+        {"id": "skip", "when": "`false`", "call": "x"},
+        {"id": "b", "for_each": "[`1`]", "call": "x"},
+    ]})
+    compiled, problems = compile_pipeline("p", spec, {"flaky", "x"})
+    assert compiled is not None and problems == []
+    first, second = Seen(), Seen()
+    await compiled.run({"in": 1}, call=call, request_id="r", mesh_name="m",
+                       default_timeout=5, observer=Observers(first, second))
+    assert first.calls == second.calls == [
+        ("run_started", {"in": 1}),
+        ("started", "a", 1), ("failed", "a", 1, "handler_error"),
+        ("started", "a", 2), ("finished", "a", 2, {"from": "flaky"}),
+        ("skipped", "skip"),
+        ("started", "b", 1), ("started", "b[0]", 1), ("finished", "b[0]", 1, {"from": "x"}),
+        ("finished", "b", 1, [{"from": "x"}]),
+        ("run_finished", [{"from": "x"}]),
+    ]

@@ -19,7 +19,7 @@ from runtime.cli.common import (
 )
 from runtime.core import protocol as p
 from runtime.core.names import check_name
-from runtime.core.text import escape
+from runtime.core.text import escape, is_request_id
 
 
 def register(commands: Commands) -> None:
@@ -34,6 +34,11 @@ def register(commands: Commands) -> None:
                       help="stream (found from the catalog when it is on)")
     call.add_argument("--capability", action="store_true",
                       help="NAME is a capability: any one agent offering it answers")
+    call.add_argument("--request-id", metavar="ID", help="send this request id (a pipeline's "
+                      "run id: mesh-runtime runs show ID); 1-128 of A-Z a-z 0-9 _ -")
+    call.add_argument("--async", dest="run_async", action="store_true",
+                      help="start the pipeline and print its run id at once "
+                      "(then: mesh-runtime runs watch|wait RUN)")
     ls = add_command(commands, "ls", _ls, "list the catalog: every agent and pipeline on the mesh")
     nats_option(ls)
     ls.add_argument("--json", action="store_true", help="print the catalog as JSON")
@@ -47,6 +52,10 @@ def _call(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"error: {escape(str(exc))}", file=sys.stderr)
         return 2
+    if args.request_id is not None and not is_request_id(args.request_id):
+        print("error: --request-id takes 1 to 128 characters of A-Z, a-z, 0-9, _ and -",
+              file=sys.stderr)
+        return 2
     text = read_payload(args.payload)
     try:
         payload = json.loads(text) if text.strip() else {}
@@ -59,7 +68,11 @@ def _call(args: argparse.Namespace) -> int:
     async def run() -> int:
         nc = await client.open_client(client_url(args))
         try:
-            if args.capability:
+            if args.run_async:
+                from runtime.nats.caller import start_run
+
+                print(await start_run(nc, args.name, payload, timeout, args.request_id))
+            elif args.capability:
                 reply, source = await client.call_capability(nc, args.name, payload, timeout)
                 shown = "".join(c if c.isprintable() else "?" for c in source)
                 print(f"answered by {shown}", file=sys.stderr)
@@ -68,7 +81,8 @@ def _call(args: argparse.Namespace) -> int:
                 async for chunk in client.stream(nc, args.name, payload, timeout):
                     print(json.dumps(chunk), flush=True)
             else:
-                print(json.dumps(await client.call(nc, args.name, payload, timeout), indent=2))
+                print(json.dumps(await client.call(nc, args.name, payload, timeout,
+                                                   args.request_id), indent=2))
             return 0
         except p.MeshError as exc:
             if exc.code == p.NOT_FOUND:

@@ -13,7 +13,8 @@ def register(commands: Commands) -> None:
     validate = add_command(commands, "validate", _validate,
                            "check a mesh file whole (exit 0 valid, 1 invalid)")
     file_option(validate)
-    graph = add_command(commands, "graph", _graph, "print pipelines as Mermaid flowcharts")
+    graph = add_command(commands, "graph", _graph,
+                        "print pipelines (and agents' triggers) as Mermaid flowcharts")
     file_option(graph)
     graph.add_argument("pipeline", nargs="?")
     add_command(commands, "schema", _schema, "print the JSON Schema of mesh.yaml")
@@ -35,7 +36,8 @@ def _graph(args: argparse.Namespace) -> int:
 
     mesh = load_mesh(args.file)
     try:
-        print(to_mermaid(dict(mesh.spec.pipelines), args.pipeline))
+        triggered = {name: list(a.triggers) for name, a in mesh.spec.agents.items() if a.triggers}
+        print(to_mermaid(dict(mesh.spec.pipelines), args.pipeline, triggered))
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -18,7 +18,8 @@ from runtime.cli.common import (
     run_client,
 )
 from runtime.core import protocol as p
-from runtime.core.bus import state_key_problem
+from runtime.core.bus import MAX_ANSWERS, state_key_problem
+from runtime.core.names import name_problem
 
 
 def register(commands: Commands) -> None:
@@ -29,6 +30,9 @@ def register(commands: Commands) -> None:
                       help="JSON, or - to read stdin (read when piped; default {})")
     cast.add_argument("--within", default=1.0, type=duration_arg,
                       help="how long to gather answers: 2 (seconds), 500ms, 2s (default 1s)")
+    cast.add_argument("--max-answers", default=MAX_ANSWERS, type=_at_least_one, metavar="N",
+                      help=f"keep at most N answers (default {MAX_ANSWERS}; and at most 16 MB "
+                           "of them): past that it stops, and a last entry says so")
     nats_option(cast)
     state = add_command(commands, "state", _state,
                         "read and write the shared state (the mesh-context KV bucket)")
@@ -52,10 +56,19 @@ def _shown(text: str) -> str:
     return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)
 
 
+def _at_least_one(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got '{text}'")
+    return int(text)
+
+
 def _broadcast(args: argparse.Namespace) -> int:
     from runtime.nats import client
     from runtime.nats.bus import NatsBus
 
+    if (problem := name_problem(args.capability, "capability")) is not None:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     payload, problem = _payload(read_payload(args.payload), "payload")
     within = args.within
     if problem:
@@ -66,7 +79,7 @@ def _broadcast(args: argparse.Namespace) -> int:
         nc = await client.open_client(client_url(args))
         try:
             answers = await NatsBus(nc).broadcast(args.capability, payload, within,
-                                                  uuid.uuid4().hex)
+                                                  uuid.uuid4().hex, max_answers=args.max_answers)
         finally:
             await nc.close()
         if not answers:
@@ -75,6 +88,9 @@ def _broadcast(args: argparse.Namespace) -> int:
             print(json.dumps(error.to_dict(), indent=2), file=sys.stderr)
             return 1
         print(json.dumps(answers, indent=2))
+        last = answers[-1]
+        if last["agent"] == "" and "max_answers" in last.get("error", {}).get("details", {}):
+            print(f"note: {last['error']['message']}", file=sys.stderr)  # the list was cut
         return 0 if any(a["status"] == "ok" for a in answers) else 1
 
     return run_client(run)

@@ -9,8 +9,9 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 # NATS KV key rules (as nats-py checks them): these characters, not starting or ending in '.'.
-_KEY = re.compile(r"^[-/_=.a-zA-Z0-9]+$")
+_KEY = re.compile(r"[-/_=.a-zA-Z0-9]+")  # fullmatch: a `$` would match before a final newline
 MAX_KEY_LENGTH = 1024
+MAX_ANSWERS = 1_000  # a broadcast's answers kept by default: anyone on the bus may answer
 
 Updater = Callable[[Any], Any]  # the decoded value (or None) -> the new value, maybe awaitable
 
@@ -35,13 +36,25 @@ class SharedState(Protocol):
 
 
 class Bus(Caller, Protocol):
-    """A Caller that can also broadcast and reach the shared state."""
+    """A Caller that can also broadcast, reach the shared state and emit events."""
 
     async def broadcast(self, capability: str, payload: Any, within: float,
-                        request_id: str) -> list[dict[str, Any]]: ...
+                        request_id: str, *,
+                        max_answers: int = MAX_ANSWERS) -> list[dict[str, Any]]: ...
 
     @property
     def state(self) -> SharedState: ...
+
+    async def emit(self, source: str, event_type: str, data: Any) -> None: ...
+
+    async def start_run(self, name: str, payload: Any, timeout: float) -> str:
+        """Start the pipeline `name` without waiting for it (X-Mesh-Async); its run id."""
+        ...
+
+    async def progress(self, run_id: str, agent: str, fraction: float | None,
+                       message: str) -> None:
+        """Record a `step_progress` event of the run `run_id` (never raises)."""
+        ...
 
 
 def state_key_problem(key: object) -> str | None:
@@ -52,8 +65,10 @@ def state_key_problem(key: object) -> str | None:
         return "a state key cannot be empty"
     if len(key) > MAX_KEY_LENGTH:
         return f"state key is {len(key)} characters long; at most {MAX_KEY_LENGTH}"
-    if key[0] == "." or key[-1] == "." or not _KEY.match(key):
+    if key[0] == "." or key[-1] == "." or not _KEY.fullmatch(key):
         shown = key if len(key) <= 60 else key[:57] + "..."
         return (f"invalid state key {shown!r}: use letters, digits and - / _ = . "
                 "(not starting or ending with '.')")
+    if ".." in key:  # an empty subject token: the server would refuse it
+        return f"invalid state key {key!r}: '..' makes an empty segment"
     return None

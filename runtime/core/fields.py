@@ -8,6 +8,7 @@ from typing import Annotated
 from pydantic import BeforeValidator, WithJsonSchema
 
 from runtime.core.durations import DURATION_PATTERN, parse_duration
+from runtime.core.sizes import SIZE_PATTERN, parse_size
 
 Duration = Annotated[
     float,
@@ -22,3 +23,18 @@ Duration = Annotated[
         }
     ),
 ]
+
+ByteSize = Annotated[
+    int,
+    BeforeValidator(parse_size),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "pattern": SIZE_PATTERN},
+                {"type": "integer", "exclusiveMinimum": 0},
+            ],
+            "description": "A size: 64KB, 512MB, 1GB (units of 1024), or a number of bytes.",
+        }
+    ),
+]
+"""Sizes as people write them in mesh.yaml: `512MB`, `1GB`, or plain bytes."""

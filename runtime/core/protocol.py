@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from runtime.core import caps
+from runtime.core.text import cut
+
 AGENT_SUBJECT_PREFIX = "mesh.agent."
 ERROR_SUBJECT_PREFIX = "mesh.errors."
 STREAM_SUBJECT_PREFIX = "mesh.stream."
@@ -19,6 +22,9 @@ HDR_STREAM_SEQ = "X-Mesh-Stream-Seq"
 HDR_STREAM_END = "X-Mesh-Stream-End"
 HDR_TIMEOUT = "X-Mesh-Timeout"          # the caller's remaining budget in seconds when it sent
 HDR_INSTANCE_ID = "X-Mesh-Instance-Id"  # which `up` process answered (broadcast answers)
+HDR_ASYNC = "X-Mesh-Async"              # "true": a pipeline answers its run id at once
+HDR_IDEMPOTENCY_KEY = "X-Mesh-Idempotency-Key"  # <run id>/<step path>: the same on every try
+HDR_RUN_KEY = "X-Mesh-Run-Key"  # at most one run of a durable pipeline per key
 HDR_SERVICE_ERROR = "Nats-Service-Error"            # NATS micro (ADR-32) error headers
 HDR_SERVICE_ERROR_CODE = "Nats-Service-Error-Code"
 
@@ -28,6 +34,9 @@ REGISTRY_BUCKET = "mesh-registry"
 CONTEXT_BUCKET = "mesh-context"
 ARTIFACTS_BUCKET = "mesh-artifacts"
 INSTANCES_BUCKET = "mesh-instances"     # one record per live `up` process, key = instance id
+LEASES_BUCKET = "mesh-run-leases"       # which instance owns a durable run, key = run id
+DEFINITIONS_BUCKET = "mesh-pipelines"   # pipeline definitions runs started on, key = hash
+RUN_KEYS_BUCKET = "mesh-run-keys"       # run key (hashed) -> the run it started
 
 DEFAULT_CLIENT_URL = "nats://127.0.0.1:4222"
 
@@ -41,6 +50,19 @@ OVERLOADED = "overloaded"
 EXPIRED = "expired"
 STEP_FAILED = "step_failed"
 INVOCATION_MISMATCH = "invocation_mismatch"
+CANCELLED = "cancelled"  # `mesh-runtime runs cancel` ended the run
+
+# Every code a mesh-runtime process answers with; anything else came from elsewhere.
+KNOWN_CODES = frozenset({INVALID_INPUT, INVALID_OUTPUT, HANDLER_ERROR, TIMEOUT, NOT_FOUND,
+                         OVERLOADED, EXPIRED, STEP_FAILED, INVOCATION_MISMATCH,
+                         CANCELLED})
+OTHER_CODE = "other"  # the one label metrics and stats count every unknown code under
+
+
+def bounded_code(code: str) -> str:
+    """`code` if it is one of ours, else `other`: a label from a bounded set, so that codes
+    passed through from other agents cannot grow the metric series (the body keeps them)."""
+    return code if code in KNOWN_CODES else OTHER_CODE
 
 
 def agent_subject(name: str) -> str:
@@ -104,20 +126,21 @@ class MeshError(Exception):
 
     @classmethod
     def from_body(cls, body: bytes, *, agent: str = "", request_id: str = "") -> MeshError:
-        """Rebuild an error from a reply body, tolerating peers that send less."""
+        """Rebuild an error from a reply body, tolerating peers that send less, and cutting
+        every field to a bounded size (anyone on the bus may answer)."""
         try:
             data = json.loads(body) if body else {}
-        except ValueError:
+        except (ValueError, RecursionError):
             data = {}
         if not isinstance(data, dict):
             data = {}
-        details = data.get("details")
         return cls(
-            str(data.get("code", "unknown")),
-            str(data.get("message", body[:200].decode(errors="replace"))),
-            agent=str(data.get("agent") or agent),
-            request_id=str(data.get("request_id") or request_id),
-            details=details if isinstance(details, dict) else {},
+            caps.capped_code(str(data.get("code", "unknown"))),
+            cut(str(data.get("message", body[:200].decode(errors="replace"))),
+                caps.MESSAGE_LIMIT),
+            agent=cut(str(data.get("agent") or agent), caps.AGENT_LIMIT),
+            request_id=str(data.get("request_id") or request_id)[:caps.ID_LIMIT],
+            details=caps.capped_details(data.get("details")),
         )
 
     def __repr__(self) -> str:

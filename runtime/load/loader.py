@@ -38,9 +38,10 @@ from runtime.load.schemas import (
     schema_document,
 )
 from runtime.load.sourcecache import SourceCache
+from runtime.load.triggercheck import TriggerDef, check_triggers
 from runtime.load.yamlsource import SourceDoc, load_source
 from runtime.pipeline.engine import compile_pipeline, find_cycles
-from runtime.pipeline.spec import PipelineSpec
+from runtime.pipeline.spec import PipelineSpec, walk_steps
 
 
 @dataclass
@@ -119,6 +120,7 @@ class _Loading:
                   if (a := self._agent(spec.defaults, name, s))}
         external = {name: self._external(name, s) for name, s in spec.external.items()}
         pipelines = self._pipelines(spec, agents, external)
+        triggers = self._triggers(spec, agents, pipelines)
         self.issues.extend(self.schemas.issues)
         self.warnings.extend(self.schemas.warnings)
         if self.issues:
@@ -134,6 +136,7 @@ class _Loading:
             watched_files=frozenset({self.path.resolve(), *self.schemas.used_files}),
             handler_files=frozenset(self.handler_files),
             warnings=tuple(sorted(self.warnings)),
+            triggers=tuple(triggers),
         )
 
     # -- structure -------------------------------------------------------------------
@@ -230,6 +233,7 @@ class _Loading:
             tags=tuple(spec.tags), input=input_schema, output=output_schema,
             timeout=timeout, concurrency=concurrency, queue=limits[2], streaming=handler.streaming,
             capabilities=tuple(dict.fromkeys(spec.capabilities)),
+            triggers=tuple(t.describe() for t in spec.triggers),
             fingerprint=fingerprint(spec.model_dump(), schema_document(input_schema),
                                     schema_document(output_schema), *limits),
             spec=spec, handler=handler,
@@ -272,6 +276,22 @@ class _Loading:
         return ExternalDef(name, spec, self._schema(spec.input, (*where, "input")),
                            self._schema(spec.output, (*where, "output")))
 
+    def _triggers(self, spec: MeshSpec, agents: dict[str, AgentDef],
+                  pipelines: dict[str, PipelineDef]) -> list[TriggerDef]:
+        targets = {name: (("agents", name), s.triggers, a.timeout, a.concurrency)
+                   for name, s in spec.agents.items() if s.triggers and (a := agents.get(name))}
+        targets.update({name: (("pipelines", name), s.triggers, p.timeout, p.concurrency)
+                        for name, s in spec.pipelines.items()
+                        if s.triggers and (p := pipelines.get(name))})
+        if not targets:
+            return []
+        known = set(spec.agents) | set(spec.pipelines) | set(spec.external)
+        found, errors, warnings = check_triggers(targets, known)
+        self.issues += [self.doc.issue(path, message) for path, message in errors]
+        self.warnings += [self.doc.issue(path, message, severity="warning")
+                          for path, message in warnings]
+        return found
+
     # -- pipelines -------------------------------------------------------------------
 
     def _pipelines(self, mesh: MeshSpec, agents: dict[str, AgentDef],
@@ -287,7 +307,9 @@ class _Loading:
         result, own = {}, {}
         for name, spec in mesh.pipelines.items():
             where = ("pipelines", name)
-            compiled, problems = compile_pipeline(name, spec, callable_names, counts)
+            durable = mesh.defaults.durable if spec.durable is None else spec.durable
+            compiled, problems = compile_pipeline(name, spec, callable_names, counts,
+                                                  durable=durable)
             for path, message in problems:
                 self.issues.append(self.doc.issue((*where, *path), message))
             input_schema = self._schema(spec.input, (*where, "input"))
@@ -303,8 +325,11 @@ class _Loading:
                 queue=mesh.defaults.queue_for(), streaming=False, step_timeout=mesh.defaults.timeout,
                 fingerprint=fingerprint(spec.model_dump(by_alias=True), schema_document(input_schema),
                                         schema_document(output_schema), timeout, mesh.defaults.timeout,
-                                        mesh.defaults.concurrency, mesh.defaults.queue_for()),
-                spec=spec, compiled=compiled,
+                                        mesh.defaults.concurrency, mesh.defaults.queue_for(), durable),
+                spec=spec, compiled=compiled, durable=durable,
+                triggers=tuple(t.describe() for t in spec.triggers),
+                events=tuple(dict.fromkeys(s.emit.type for _, s in walk_steps(spec.steps)
+                                           if s.emit is not None)),
             )
         errors, warnings = fit_issues(self.doc, dict(mesh.pipelines), agents, external, own)
         self.issues += errors

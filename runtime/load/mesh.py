@@ -12,6 +12,7 @@ from runtime.core.issues import Issue
 from runtime.load.handlers import Handler
 from runtime.load.model import AgentSpec, ExternalAgent, MeshSpec
 from runtime.load.schemas import PayloadSchema
+from runtime.load.triggercheck import TriggerDef
 from runtime.pipeline.engine import CompiledPipeline
 from runtime.pipeline.spec import PipelineSpec
 
@@ -37,6 +38,8 @@ class Endpoint:
     fingerprint: str
     capabilities: tuple[str, ...] = ()  # also served on mesh.capability.<c>, mesh.broadcast.<c>
     queue: int | None = None  # requests that may wait for a slot; None: 4 x concurrency
+    triggers: tuple[str, ...] = ()  # what starts it besides calls: `subject orders.created`
+    events: tuple[str, ...] = ()  # the event types its `emit:` steps publish
 
     @property
     def queue_limit(self) -> int:
@@ -53,6 +56,10 @@ class Endpoint:
         }
         if self.capabilities:  # OpenAgentMesh ignores keys it does not know
             entry["capabilities"] = list(self.capabilities)
+        if self.triggers:
+            entry["triggers"] = list(self.triggers)
+        if self.events:
+            entry["events"] = list(self.events)
         return entry
 
 
@@ -67,6 +74,7 @@ class PipelineDef(Endpoint):
     step_timeout: float = 30.0  # defaults.timeout: what a step without `timeout` waits
     spec: PipelineSpec = field(default=None, repr=False)  # type: ignore[assignment]
     compiled: CompiledPipeline = field(default=None, repr=False)  # type: ignore[assignment]
+    durable: bool = False  # its own `durable:`, else defaults.durable
 
 
 @dataclass(frozen=True)
@@ -89,6 +97,7 @@ class Mesh:
     watched_files: frozenset[Path]  # mesh.yaml and every schema file it refers to
     handler_files: frozenset[Path]
     warnings: tuple[Issue, ...] = ()
+    triggers: tuple[TriggerDef, ...] = ()  # every agent's and pipeline's, checked
 
     @property
     def name(self) -> str:

@@ -7,8 +7,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from runtime.core.fields import Duration
+from runtime.core.fields import ByteSize, Duration
 from runtime.core.names import check_name
+from runtime.core.triggerspec import Trigger
 from runtime.pipeline.spec import PipelineSpec
 from runtime.tracing.settings import TracingSettings
 
@@ -61,6 +62,8 @@ class Defaults(Strict):
     timeout: Duration = 30.0
     concurrency: int = Field(64, ge=1, description="in-flight requests per agent per process")
     queue: int | None = Field(None, ge=0, description=QUEUE_HELP)
+    durable: bool = Field(False, description="pipelines' runs survive a crash (see each "
+                          "pipeline's durable)")
 
     def queue_for(self, own: int | None = None, concurrency: int | None = None) -> int:
         """An agent's queue: its own, else the default, else 4 x its concurrency."""
@@ -73,7 +76,17 @@ class HealthSettings(Strict):
     """How often this process tells the mesh it is alive (`mesh-instances`)."""
 
     interval: Duration = Field(
-        5.0, description="heartbeat period; an instance silent for 3 periods is dead")
+        5.0, le=60.0,  # what a record may claim: liveness.MAX_INTERVAL
+        description="heartbeat period (at most 60s); an instance silent for 3 periods is dead")
+
+
+class RunsSettings(Strict):
+    """The run journal (JetStream stream MESH_RUNS): whether runs are recorded, how long kept."""
+
+    record: bool = Field(True, description="false: no pipeline run of this mesh is recorded")
+    keep: Duration = Field(7 * 86400.0, description="how long a run's events are kept (7d)")
+    max_bytes: ByteSize = Field(1024**3, description="the journal's size; the oldest events "
+                                "go first when it is full (1GB)")
 
 
 SERVICE_NAME_PATTERN = r"^[A-Za-z0-9_-]+$"
@@ -120,6 +133,8 @@ class AgentSpec(Strict):
     concurrency: int | None = Field(None, ge=1)
     queue: int | None = Field(None, ge=0, description=QUEUE_HELP)
     config: dict[str, Any] = {}
+    triggers: list[Trigger] = Field(
+        [], description="Messages that become requests: subject, stream, kv, schedule or event.")
 
 
 class ExternalAgent(Strict):
@@ -143,6 +158,7 @@ class MeshSpec(Strict):
         description="the mesh's name (its NATS micro service name): letters, digits, _ and -")
     nats: NatsSettings = NatsSettings()
     health: HealthSettings = HealthSettings()
+    runs: RunsSettings = RunsSettings()
     tracing: TracingSettings | None = None
     defaults: Defaults = Defaults()
     agents: dict[Name, AgentSpec] = {}

@@ -12,8 +12,10 @@ from nats.js.errors import KeyNotFoundError
 from nats.js.kv import KeyValue
 
 from runtime.core import protocol as p
+from runtime.core.bus import MAX_ANSWERS
 from runtime.nats.broadcast import Broadcaster, answerers_in
-from runtime.nats.caller import call_agent
+from runtime.nats.caller import call_agent, start_run
+from runtime.nats.events import publish_event, publish_progress
 from runtime.nats.state import KvState
 
 # How long a read of the catalog answers "how many will answer a broadcast". An instance that
@@ -39,13 +41,25 @@ class NatsBus:
         return await call_agent(self.nc, name, payload, timeout, request_id,
                                 capability=capability)
 
+    async def start_run(self, name: str, payload: Any, timeout: float) -> str:
+        return await start_run(self.nc, name, payload, timeout)
+
+    async def progress(self, run_id: str, agent: str, fraction: float | None,
+                       message: str) -> None:
+        await publish_progress(self.nc, run_id, agent, fraction, message)
+
     async def broadcast(self, capability: str, payload: Any, within: float,
-                        request_id: str) -> list[dict[str, Any]]:
+                        request_id: str, *,
+                        max_answers: int = MAX_ANSWERS) -> list[dict[str, Any]]:
         async def answerers() -> int | None:
             return await self.answerers(capability)
 
         return await self.broadcaster.broadcast(capability, payload, within, request_id,
-                                                answerers)
+                                                answerers, max_answers)
+
+    async def emit(self, source: str, event_type: str, data: Any) -> None:
+        """Publish an event of `source` on mesh.agent.<source>.events (CloudEvents)."""
+        await publish_event(self.nc, source, event_type, data)
 
     async def answerers(self, capability: str) -> int | None:
         """How many live answers a broadcast to `capability` can get; None if unknown."""

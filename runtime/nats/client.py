@@ -13,9 +13,11 @@ import nats
 from nats.aio.client import Client
 
 from runtime.core import protocol as p
+from runtime.core.names import name_problem
 from runtime.core.text import mask_urls
 from runtime.nats.caller import budget_header, call_agent, request
 from runtime.nats.connection import AUTH_REFUSED, is_auth_error
+from runtime.nats.records import is_oversized
 
 
 class UnreachableError(RuntimeError):
@@ -61,12 +63,12 @@ async def catalog(nc: Client) -> list[dict[str, Any]] | None:
         return []
     try:  # any process on the bus may write the catalog: take only well-formed entries
         data = json.loads(entry.value or b"[]")
-    except ValueError:
+    except (ValueError, RecursionError):
         return []
     if not isinstance(data, list):
         return []
-    return sorted((e for e in data if isinstance(e, dict) and isinstance(e.get("name"), str)),
-                  key=lambda e: str(e["name"]))
+    return sorted((e for e in data if isinstance(e, dict) and isinstance(e.get("name"), str)
+                   and not is_oversized(e)), key=lambda e: str(e["name"]))
 
 
 async def is_streaming(nc: Client, name: str) -> bool:
@@ -74,8 +76,9 @@ async def is_streaming(nc: Client, name: str) -> bool:
     return any(e.get("name") == name and e.get("streaming") for e in entries)
 
 
-async def call(nc: Client, name: str, payload: Any, timeout: float) -> Any:
-    return await call_agent(nc, name, payload, timeout)
+async def call(nc: Client, name: str, payload: Any, timeout: float,
+               request_id: str | None = None) -> Any:
+    return await call_agent(nc, name, payload, timeout, request_id)
 
 
 async def call_capability(nc: Client, capability: str, payload: Any,
@@ -88,6 +91,8 @@ async def call_capability(nc: Client, capability: str, payload: Any,
 
 async def stream(nc: Client, name: str, payload: Any, timeout: float) -> AsyncIterator[Any]:
     """Chunks of a streaming agent, in order; raises MeshError on an error or a gap."""
+    if (problem := name_problem(name)) is not None:
+        raise p.MeshError(p.INVALID_INPUT, problem)
     request_id = uuid.uuid4().hex
     chunks = p.stream_subject(request_id)
     queue: asyncio.Queue[Any] = asyncio.Queue()

@@ -17,6 +17,7 @@ from nats.aio.client import Client
 
 from runtime.core.text import mask_urls
 from runtime.load.model import NatsSettings
+from runtime.nats.guard import GuardedClient
 
 log = logging.getLogger("mesh-runtime")
 EMBEDDED = "embedded"
@@ -122,16 +123,19 @@ async def connect(servers: list[str], *, name: str, first_timeout: float = 10,
         if refusals == REFUSALS_BEFORE_CLOSING:
             closing.add(asyncio.get_running_loop().create_task(nc.close()))
 
-    connecting: asyncio.Future[Any] = asyncio.ensure_future(nats.connect(
+    nc = GuardedClient()  # checks every publish's subject and size itself (guard.py)
+    connecting: asyncio.Future[Any] = asyncio.ensure_future(nc.connect(
         servers=servers, name=name, allow_reconnect=True, max_reconnect_attempts=-1,
-        reconnect_time_wait=0.5, connect_timeout=5, disconnected_cb=disconnected,
+        reconnect_time_wait=0.5,  # type: ignore[arg-type]  # nats-py takes a float
+        connect_timeout=5, disconnected_cb=disconnected,
         reconnected_cb=reconnected, error_cb=error, closed_cb=closed,
-        # Subjects are checked once, at load time (agent names); replies are inboxes.
+        # Names are checked at load time or where they enter (core.names), and every
+        # publish by GuardedClient: nats-py's own, weaker check would be a second pass.
         skip_subject_validation=True, **options))
     await asyncio.wait({connecting, refused}, timeout=first_timeout,
                        return_when=asyncio.FIRST_COMPLETED)
     if connecting.done():
-        nc: Client = connecting.result()
+        connecting.result()  # raises the connection error, if any
         return nc
     connecting.cancel()
     with contextlib.suppress(BaseException):

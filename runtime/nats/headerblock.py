@@ -15,9 +15,11 @@ states.
 
 from __future__ import annotations
 
+import asyncio
 import re
 
 from nats.aio.client import Client
+from nats.errors import MaxPayloadError
 
 from runtime.core import protocol as p
 
@@ -54,7 +56,8 @@ class HeaderBlock:
         return {**self.fixed, p.HDR_REQUEST_ID: request_id}
 
 
-_INTERNALS = ("_status", "_max_payload", "stats", "_send_command", "_flush_queue", "_flush_pending")
+_INTERNALS = ("_status", "_max_payload", "stats", "_send_command", "_flush_queue", "_flush_pending",
+              "_pending", "_pending_data_size", "_max_pending_size")
 _fast: bool | None = None  # whether this nats-py has the internals above (checked once)
 
 
@@ -68,13 +71,14 @@ def _has_internals(nc: Client) -> bool:
 async def publish(nc: Client, subject: str, body: bytes, block: HeaderBlock,
                   request_id: str) -> None:
     """nc.publish(subject, body, headers=block.headers_for(request_id)), sooner."""
-    if (not _has_internals(nc) or nc._status != Client.CONNECTED
-            or len(body) > nc._max_payload):
-        # Not connected, draining or closed, or too big: nats-py's publish() says what to do.
+    if not _has_internals(nc) or nc._status != Client.CONNECTED:
+        # Not connected, draining or closed: nats-py's publish() says what to do.
         await nc.publish(subject, body, headers=block.headers_for(request_id))
         return
     headers = block.bytes_for(request_id)
     size = len(headers)
+    if size + len(body) > nc._max_payload:  # the last size check, headers included
+        raise MaxPayloadError
     command = b"".join((f"HPUB {subject} {size} {size + len(body)}\r\n".encode(), headers,
                         body, b"\r\n"))
     nc.stats["out_msgs"] += 1
@@ -82,3 +86,22 @@ async def publish(nc: Client, subject: str, body: bytes, block: HeaderBlock,
     await nc._send_command(command)
     if nc._flush_queue is not None and nc._flush_queue.empty():
         await nc._flush_pending()
+
+
+def queue_plain(nc: Client, subject: str, body: bytes, reply: str = "") -> bool:
+    """Queue a message without headers for nats-py's flusher, without awaiting anything;
+    False (nothing queued) when the connection is not plainly connected or the message is
+    too big. `subject` and `reply` are already checked by the caller (no spaces, no control
+    characters). For messages that must never hold up their sender (run events)."""
+    if (not _has_internals(nc) or nc._status != Client.CONNECTED or len(body) > nc._max_payload
+            or nc._pending_data_size > nc._max_pending_size):  # the socket is not keeping up
+        return False
+    head = f"PUB {subject} {reply} {len(body)}\r\n" if reply else f"PUB {subject} {len(body)}\r\n"
+    command = b"".join((head.encode(), body, b"\r\n"))
+    nc.stats["out_msgs"] += 1
+    nc.stats["out_bytes"] += len(body)
+    nc._pending.append(command)
+    nc._pending_data_size += len(command)
+    if nc._flush_queue is not None and nc._flush_queue.empty():  # wake the flusher, as
+        nc._flush_queue.put_nowait(asyncio.get_running_loop().create_future())  # nats-py does
+    return True

@@ -2,7 +2,7 @@
 
 `update` is a compare-and-set loop: read the value and its revision, compute the new
 value, write it only if nobody wrote in between, else read again. So many concurrent
-updates of one key lose nothing, across processes too. Writes carry the trace context of
+updates of one key lose nothing, across processes too. Writes carry the `traceparent` of
 the request they are made for (stored with the value); reads are JetStream API requests.
 """
 
@@ -20,13 +20,15 @@ from nats.js.kv import KeyValue
 
 from runtime.core import protocol as p
 from runtime.core.bus import Updater, state_key_problem
-from runtime.tracing import outgoing
+from runtime.nats.guard import KV_HEADER_ROOM, check_fits
+from runtime.tracing import TRACEPARENT, outgoing
 
 UPDATE_ATTEMPTS = 200  # conflicts under heavy contention; each retry waits a little longer
 # What nats-py's KeyValue writes with, and the codes of "someone wrote since" (JetStream API).
 KV_OPERATION = "KV-Operation"
 LAST_SEQUENCE = "Nats-Expected-Last-Subject-Sequence"
 WRONG_LAST_SEQUENCE = (10071, 10164)
+TRACE_ROOM = 72  # `traceparent: 00-<32>-<16>-01` (a write carries no tracestate)
 
 
 class KvState:
@@ -48,7 +50,7 @@ class KvState:
 
     async def put(self, key: str, value: Any) -> None:
         await self._kv(key)
-        await self._write(key, orjson.dumps(value))
+        await self._write(key, self._encoded(key, value))
 
     async def delete(self, key: str) -> None:
         await self._kv(key)
@@ -67,7 +69,7 @@ class KvState:
             new = fn(current)
             if inspect.isawaitable(new):
                 new = await new
-            data = orjson.dumps(new)
+            data = self._encoded(key, new)
             try:  # only if nobody wrote since (0: only if the key has never been written)
                 await self._write(key, data, {LAST_SEQUENCE: str(revision or 0)})
                 return new
@@ -88,11 +90,19 @@ class KvState:
         of the request it is made for (stored with the value)."""
         try:
             await self.nc.jetstream(timeout=5).publish(
-                f"$KV.{p.CONTEXT_BUCKET}.{key}", data, headers={**(headers or {}), **outgoing()})
+                f"$KV.{p.CONTEXT_BUCKET}.{key}", data,
+                headers={**(headers or {}), TRACEPARENT: outgoing()[TRACEPARENT]})
         except APIError as exc:
             if exc.err_code in WRONG_LAST_SEQUENCE:
                 raise KeyWrongLastSequenceError(description=exc.description) from None
             raise
+
+    def _encoded(self, key: str, value: Any) -> bytes:
+        """`value` as stored, once it is known to fit in one message (with the KV headers)."""
+        data = orjson.dumps(value)
+        check_fits(self.nc, data, None, f"the value of state key '{key}'",
+                   extra=KV_HEADER_ROOM + TRACE_ROOM)
+        return data
 
     async def _kv(self, key: str | None) -> KeyValue:
         if key is not None and (problem := state_key_problem(key)) is not None:

@@ -19,6 +19,7 @@ from runtime.nats.catalog import Discovery
 from runtime.observe.instances import Heartbeat
 from runtime.observe.micro import MicroResponder
 from runtime.serve.server import MeshServer
+from runtime.triggers.manager import Triggers
 
 log = logging.getLogger("mesh-runtime")
 
@@ -36,7 +37,7 @@ class Health:
     @classmethod
     async def open(cls, nc: Client, server: MeshServer, discovery: Discovery | None,
                    mesh: Mesh, metrics_port: int | None = None,
-                   metrics_host: str = "127.0.0.1") -> Health:
+                   metrics_host: str = "127.0.0.1", triggers: Triggers | None = None) -> Health:
         heartbeat = None
         if discovery is not None and discovery.instances is not None:
             heartbeat = Heartbeat(server, discovery, mesh.spec.health.interval, mesh.name)
@@ -49,8 +50,10 @@ class Health:
         health = cls(nc, server, heartbeat)
         if metrics_port is not None:  # first: a port that is taken stops `up` before it serves
             from runtime.observe.metrics import serve_metrics
+            from runtime.observe.trigger_metrics import TriggerCollector
 
-            health._metrics = serve_metrics(server, metrics_host, metrics_port)
+            more = [TriggerCollector(triggers)] if triggers is not None else []
+            health._metrics = serve_metrics(server, metrics_host, metrics_port, *more)
         return health
 
     @property

@@ -18,6 +18,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector, CollectorRegistry
 
+from runtime.runs.stepstats import BUCKETS as STEP_BUCKETS
 from runtime.serve.server import MeshServer
 from runtime.serve.stats import BUCKETS
 
@@ -56,7 +57,24 @@ class MeshCollector(Collector):
             reloads.add_metric([result], count)
         generation = GaugeMetricFamily("mesh_generation", "The generation being served")
         generation.add_metric([], self.server.generation)
-        yield from (requests, durations, in_flight, reloads, generation)
+        yield from (requests, durations, in_flight, reloads, generation, *_run_metrics(self.server))
+
+
+def _run_metrics(server: MeshServer) -> Iterator[Metric]:
+    """Pipeline steps' durations, and the run events the journal lost."""
+    steps = HistogramMetricFamily(
+        "mesh_step_duration_seconds", "Time of one attempt of a pipeline step, by its result",
+        labels=["pipeline", "step", "code"])
+    for (pipeline, step, code), counts, total in server.runs.stats.snapshot():
+        cumulative, buckets = 0, []
+        for bound, count in zip((*STEP_BUCKETS, float("inf")), counts, strict=True):
+            cumulative += count
+            buckets.append(("+Inf" if bound == float("inf") else repr(bound), cumulative))
+        steps.add_metric([pipeline, step, code], buckets, total)
+    dropped = CounterMetricFamily("mesh_run_events_dropped",
+                                  "Run events the journal could not store")
+    dropped.add_metric([], server.runs.dropped)
+    yield from (steps, dropped)
 
 
 def _snapshot(services: dict[str, Any]) -> list[tuple[str, Any]]:
@@ -68,12 +86,14 @@ def _snapshot(services: dict[str, Any]) -> list[tuple[str, Any]]:
     return []
 
 
-def serve_metrics(server: MeshServer, host: str, port: int) -> Any:
+def serve_metrics(server: MeshServer, host: str, port: int, *more: Collector) -> Any:
     """Serve /metrics on host:port in a thread; the WSGI server (call `shutdown` to stop)."""
     from prometheus_client import start_http_server
 
     registry = CollectorRegistry(auto_describe=False)
     registry.register(MeshCollector(server))
+    for collector in more:
+        registry.register(collector)
     try:
         http, _thread = start_http_server(port, addr=host, registry=registry)
     except OSError as exc:

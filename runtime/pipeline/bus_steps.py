@@ -1,4 +1,4 @@
-"""Steps that reach the mesh beyond one call: `broadcast`, `get_state` and `set_state`.
+"""Steps that reach the mesh beyond one call: `broadcast`, `get_state`, `set_state`, `emit`.
 
 Each compiles to a frozen node whose `run(scope, ctx)` goes through the run's Bus; failures
 become StepFailure, so `when`, `for_each`, `on_error` and `retry` treat them like calls.
@@ -28,6 +28,7 @@ class BroadcastNode:
     payload: Template | None  # None: the item inside for_each, else the pipeline's input
     within: float
     min_answers: int
+    max_answers: int
 
     async def run(self, scope: Scope, ctx: RunContext) -> Any:
         if self.payload is not None:
@@ -36,11 +37,29 @@ class BroadcastNode:
             payload = scope["item"] if "item" in scope else scope["input"]
         within = budget(self.within, ctx)
         answers = await _reach(_bus(ctx).broadcast(self.capability, payload, within,
-                                                   ctx.request_id))
+                                                   ctx.request_id, max_answers=self.max_answers))
         ok = sum(a["status"] == "ok" for a in answers)
         if ok < self.min_answers:
             raise StepFailure(_cause(answers), _shortfall(self, answers, ok, within))
         return answers
+
+
+@dataclass(frozen=True, slots=True)
+class EmitNode:
+    """Publish an event of the pipeline (CloudEvents on mesh.agent.<pipeline>.events); the
+    step's result is the event's data."""
+
+    source: str
+    type: str
+    data: Template | None  # None: the item inside for_each, else the pipeline's input
+
+    async def run(self, scope: Scope, ctx: RunContext) -> Any:
+        if self.data is not None:
+            data = evaluate(self.data.render, scope)
+        else:
+            data = scope["item"] if "item" in scope else scope["input"]
+        await _reach(_bus(ctx).emit(self.source, self.type, data))
+        return data
 
 
 @dataclass(frozen=True, slots=True)

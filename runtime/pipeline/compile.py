@@ -27,6 +27,7 @@ from runtime.pipeline.spec import (
     walk_steps,
 )
 from runtime.pipeline.steps import BusNode, CallNode, ParallelNode, StepNode
+from runtime.pipeline.wait_steps import WaitStepCompiling
 
 _PLAIN_NAME = re.compile(STEP_ID_PATTERN)
 _PLAIN_RULE = "must be letters, digits and _, not starting with a digit"
@@ -46,12 +47,15 @@ class _Where:
     in_item: bool  # inside a for_each body: `item` and `index` are set
 
 
-class PipelineCompiler(BusStepCompiling):
+class PipelineCompiler(BusStepCompiling, WaitStepCompiling):
     """Compiles one pipeline spec, collecting every problem instead of stopping at the first."""
 
     def __init__(self, spec: PipelineSpec, callable_names: set[str],
-                 capabilities: Mapping[str, int] | None = None):
+                 capabilities: Mapping[str, int] | None = None, durable: bool = False):
         self.spec = spec
+        self.durable = durable
+        self.signals: dict[str, Path] = {}
+        self.name = ""  # set by compile_pipeline: the source of the events it emits
         self.callable_names = callable_names
         self.capabilities = capabilities or {}  # capability -> how many agents declare it
         self.problems: list[Problem] = []
@@ -62,7 +66,8 @@ class PipelineCompiler(BusStepCompiling):
         """The top-level step nodes and the `returns` template; see `problems` afterwards."""
         self._collect_ids()
         top = _Where(frozenset(), frozenset(), frozenset(), in_item=False)
-        steps = self._sequence(self.spec.steps, ("steps",), top, top_level=True)
+        steps = self._sequence(self.spec.steps, ("steps",), top, top_level=True, label="")
+        self._run_key(top)
         if self.spec.returns is None:
             return steps, None
         returns, problems = compile_template(self.spec.returns, ("returns",))
@@ -76,6 +81,23 @@ class PipelineCompiler(BusStepCompiling):
 
     def _problem(self, path: Path, message: str) -> None:
         self.problems.append((path, message))
+
+    def _run_key(self, top: _Where) -> Template | None:
+        """`run_key:` is an expression over the input alone, of a durable pipeline."""
+        if self.spec.run_key is None:
+            return None
+        if not self.durable:
+            self._problem(("run_key",), "run_key needs a durable pipeline: add `durable: true` "
+                          "to the pipeline (or to defaults:)")
+        if "${{" not in self.spec.run_key:
+            self._problem(("run_key",), "run_key is an expression over the input, like "
+                          "${{ input.order_id }}; a constant would allow one run ever")
+            return None
+        key, problems = compile_template(self.spec.run_key, ("run_key",))
+        self.problems.extend(problems)
+        for expr_path, expr in key.expressions:
+            self._check_reads(expr, expr_path, top)
+        return key
 
     def _collect_ids(self) -> None:
         for path, step in walk_steps(self.spec.steps):
@@ -92,8 +114,11 @@ class PipelineCompiler(BusStepCompiling):
                 self.branch_ids.add(step.id)
 
     def _sequence(
-        self, steps: list[Step], path: Path, where: _Where, *, top_level: bool = False
+        self, steps: list[Step], path: Path, where: _Where, *, top_level: bool = False,
+        label: str,
     ) -> tuple[StepNode, ...]:
+        """The nodes of a step list; `label` is the run path of the list (`analysis.b`), or
+        empty at the top."""
         own = frozenset(s.id for s in steps if s.id)
         visible = set(where.visible)
         nodes = []
@@ -101,12 +126,14 @@ class PipelineCompiler(BusStepCompiling):
             if top_level and step.id is None:
                 self._problem((*path, index), "a top-level step needs an id")
             here = dataclasses.replace(where, visible=frozenset(visible), sequence=own)
-            nodes.append(self._step(step, (*path, index), here))
+            name = step.id or str(index)
+            nodes.append(self._step(step, (*path, index), here,
+                                    f"{label}.{name}" if label else name))
             if step.id:
                 visible.add(step.id)
         return tuple(nodes)
 
-    def _step(self, step: Step, path: Path, where: _Where) -> StepNode:
+    def _step(self, step: Step, path: Path, where: _Where, label: str) -> StepNode:
         if step.id:
             where = dataclasses.replace(where, enclosing=where.enclosing | {step.id})
         # `for_each:` with nothing after it is YAML null: say so rather than run once.
@@ -127,13 +154,15 @@ class PipelineCompiler(BusStepCompiling):
         elif step.capability is not None:
             body = self._call(step, step.capability, path, where, capability=True)
         elif step.parallel is not None:
-            body = self._parallel(step, path, where)
+            body = self._parallel(step, path, where, label)
+        elif step.wait is not None or step.sleep is not None:
+            body = self._wait_step(step, path)
         else:
             body = self._bus_step(step, path, where)
         fallback = step.on_error.value if step.on_error is not None else None
         return StepNode(
             step.id, when, for_each, step.max_concurrency, step.max_items or MAX_ITEMS, body,
-            step.on_error is not None, fallback,
+            step.on_error is not None, fallback, label,
         )
 
     def _bare(
@@ -183,10 +212,11 @@ class PipelineCompiler(BusStepCompiling):
                           f"'{capability}'{hint}")
         return count
 
-    def _parallel(self, step: Step, path: Path, where: _Where) -> ParallelNode:
+    def _parallel(self, step: Step, path: Path, where: _Where, label: str) -> ParallelNode:
         for key, present in (("with", step.with_ is not None), ("retry", step.retry is not None),
                              ("within", step.within is not None),
-                             ("min_answers", step.min_answers is not None)):
+                             ("min_answers", step.min_answers is not None),
+                             ("max_answers", step.max_answers is not None)):
             if present:
                 self._problem(
                     (*path, key), f"{key} applies to call steps; set it on the branches' steps"
@@ -202,9 +232,9 @@ class PipelineCompiler(BusStepCompiling):
             if isinstance(body, list):
                 if not body:
                     self._problem(branch_path, "a branch needs at least one step")
-                nodes = self._sequence(body, branch_path, where)
+                nodes = self._sequence(body, branch_path, where, label=f"{label}.{name}")
             else:
-                nodes = (self._step(body, branch_path, where),)
+                nodes = (self._step(body, branch_path, where, f"{label}.{name}"),)
             compiled.append((name, nodes))
         return ParallelNode(tuple(compiled), step.timeout)
 

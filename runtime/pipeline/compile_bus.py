@@ -6,11 +6,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from runtime.core.bus import state_key_problem
+from runtime.core.bus import MAX_ANSWERS, state_key_problem
+from runtime.core.events import event_type_problem
 from runtime.pipeline.bus_steps import (
     DEFAULT_MIN_ANSWERS,
     DEFAULT_WITHIN,
     BroadcastNode,
+    EmitNode,
     GetStateNode,
     SetStateNode,
 )
@@ -20,9 +22,9 @@ from runtime.pipeline.steps import BusNode
 
 # Which of the keys that not every step takes each kind of step accepts.
 _ACCEPTS = {"call": {"with", "retry"}, "capability": {"with", "retry"},
-            "broadcast": {"with", "within", "min_answers"}}
+            "broadcast": {"with", "within", "min_answers", "max_answers"}}
 _FIELDS = (("with", "with_"), ("retry", "retry"), ("within", "within"),
-           ("min_answers", "min_answers"))
+           ("min_answers", "min_answers"), ("max_answers", "max_answers"))
 
 
 class BusStepCompiling:
@@ -30,6 +32,7 @@ class BusStepCompiling:
 
     capabilities: Mapping[str, int]
     problems: list[Problem]
+    name: str  # the pipeline's: the source of the events it emits
 
     def _problem(self, path: Path, message: str) -> None:
         raise NotImplementedError
@@ -52,11 +55,19 @@ class BusStepCompiling:
                               f"{count} agent{'s' if count > 1 else ''} declare"
                               f"{'' if count > 1 else 's'} capability '{step.broadcast}'")
             return BroadcastNode(step.broadcast, self._payload(step, path, where),
-                                 step.within or DEFAULT_WITHIN, wanted)
+                                 step.within or DEFAULT_WITHIN, wanted,
+                                 step.max_answers or MAX_ANSWERS)
         if step.set_state is not None:
             key = self._state_key(step.set_state.key, (*path, "set_state", "key"), where)
             value = self._template(step.set_state.value, (*path, "set_state", "value"), where)
             return SetStateNode(key, value)
+        if step.emit is not None:
+            problem = event_type_problem(step.emit.type)
+            if problem is not None:
+                self._problem((*path, "emit", "type"), problem)
+            data = (None if "data" not in step.emit.model_fields_set
+                    else self._template(step.emit.data, (*path, "emit", "data"), where))
+            return EmitNode(self.name, step.emit.type, data)
         assert step.get_state is not None
         return GetStateNode(self._state_key(step.get_state, (*path, "get_state"), where))
 

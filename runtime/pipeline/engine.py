@@ -11,6 +11,7 @@ from runtime.core.protocol import HANDLER_ERROR, STEP_FAILED, TIMEOUT, MeshError
 from runtime.pipeline.checks import check_constants, find_cycles
 from runtime.pipeline.compile import PipelineCompiler
 from runtime.pipeline.expressions import EvaluationError, Problem, Template
+from runtime.pipeline.observer import RunObserver
 from runtime.pipeline.spec import PipelineSpec
 from runtime.pipeline.steps import (
     CallFn,
@@ -58,12 +59,34 @@ class CompiledPipeline:
         mesh_name: str,
         default_timeout: float,
         caller_left: float | None = None,
+        observer: RunObserver | None = None,
     ) -> Any:
         """The pipeline's result for `payload`; raises MeshError (`step_failed`, `timeout`).
 
         `caller_left` is how many seconds the request's caller still waits: steps are given
-        no more than what is left of it, nor of the pipeline's own `timeout`.
+        no more than what is left of it, nor of the pipeline's own `timeout`. `observer`, if
+        given, is told of the run and of each step as they happen.
         """
+        if observer is None:
+            return await self._bounded(payload, call, bus, request_id, mesh_name,
+                                       default_timeout, caller_left, None)
+        await observer.run_started(payload)
+        try:
+            result = await self._bounded(payload, call, bus, request_id, mesh_name,
+                                         default_timeout, caller_left, observer)
+        except Exception as exc:
+            await observer.run_failed(exc if isinstance(exc, MeshError) else MeshError(
+                HANDLER_ERROR, f"{type(exc).__name__}: {exc}", agent=self.name))
+            raise
+        except asyncio.CancelledError:
+            await observer.run_cancelled()
+            raise
+        await observer.run_finished(result)
+        return result
+
+    async def _bounded(self, payload: Any, call: CallFn, bus: Bus | None, request_id: str,
+                       mesh_name: str, default_timeout: float, caller_left: float | None,
+                       observer: RunObserver | None) -> Any:
         loop = asyncio.get_running_loop()
         # Always bounded: without a timeout of its own, the pipeline has the default one,
         # as an agent does; each step gets no more than what is left of it, nor of what
@@ -71,7 +94,7 @@ class CompiledPipeline:
         timeout = self._timeout or default_timeout
         deadline = loop.time() + timeout
         budget = deadline if caller_left is None else min(deadline, loop.time() + caller_left)
-        ctx = RunContext(call, request_id, default_timeout, budget, loop, bus)
+        ctx = RunContext(call, request_id, default_timeout, budget, loop, bus, observer, deadline)
         scope = {
             "input": payload,
             "steps": {},
@@ -129,13 +152,15 @@ class CompiledPipeline:
 
 def compile_pipeline(
     name: str, spec: PipelineSpec, callable_names: set[str],
-    capabilities: Mapping[str, int] | None = None,
+    capabilities: Mapping[str, int] | None = None, *, durable: bool = False,
 ) -> tuple[CompiledPipeline | None, list[Problem]]:
     """The compiled pipeline, or None and every problem found (paths relative to the pipeline).
 
-    `capabilities` maps each capability to how many agents (of the file or external) declare it.
+    `capabilities` maps each capability to how many agents (of the file or external) declare it;
+    `durable` (the pipeline's own, else defaults.durable) allows wait, sleep and run_key.
     """
-    compiler = PipelineCompiler(spec, callable_names, capabilities)
+    compiler = PipelineCompiler(spec, callable_names, capabilities, durable)
+    compiler.name = name
     steps, returns = compiler.compile()
     if compiler.problems:
         return None, compiler.problems

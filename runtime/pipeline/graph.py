@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from runtime.core.triggerspec import Trigger
 from runtime.pipeline.spec import PipelineSpec, Step
 from runtime.pipeline.steps import seconds_text
 
@@ -18,18 +19,25 @@ Exit = tuple[str, str | None, bool]  # node id, edge label, dotted edge
 _ESCAPES = {"#": "#35;", '"': "#quot;", "<": "#lt;", ">": "#gt;", "&": "#amp;", "`": "#96;"}
 
 
-def to_mermaid(pipelines: dict[str, PipelineSpec], only: str | None = None) -> str:
-    """Mermaid flowchart text for every pipeline, or for the one named `only`."""
+def to_mermaid(pipelines: dict[str, PipelineSpec], only: str | None = None,
+               triggered: dict[str, list[Trigger]] | None = None) -> str:
+    """Mermaid flowchart text for every pipeline, or for the one named `only`; agents with
+    triggers (`triggered`: agent name -> its triggers) are drawn too, as their triggers
+    flowing into them."""
+    triggered = triggered or {}
     if only is not None:
-        if only not in pipelines:
+        if only not in pipelines and only not in triggered:
             names = ", ".join(sorted(pipelines)) or "(none)"
             raise ValueError(f"no pipeline named '{only}'; pipelines: {names}")
-        pipelines = {only: pipelines[only]}
+        pipelines = {only: pipelines[only]} if only in pipelines else {}
+        triggered = {only: triggered[only]} if only in triggered else {}
     lines = ["flowchart TD"]
-    if not pipelines:
+    if not pipelines and not triggered:
         lines.append("  %% no pipelines")
     for number, (name, spec) in enumerate(pipelines.items()):
         lines.extend(_Drawing(f"p{number}").pipeline(name, spec))
+    for number, (name, triggers) in enumerate(triggered.items()):
+        lines.extend(_Drawing(f"a{number}").agent(name, triggers))
     return "\n".join(lines) + "\n"
 
 
@@ -49,6 +57,9 @@ class _Drawing:
     def pipeline(self, name: str, spec: PipelineSpec) -> list[str]:
         self.lines.append(f'  subgraph {self.prefix} ["{escape(name)}"]')
         start = self._node('(["input"])')
+        for trigger in spec.triggers:  # where runs come from besides calls
+            source = self._node(_shape("[/", "/]", trigger.describe()))
+            self._connect([(source, None, True)], start)
         exits = self._sequence(spec.steps, [(start, None, False)])
         if isinstance(spec.returns, dict) and spec.returns:
             done = self._node(_shape("([", "])", "returns: " + ", ".join(map(str, spec.returns))))
@@ -56,6 +67,13 @@ class _Drawing:
             done = self._node('(["output"])')
         self._connect(exits, done)
         self.lines.append("  end")
+        return self.lines
+
+    def agent(self, name: str, triggers: list[Trigger]) -> list[str]:
+        agent = self._node(_shape("[", "]", f"agent {name}"))
+        for trigger in triggers:
+            source = self._node(_shape("[/", "/]", trigger.describe()))
+            self._connect([(source, None, True)], agent)
         return self.lines
 
     def _node(self, shape: str) -> str:
@@ -119,6 +137,12 @@ def _action(step: Step) -> str | None:
         return f"get_state {step.get_state}"
     if step.set_state is not None:
         return f"set_state {step.set_state.key}"
+    if step.wait is not None:
+        return f"wait for signal {step.wait.signal}"
+    if step.sleep is not None:
+        return f"sleep {step.sleep:g}s"
+    if step.emit is not None:
+        return f"emit {step.emit.type}"
     return None
 
 

@@ -7,6 +7,7 @@ dict and its `RunContext`, so one compiled pipeline can run many times at once.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -14,6 +15,7 @@ from typing import Any, Protocol
 from runtime.core.bus import Bus, Caller
 from runtime.core.protocol import HANDLER_ERROR, INVALID_INPUT, STEP_FAILED, TIMEOUT, MeshError
 from runtime.pipeline.expressions import EvaluationError, Expression, Template
+from runtime.pipeline.observer import RECORDED, RunObserver
 from runtime.tracing import step_span
 
 CallFn = Caller
@@ -25,11 +27,15 @@ Scope = dict[str, Any]
 class StepFailure(Exception):
     """A step that failed for good: the cause's code and message, and where (branch, index)."""
 
-    def __init__(self, code: str, message: str):
+    def __init__(self, code: str, message: str, attempt: int = 1):
         super().__init__(message)
         self.code = code
         self.message = message
+        self.attempt = attempt
         self.where: dict[str, Any] = {}
+
+    def error(self) -> MeshError:
+        return MeshError(self.code, self.message)
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +77,7 @@ class StepNode:
     body: CallNode | ParallelNode | BusNode
     has_fallback: bool
     fallback: Any
+    path: str = ""  # where it is in the run, for observers: summary, analysis.keywords
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +90,11 @@ class RunContext:
     deadline: float | None  # loop time when the pipeline's own timeout expires
     loop: asyncio.AbstractEventLoop
     bus: Bus | None = None  # broadcasts and shared state; None where only calls are possible
+    observer: RunObserver | None = None  # told of each step (the run journal), if any
+    limit: float | None = None  # loop time when the pipeline's own timeout fires
+    # Inside one for_each item whose body has steps of its own (parallel branches): their
+    # compiled paths start with the step's (`a.x`), the run's with the item's (`a[3].x`).
+    rename: tuple[str, str] | None = None
 
 
 async def run_sequence(steps: tuple[StepNode, ...], scope: Scope, ctx: RunContext) -> Any:
@@ -98,33 +110,62 @@ async def run_sequence(steps: tuple[StepNode, ...], scope: Scope, ctx: RunContex
 
 async def run_step(step: StepNode, scope: Scope, ctx: RunContext) -> Any:
     """One step: `when`, then its body once or for each item; `on_error` replaces a failure.
-    When the run is traced, inside a `step <path>` span (the parent of its calls)."""
-    span = step_span(step.id) if step.id is not None else None
+    When the run is traced, inside a `step <path>` span (the parent of its calls); a step
+    replayed from the journal emits none."""
+    path = step.path if ctx.rename is None else ctx.rename[1] + step.path[len(ctx.rename[0]):]
+    recorded = RECORDED.get()
+    span = step_span(path) if recorded is None or path not in recorded else None
     if span is None:
-        return await _step(step, scope, ctx)
+        return await _step(step, scope, ctx, path)
     with span:
-        return await _step(step, scope, ctx)
+        return await _step(step, scope, ctx, path)
 
 
-async def _step(step: StepNode, scope: Scope, ctx: RunContext) -> Any:
+async def _step(step: StepNode, scope: Scope, ctx: RunContext, path: str) -> Any:
+    observer = ctx.observer
     try:
         if step.when is not None and not evaluate(step.when.truthy, scope):
+            if observer is not None:
+                await observer.step_skipped(path)
             return None
         if step.for_each is None:
-            return await _run_body(step.body, scope, ctx)
-        items = evaluate(step.for_each.render, scope)
-        if not isinstance(items, list):
-            raise StepFailure(
-                STEP_FAILED,
-                f"for_each expression {step.for_each.text!r} gave {_json_type(items)}, not a list",
-            )
-        if len(items) > step.max_items:
-            raise _too_many(step, len(items), ctx.request_id)
-        return await _for_each(step, items, scope, ctx)
-    except StepFailure:
+            return await _run_body(step.body, scope, ctx, path)
+        if observer is None:
+            return await _each(step, scope, ctx, path)
+        if (recorded := RECORDED.get()) is not None and path in recorded:
+            return recorded[path]
+        return await _observed(_each(step, scope, ctx, path), observer, path)
+    except StepFailure as failure:
         if step.has_fallback:
+            if observer is not None:
+                await observer.step_finished(path, failure.attempt, step.fallback)
             return step.fallback
         raise
+
+
+async def _each(step: StepNode, scope: Scope, ctx: RunContext, path: str) -> list[Any]:
+    assert step.for_each is not None
+    items = evaluate(step.for_each.render, scope)
+    if not isinstance(items, list):
+        raise StepFailure(
+            STEP_FAILED,
+            f"for_each expression {step.for_each.text!r} gave {_json_type(items)}, not a list",
+        )
+    if len(items) > step.max_items:
+        raise _too_many(step, len(items), ctx.request_id)
+    return await _for_each(step, items, scope, ctx, path)
+
+
+async def _observed(work: Coroutine[Any, Any, Any], observer: RunObserver, path: str) -> Any:
+    """`work` as one attempt of the step at `path`, told to the observer."""
+    await observer.step_started(path, 1)
+    try:
+        result = await work
+    except StepFailure as failure:
+        await observer.step_failed(path, 1, failure.error())
+        raise
+    await observer.step_finished(path, 1, result)
+    return result
 
 
 def _too_many(step: StepNode, count: int, request_id: str) -> MeshError:
@@ -140,17 +181,23 @@ def _too_many(step: StepNode, count: int, request_id: str) -> MeshError:
     )
 
 
-async def _for_each(step: StepNode, items: list[Any], scope: Scope, ctx: RunContext) -> list[Any]:
+async def _for_each(step: StepNode, items: list[Any], scope: Scope, ctx: RunContext,
+                    step_path: str) -> list[Any]:
     results: list[Any] = [None] * len(items)
+    nested = ctx.observer is not None and isinstance(step.body, ParallelNode)
 
     async def one(index: int) -> None:
+        path = f"{step_path}[{index}]" if ctx.observer is not None else ""
+        own = dataclasses.replace(ctx, rename=(step.path, path)) if nested else ctx
         try:
             results[index] = await _run_body(
-                step.body, {**scope, "item": items[index], "index": index}, ctx
+                step.body, {**scope, "item": items[index], "index": index}, own, path
             )
         except StepFailure as failure:
             if step.has_fallback:  # per item, so one bad item does not lose the others
                 results[index] = step.fallback
+                if ctx.observer is not None:
+                    await ctx.observer.step_finished(path, failure.attempt, step.fallback)
                 return
             failure.where["index"] = index
             raise
@@ -172,9 +219,17 @@ async def _for_each(step: StepNode, items: list[Any], scope: Scope, ctx: RunCont
 
 
 async def _run_body(body: CallNode | ParallelNode | BusNode, scope: Scope,
-                    ctx: RunContext) -> Any:
+                    ctx: RunContext, path: str) -> Any:
+    if ctx.observer is not None and (recorded := RECORDED.get()) is not None and path in recorded:
+        return recorded[path]  # a resumed durable run: this step finished before, not again
     if isinstance(body, CallNode):
-        return await _call(body, scope, ctx)
+        return await _call(body, scope, ctx, path)  # tells the observer of each attempt
+    if ctx.observer is not None:
+        return await _observed(_other_body(body, scope, ctx), ctx.observer, path)
+    return await _other_body(body, scope, ctx)
+
+
+async def _other_body(body: ParallelNode | BusNode, scope: Scope, ctx: RunContext) -> Any:
     if not isinstance(body, ParallelNode):
         return await body.run(scope, ctx)
     if body.timeout is None:
@@ -189,13 +244,6 @@ async def _run_body(body: CallNode | ParallelNode | BusNode, scope: Scope,
 
 async def _parallel(node: ParallelNode, scope: Scope, ctx: RunContext) -> dict[str, Any]:
     async def branch(name: str, steps: tuple[StepNode, ...]) -> Any:
-        span = step_span(name)  # `step <parallel step>.<branch>`, when traced
-        if span is None:
-            return await run_branch(name, steps)
-        with span:
-            return await run_branch(name, steps)
-
-    async def run_branch(name: str, steps: tuple[StepNode, ...]) -> Any:
         try:
             if len(steps) == 1:
                 return await run_step(steps[0], scope, ctx)
@@ -209,34 +257,56 @@ async def _parallel(node: ParallelNode, scope: Scope, ctx: RunContext) -> dict[s
     return {name: value for (name, _), value in zip(node.branches, values, strict=True)}
 
 
-async def _call(node: CallNode, scope: Scope, ctx: RunContext) -> Any:
+async def _call(node: CallNode, scope: Scope, ctx: RunContext, path: str) -> Any:
+    observer = ctx.observer
     if node.payload is not None:
-        payload = evaluate(node.payload.render, scope)
+        try:
+            payload = evaluate(node.payload.render, scope)
+        except StepFailure as failure:
+            if observer is not None:  # an attempt that failed before its call
+                await observer.step_started(path, 1)
+                await observer.step_failed(path, 1, failure.error())
+            raise
     else:
         payload = scope["item"] if "item" in scope else scope["input"]
     timeout = node.timeout or ctx.default_timeout
     target = f"capability '{node.agent}'" if node.capability else node.agent
     wait = node.backoff
     code, message = HANDLER_ERROR, ""
-    for attempt in range(node.attempts):
+    attempt = 0
+    while attempt < node.attempts:
         if attempt:
             await asyncio.sleep(min(wait, node.max_backoff))
             wait *= 2
+        attempt += 1
+        if observer is not None:
+            await observer.step_started(path, attempt)
         try:
-            async with asyncio.timeout(timeout):
-                if node.capability:
-                    return await ctx.call(node.agent, payload, budget(timeout, ctx),
-                                          ctx.request_id, capability=True)
-                return await ctx.call(node.agent, payload, budget(timeout, ctx), ctx.request_id)
+            if node.capability:
+                sent = ctx.call(node.agent, payload, budget(timeout, ctx), ctx.request_id,
+                                capability=True)
+            else:
+                sent = ctx.call(node.agent, payload, budget(timeout, ctx), ctx.request_id)
+            if ctx.limit is not None and ctx.loop.time() + timeout >= ctx.limit:
+                result = await sent  # the pipeline's own timeout fires first: no timer here
+            else:
+                async with asyncio.timeout(timeout):
+                    result = await sent
         except TimeoutError:
             code, message = TIMEOUT, f"{target} did not answer within {seconds_text(timeout)}"
         except MeshError as exc:
             code, message = exc.code, exc.message
-            if code == INVALID_INPUT:
-                break  # the same payload will be just as invalid next time
         except Exception as exc:  # a bug in `call` must still end as a clean step failure
             code, message = HANDLER_ERROR, f"{type(exc).__name__}: {exc}"
-    raise StepFailure(code, message)
+        else:
+            if observer is not None:
+                await observer.step_finished(path, attempt, result)
+            return result
+        if observer is not None:
+            await observer.step_failed(path, attempt, MeshError(code, message))
+        if code == INVALID_INPUT:
+            break  # the same payload will be just as invalid next time
+    raise StepFailure(code, message, attempt)
 
 
 def budget(timeout: float, ctx: RunContext) -> float:

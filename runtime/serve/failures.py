@@ -1,12 +1,11 @@
 """Failed requests in the log: the first one, then counts, less and less often.
 
-Each line ends with the request's trace id. A flood of bad requests must not become a
-flood of log lines, nor must an agent that keeps failing (a flaky dependency that a
-pipeline's retries already absorb) log a line every second: past the first line,
-failures of that code are only counted, and the count is logged when the window is
-over; each window while the failures go on is twice the last, up to a minute. A minute
-without a failure starts again at a second. A `handler_error` also logs its traceback
-at debug level.
+A flood of bad requests must not become a flood of log lines, nor must an agent that
+keeps failing (a flaky dependency that a pipeline's retries already absorb) log a line
+every second: past the first line, failures of that code are only counted, and the
+count is logged when the window is over; each window while the failures go on is twice
+the last, up to a minute. A minute without a failure starts again at a second. A
+`handler_error` also logs its traceback at debug level.
 """
 
 from __future__ import annotations
@@ -33,7 +32,7 @@ class FailureLog:
         self._window: dict[str, float] = {}  # code -> the window now
 
     def failed(self, error: p.MeshError, exc: BaseException, trace_id: str = "") -> None:
-        code = error.code
+        code = p.bounded_code(error.code)  # codes from elsewhere: one window, not one each
         now = time.monotonic()
         last = self._last.get(code)
         window = self._window.get(code, WINDOW)
@@ -48,7 +47,7 @@ class FailureLog:
         self._last[code] = now
         # The trace id ends the line (and is a field of a JSON line): the way to the trace.
         self.logger.warning("request %s failed: %s: %s%s", shown(error.request_id, _MAX_SHOWN),
-                            code, shown(error.message, _MAX_SHOWN),
+                            shown(error.code, 64), shown(error.message, _MAX_SHOWN),
                             f" (trace {trace_id})" if trace_id else "",
                             extra={"trace_id": trace_id} if trace_id else None)
         if code == p.HANDLER_ERROR and exc is not error and self.logger.isEnabledFor(logging.DEBUG):

@@ -14,7 +14,9 @@ import time
 from typing import Any
 
 from runtime.core import protocol as p
+from runtime.core.caps import AGENT_LIMIT, ID_LIMIT, capped_code, capped_details
 from runtime.core.text import REQUEST_ID_MAX, cut, shown
+from runtime.nats.guard import header_size
 
 log = logging.getLogger("mesh-runtime")
 
@@ -35,11 +37,6 @@ def service_error_headers(error: p.MeshError) -> dict[str, str]:
             p.HDR_SERVICE_ERROR_CODE: str(SERVICE_ERROR_CODES.get(error.code, 500))}
 
 
-def header_size(headers: dict[str, str]) -> int:
-    """Bytes of a header block as nats-py writes it: `NATS/1.0\\r\\n`, `k: v\\r\\n`..., `\\r\\n`."""
-    return 12 + sum(len(k.encode()) + len(v.encode()) + 4 for k, v in headers.items())
-
-
 def headroom(name: str) -> int:
     """The most header bytes any message of the service `name` carries."""
     return header_size({
@@ -57,46 +54,29 @@ def too_big(body: bytes, headers: dict[str, str], max_payload: int) -> p.MeshErr
 
 
 def error_body(error: p.MeshError, room: int) -> bytes:
-    """`error` as JSON of at most `room` bytes: long messages cut, at most 20 errors listed."""
-    data = error.to_dict()
-    data["message"] = cut(error.message, MESSAGE_LIMIT)
-    data["details"] = _capped_details(error.details)
-    body = json.dumps(data).encode()
+    """`error` as JSON of at most `room` bytes: every field cut (an error passed through
+    from another agent may be huge), at most 20 validation errors listed."""
+    data: dict[str, Any] = {
+        "code": capped_code(error.code), "message": cut(error.message, MESSAGE_LIMIT),
+        "agent": cut(error.agent, AGENT_LIMIT), "request_id": error.request_id[:ID_LIMIT],
+        "details": capped_details(error.details, ENTRY_LIMIT, ERRORS_LIMIT, ERRORS_LIMIT)}
+    body = _dumps(data)
     if len(body) <= room:
         return body
     # A server with a tiny max_payload: keep the code and as much message as fits.
     data["details"] = {}
     data["message"] = ""
-    bare = len(json.dumps(data).encode())
+    bare = len(_dumps(data))
     data["message"] = cut(error.message, max(0, (room - bare) // 8 - 40))
-    body = json.dumps(data).encode()
+    body = _dumps(data)
     if len(body) > room:
-        data["message"] = ""
-        body = json.dumps(data).encode()
+        data["message"] = data["agent"] = ""
+        body = _dumps(data)
     return body
 
 
-def _capped_details(details: dict[str, Any]) -> dict[str, Any]:
-    capped: dict[str, Any] = {}
-    for key, value in details.items():
-        if key == "errors" and isinstance(value, list):
-            capped[key] = [_capped(e) for e in value[:ERRORS_LIMIT]]
-            if len(value) > ERRORS_LIMIT:
-                capped["error_count"] = len(value)
-        else:
-            capped[key] = _capped(value)
-    return capped
-
-
-def _capped(value: Any) -> Any:
-    if isinstance(value, str):
-        return cut(value, ENTRY_LIMIT)
-    if isinstance(value, dict):
-        return {str(k): _capped(v) for k, v in list(value.items())[:ERRORS_LIMIT]}
-    if isinstance(value, list):
-        return [_capped(v) for v in value[:ERRORS_LIMIT]]
-    return value
-
+def _dumps(data: dict[str, Any]) -> bytes:
+    return json.dumps(data, default=repr).encode()  # details a handler made may hold anything
 
 class DroppedRequests:
     """Requests refused without an answer (a reply subject starting with `$`), counted and

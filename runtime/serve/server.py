@@ -21,6 +21,9 @@ from nats.aio.client import Client
 from runtime.load.mesh import Endpoint, Mesh
 from runtime.nats.bus import NatsBus
 from runtime.nats.catalog import Discovery
+from runtime.runs.active import Runs
+from runtime.runs.durable.coordinator import DurableRuns
+from runtime.runs.journal import Journal
 from runtime.serve.deadlines import Deadlines
 from runtime.serve.service import Service
 from runtime.serve.stats import ServerStats
@@ -49,18 +52,19 @@ class Change:
 class MeshServer:
     """Everything one `up` process serves on one NATS connection."""
 
-    def __init__(self, nc: Client, discovery: Discovery | None, instance: str | None = None):
+    def __init__(self, nc: Client, discovery: Discovery | None, journal: Journal | None = None):
         self.nc = nc
         self.discovery = discovery
         self.services: dict[str, Service] = {}
         self.mesh: Mesh | None = None
         self.generation = 0
-        self.instance_id = instance or uuid.uuid4().hex[:12]  # this process: catalog, micro, KV
+        self.instance_id = uuid.uuid4().hex[:12]  # this process, in catalog, micro and KV
         self.stats = ServerStats()
         if discovery is not None:
             discovery.instance = self.instance_id
         self.deadlines = Deadlines()
         self.bus = NatsBus(nc)  # calls, broadcasts and shared state for handlers and pipelines
+        self.runs = Runs(journal, self.instance_id)  # pipeline runs: recorded, cancellable
         self._leaving: set[asyncio.Future[Any]] = set()  # removed names finishing requests
 
     @property
@@ -77,8 +81,10 @@ class MeshServer:
                    and self.services[n].definition.fingerprint != wanted[n].fingerprint]
         for name in changed:
             self.services[name].update(wanted[name])
+        self.runs.record = mesh.spec.runs.record
+        await self._durable(mesh)
         new_services = [Service(self.nc, wanted[n], self.bus, mesh.name, self.deadlines,
-                                self.instance_id) for n in added]
+                                self.instance_id, self.runs) for n in added]
         await asyncio.gather(*(s.start() for s in new_services),
                              *(self.services[n].offers.serve(wanted[n].capabilities)
                                for n in changed))
@@ -98,6 +104,21 @@ class MeshServer:
         self.mesh = mesh
         self.generation += 1
         return Change(self.generation, added, changed, removed, time.perf_counter() - started)
+
+    async def _durable(self, mesh: Mesh) -> None:
+        """Durable runs (runtime.runs.durable) start with the first durable pipeline served."""
+        if self.runs.durable is None and self.discovery is not None and any(
+                d.durable for d in mesh.pipelines.values()):  # (no discovery: no JetStream)
+            durable = DurableRuns(self.nc, self.bus, self.instance_id, mesh.name,
+                                  mesh.spec.health.interval, self.runs.journal, self.runs.stats)
+            try:
+                await durable.open(mesh.spec.runs.keep, mesh.spec.runs.max_bytes)
+            except Exception as exc:  # serving matters more: durable pipelines say why
+                log.warning("durable runs are not available: %s", exc or type(exc).__name__)
+            else:
+                self.runs.durable = durable
+        if self.runs.durable is not None:
+            self.runs.durable.serve(mesh.pipelines)
 
     async def _remove(self, names: list[str], wait: bool = True,
                       stopped_taking: Callable[[], None] | None = None) -> None:
@@ -137,6 +158,8 @@ class MeshServer:
         await self._remove(list(self.services), wait=False, stopped_taking=stopped_taking)
         if self._leaving:
             await asyncio.wait(list(self._leaving), timeout=grace)
+        if self.runs.durable is not None:  # runs left here are another `up`'s to resume
+            await self.runs.durable.close()
         await self.deadlines.close()
         return sum(s.in_flight + s.admission.waiting for s in services)
 

@@ -19,11 +19,15 @@ from nats.aio.subscription import Subscription
 
 from runtime.core import protocol as p
 from runtime.core.context import Bus, Context
+from runtime.core.events import continue_trace
 from runtime.core.requestids import new_request_id
 from runtime.core.text import is_request_id, shown
 from runtime.load.handlers import ThreadOverrun
 from runtime.load.mesh import AgentDef, Endpoint, PipelineDef
+from runtime.nats.guard import oversize
 from runtime.nats.headerblock import HeaderBlock, publish
+from runtime.runs.active import Runs
+from runtime.runs.durable.lifecycle import Detached
 from runtime.serve.admission import PENDING_BYTES, PENDING_MSGS, YIELD_EVERY, Admission, run_error
 from runtime.serve.capabilities import Offers
 from runtime.serve.codec import as_mesh_error, decode_input, encode_output, mismatch_error
@@ -38,7 +42,7 @@ from runtime.serve.replies import (
     too_big,
 )
 from runtime.serve.stats import EndpointStats
-from runtime.tracing import enter, recorder, trace_id_for
+from runtime.tracing import TRACEPARENT, enter, recorder, trace_id_for, trace_id_in
 
 log = logging.getLogger("mesh-runtime")
 
@@ -47,8 +51,9 @@ class Service:
     """Serves one agent or pipeline: subscribe, answer, drain."""
 
     def __init__(self, nc: Client, definition: Endpoint, caller: Bus, mesh_name: str,
-                 deadlines: Deadlines, instance: str = ""):
+                 deadlines: Deadlines, instance: str = "", runs: Runs | None = None):
         self.nc = nc
+        self.runs = runs if runs is not None else Runs(None, instance)  # pipelines run there
         self.deadlines = deadlines
         self.caller = caller
         self.mesh_name = mesh_name
@@ -157,6 +162,7 @@ class Service:
         headers = msg.headers
         request_id = headers.get(p.HDR_REQUEST_ID) if headers else None
         streaming = headers is not None and headers.get(p.HDR_STREAM) == "true"
+        continue_trace(headers)  # events this request emits continue its trace
         if not request_id:
             request_id = new_request_id()
         elif not is_request_id(request_id):  # it would be spliced into mesh.stream.<id>
@@ -172,11 +178,14 @@ class Service:
             if streaming != definition.streaming:
                 raise mismatch_error(definition, streaming)
             payload = decode_input(msg.data, definition)
+            if headers is not None and headers.get(p.HDR_ASYNC) == "true":
+                deadline = await self._detach(msg, definition, request_id, arrival)
             try:
                 if streaming:
                     await self._stream(definition, payload, request_id, deadline, msg.headers)
                     return None
-                result = await self._run(definition, payload, request_id, deadline, msg.headers)
+                result = await self._run(definition, payload, request_id, deadline, headers,
+                                         msg.reply)
             except ThreadOverrun as overrun:
                 self.admission.hold(overrun.thread)
                 if not self.deadlines.done(task):
@@ -200,6 +209,8 @@ class Service:
             if task.cancelling():
                 raise  # the runtime cancelled this request (shutdown): not the handler's doing
             return await self._failed(msg, exc, definition, request_id, streaming)
+        except Detached:
+            return None  # a durable run parked or moved: whoever ends it answers
         except BaseException as exc:  # SystemExit from a handler too: every failure is an answer
             return await self._failed(msg, exc, definition, request_id, streaming)
 
@@ -217,6 +228,25 @@ class Service:
                                 headers, self.subject,
                                 request_id if is_request_id(request_id) else "")
 
+    async def _detach(self, msg: Msg, definition: Endpoint, request_id: str,
+                      arrival: float) -> float:
+        """X-Mesh-Async: answer the run id now and run on, bounded by the pipeline's own
+        timeout only; the new deadline. Its result and errors go to the journal (and errors
+        to mesh.errors.<name>), not to the caller, who has its answer."""
+        if not isinstance(definition, PipelineDef):
+            raise p.MeshError(p.INVALID_INPUT, f"{p.HDR_ASYNC} applies to pipelines; "
+                              f"'{self.name}' is an agent: call it without it")
+        if msg.reply:
+            body = b'{"run":"%s","status":"running"}' % request_id.encode()
+            await publish(self.nc, msg.reply, body, self.ok_block, request_id)
+            msg.reply = ""  # answered: nothing more goes there
+        task = asyncio.current_task()
+        assert task is not None
+        self.deadlines.done(task)
+        deadline = arrival + definition.timeout
+        self.deadlines.add(task, deadline)
+        return deadline
+
     async def _failed(self, msg: Msg, exc: BaseException, definition: Endpoint, request_id: str,
                       streaming: bool) -> p.MeshError:
         error = as_mesh_error(exc, definition)
@@ -225,25 +255,28 @@ class Service:
         return error
 
     def _context(self, definition: AgentDef, request_id: str, deadline: float,
-                 headers: dict[str, str] | None) -> Context | None:
+                 headers: dict[str, str] | None = None) -> Context | None:
         if not definition.handler.wants_context:
             return None  # most handlers take only the payload: build nothing for them
         enter(headers)  # its ctx.call, broadcasts and state writes continue the caller's trace
+        key = headers.get(p.HDR_IDEMPOTENCY_KEY) if headers else None
         return Context(request_id, self.name, definition.spec.config, self.logger,
-                       deadline, self.caller)
+                       deadline, self.caller, key)
 
     async def _run(self, definition: Endpoint, payload: Any, request_id: str,
-                   deadline: float, headers: dict[str, str] | None) -> Any:
+                   deadline: float, headers: dict[str, str] | None = None,
+                   reply: str = "") -> Any:
         if isinstance(definition, AgentDef):
             assert definition.handler.invoke is not None
             return await definition.handler.invoke(
                 payload, self._context(definition, request_id, deadline, headers))
         assert isinstance(definition, PipelineDef)
-        enter(headers)  # a run always has a trace (its journal's trace_id), its steps continue it
-        return await definition.compiled.run(  # steps get no more than the request has left
-            payload, call=self.caller, bus=self.caller, request_id=request_id,
-            mesh_name=self.mesh_name, default_timeout=definition.step_timeout,
-            caller_left=deadline - time.monotonic())
+        hop = enter(headers)  # a run always has a trace, its steps continue it; the journal
+        if trace_id_in(headers) != hop.trace_id:  # reads it from the request's traceparent
+            headers = {**(headers or {}), TRACEPARENT: hop.headers()[TRACEPARENT]}
+        return await self.runs.run(  # recorded; steps get no more than the request has left
+            definition, payload, request_id, headers, bus=self.caller,
+            mesh_name=self.mesh_name, caller_left=deadline - time.monotonic(), reply=reply)
 
     async def _stream(self, definition: Endpoint, payload: Any, request_id: str,
                       deadline: float, headers: dict[str, str] | None) -> None:
@@ -271,6 +304,10 @@ class Service:
             headers[p.HDR_INSTANCE_ID] = self.instance
         # Room for the body: the server's max_payload less these headers (and a stream end).
         body = error_body(error, self.nc.max_payload - header_size(headers) - 32)
+        if oversize(self.nc, body, headers, 32):  # the last check: never send what NATS refuses
+            log.warning("could not send %s error for %s: %d bytes, over max_payload",
+                        shown(error.code, 64), self.name, len(body))
+            return
         try:
             if streaming:
                 await self.nc.publish(p.stream_subject(request_id), body,
@@ -279,7 +316,7 @@ class Service:
                 await self.nc.publish(msg.reply, body, headers=headers)
             await self.nc.publish(self.error_subject, body, headers=headers)
         except Exception as exc:  # the connection is down: nothing more to tell the caller
-            log.warning("could not send %s error for %s: %s", error.code, self.name,
+            log.warning("could not send %s error for %s: %s", shown(error.code, 64), self.name,
                         shown(str(exc)))
 
 

@@ -40,6 +40,7 @@ class GenerationFailed:
 
     lines: list[str]
     code: int
+    unreachable: bool = False  # it could not connect to NATS (or its login was refused)
 
 
 class Starter:
@@ -122,9 +123,10 @@ class Starter:
         return await _failure(worker)
 
     async def replace(self, dead: WorkerProcess, generation: Callable[[], int],
-                      stop: asyncio.Event) -> WorkerProcess | None:
-        """A worker serving in the slot of `dead`; None if `stop` came first. While new
-        ones keep dying, the wait before the next try doubles."""
+                      stop: asyncio.Event) -> WorkerProcess | GenerationFailed | None:
+        """A worker serving in the slot of `dead`; None if `stop` came first; why not, when
+        the new one cannot reach NATS (the supervisor's sign that NATS is gone). While new
+        ones keep dying otherwise, the wait before the next try doubles (up to 30 s)."""
         quick = 0 if time.time() - dead.started_at >= STABLE_SECONDS else 1
         while not stop.is_set():
             if quick:
@@ -134,7 +136,7 @@ class Starter:
                     await asyncio.wait_for(stop.wait(), delay)
                     return None
             result = await self.one(dead.index, generation())
-            if isinstance(result, WorkerProcess):
+            if isinstance(result, WorkerProcess) or result.unreachable:
                 return result
             for line in result.lines:
                 log.error("%s", line.removeprefix("error: "))
@@ -176,6 +178,7 @@ def _retire(workers: list[WorkerProcess]) -> None:
 async def _failure(worker: WorkerProcess) -> GenerationFailed:
     await worker.read_all(FAILURE_READ_SECONDS)
     if worker.failure is not None:
-        return GenerationFailed(list(worker.failure["lines"]), int(worker.failure["code"]))
+        return GenerationFailed(list(worker.failure["lines"]), int(worker.failure["code"]),
+                                worker.failure.get("unreachable") is True)
     return GenerationFailed(
         [f"error: {worker} stopped before it served ({worker.exit_reason()})"], 1)

@@ -15,7 +15,7 @@ import gc
 import importlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from runtime.core.issues import MeshFileError
@@ -46,8 +46,10 @@ class Reloader:
     """The last good mesh and the files it came from; applies each valid edit of them."""
 
     def __init__(self, server: MeshServer, mesh: Mesh, cache: LoadCache | None = None,
-                 hooks: ReloadHooks | None = None):
+                 hooks: ReloadHooks | None = None,
+                 also: Callable[[Mesh], Awaitable[object]] | None = None):
         self.server = server
+        self.also = also  # what else applies each mesh (the triggers), after the server
         self.mesh = mesh
         self.cache = cache if cache is not None else LoadCache()
         self.hooks = hooks or ReloadHooks()
@@ -102,6 +104,8 @@ class Reloader:
         loaded = time.perf_counter()
         try:
             change = await self.server.apply(mesh)
+            if self.also is not None:
+                await self.also(mesh)
         except Exception as exc:  # NATS trouble: the next edit tries again
             log.error("reload failed while applying it: %s", exc or type(exc).__name__)
             self.server.stats.reloads["failed"] += 1
@@ -128,14 +132,15 @@ class Reloader:
 
 
 async def watch_and_apply(server: MeshServer, mesh: Mesh, cache: LoadCache | None = None,
-                          hooks: ReloadHooks | None = None) -> None:
+                          hooks: ReloadHooks | None = None,
+                          also: Callable[[Mesh], Awaitable[object]] | None = None) -> None:
     """Apply every valid edit of the mesh's files until cancelled."""
     # What is loaded by now lives as long as the process: keep it out of the collector's
     # full passes, which would otherwise stall a reload of a big mesh for tens of ms.
     gc.collect()
     gc.freeze()
     stop = asyncio.Event()
-    task = asyncio.create_task(Reloader(server, mesh, cache, hooks).run(stop))
+    task = asyncio.create_task(Reloader(server, mesh, cache, hooks, also).run(stop))
     try:
         await asyncio.shield(task)
     except asyncio.CancelledError:

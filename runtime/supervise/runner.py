@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import logging
 import signal
-import uuid
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,9 +22,12 @@ from runtime.nats.connection import AuthorizationRefused, choose_servers, connec
 from runtime.observe.health import Health
 from runtime.observe.metrics import MetricsPortError
 from runtime.observe.restore import restore
+from runtime.runs.control import RunControl
+from runtime.runs.journal import Journal
 from runtime.serve.server import MeshServer
 from runtime.supervise.loop import run_fast
-from runtime.supervise.startup import StartupError, embedded_server
+from runtime.supervise.startup import NatsUnreachable, StartupError, embedded_server
+from runtime.triggers.manager import Triggers
 
 if TYPE_CHECKING:
     from runtime.supervise.worker_link import WorkerLink
@@ -95,12 +97,12 @@ async def serve(path: Path, nats_flag: str | None, reload: bool, link: WorkerLin
                                on_closed=lost.closed, on_reconnected=lost.reconnected,
                                **options)
         except AuthorizationRefused as exc:  # the server answered: it is running
-            raise StartupError(
+            raise NatsUnreachable(
                 f"cannot connect to NATS at {mask_urls(', '.join(urls))}: {exc}") from None
         except Exception as exc:
             reason = "no answer within 10s" if isinstance(exc, TimeoutError) else (
                 mask_urls(str(exc)) or type(exc).__name__)
-            raise StartupError(
+            raise NatsUnreachable(
                 f"cannot connect to NATS at {mask_urls(', '.join(urls))}: {reason}. Is that server "
                 "running? The URL comes from --nats, else NATS_URL, else `nats:` in the "
                 "mesh file; leave all three unset to start an embedded server") from None
@@ -118,21 +120,30 @@ async def _serve_on(nc: Client, mesh: Mesh, reload: bool, cache: LoadCache, lost
                     metrics: tuple[str, int | None] = ("127.0.0.1", None),
                     grace: float = 30.0) -> int:
     discovery = await Discovery.open(nc)
+    settings = mesh.spec.runs
+    journal = None
+    if settings.record:
+        quiet = link is not None and not link.start.announce  # one worker of several says it
+        journal = await Journal.open(nc, settings.keep, settings.max_bytes, quiet)
+    server = MeshServer(nc, discovery, journal)
     # Spans, if a collector is configured: each process (each worker) exports its own,
     # set up before the first service exists (each takes the span maker when it starts).
-    instance = uuid.uuid4().hex[:12]
-    tracing.start(mesh.spec.tracing, mesh.name, instance,
+    tracing.start(mesh.spec.tracing, mesh.name, server.instance_id,
                   announce=link is None or link.start.announce)
-    server = MeshServer(nc, discovery, instance)
     if link is not None:  # generations count on across the workers of one `up`
         server.generation = link.start.generation - 1
+    triggers = Triggers(nc, server.instance_id)  # started once what they call is served
     try:
-        health = await Health.open(nc, server, discovery, mesh, metrics[1], metrics[0])
+        health = await Health.open(nc, server, discovery, mesh, metrics[1], metrics[0],
+                                   triggers)
     except MetricsPortError as exc:
         with contextlib.suppress(Exception):
             await nc.drain()
         raise StartupError(str(exc)) from None
     change = await server.apply(mesh)
+    await triggers.apply(mesh)
+    control = RunControl(nc, server.runs)  # `runs cancel` reaches the runs of this process
+    await control.start()
     await health.start()
     lost.restore = lambda: restore(nc, server)  # a server restarted empty lost our entries
     stop = lost.stop
@@ -148,7 +159,8 @@ async def _serve_on(nc: Client, mesh: Mesh, reload: bool, cache: LoadCache, lost
         log.info("ready: %d agents, %d pipelines on %s", len(mesh.agents), len(mesh.pipelines),
                  url)
     log.debug("%s", change.describe())
-    watcher = asyncio.create_task(_watch(server, mesh, cache, link)) if reload else None
+    watcher = (asyncio.create_task(_watch(server, mesh, cache, link, triggers)) if reload
+               else None)
     try:
         await stop.wait()
         if lost.reason is not None:
@@ -162,7 +174,9 @@ async def _serve_on(nc: Client, mesh: Mesh, reload: bool, cache: LoadCache, lost
             watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await watcher
+        await control.stop()
         reporting = _report_in_flight(server, link) if link else None
+        await triggers.close(grace)  # no new trigger requests; those in flight end first
         left = await server.shutdown(grace, link.stopped_taking if link else None)
         if reporting is not None:
             reporting.cancel()
@@ -198,10 +212,11 @@ def _level(level: int, link: WorkerLink | None) -> int:
 
 
 async def _watch(server: MeshServer, mesh: Mesh, cache: LoadCache,
-                 link: WorkerLink | None) -> None:
+                 link: WorkerLink | None, triggers: Triggers) -> None:
     from runtime.supervise.reload import watch_and_apply
 
-    await watch_and_apply(server, mesh, cache, link.hooks() if link else None)
+    await watch_and_apply(server, mesh, cache, link.hooks() if link else None,
+                          also=triggers.apply)
 
 
 __all__ = ["ConnectionLost", "MeshFileError", "StartupError", "run_fast", "serve"]

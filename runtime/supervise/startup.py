@@ -16,6 +16,11 @@ class StartupError(RuntimeError):
     """`up` cannot start; the message says what to do."""
 
 
+class NatsUnreachable(StartupError):
+    """No NATS server answered, or it refused our login: the one failure after which the
+    supervisor decides that NATS is gone (a worker's own exit never decides it)."""
+
+
 def embedded_server(port: int, store_dir: str | None, folder: Path) -> NatsServer:
     """Start the embedded nats-server the file asks for (JetStream on, 127.0.0.1)."""
     if port and port_taken(port):

@@ -77,7 +77,7 @@ class Supervisor(CodeReload):
         self._reloading: asyncio.Task[None] | None = None
         self._replacing: dict[int, asyncio.Task[None]] = {}
         self._tasks: set[asyncio.Future[None]] = set()  # answers to workers, under way
-        self._lost = False  # NATS closed a worker's connection for good: `up` exits
+        self._lost = False  # a new worker could not reach NATS: `up` exits
         self.stopping = Stopping()
         self.exit_code = 0
 
@@ -116,7 +116,7 @@ class Supervisor(CodeReload):
             log.info("stopped")
             if self.stopping.abandoned:
                 self.exit_code = EXIT_ABANDONED
-            if self._lost:  # the worker said why
+            if self._lost:  # the workers said why
                 raise WorkersFailed(GenerationFailed([], EXIT_CONNECTION_LOST))
         finally:
             self.stop.set()
@@ -217,11 +217,10 @@ class Supervisor(CodeReload):
         worker.exited.add_done_callback(lambda _: self._on_exit(worker))
 
     def _on_exit(self, worker: WorkerProcess) -> None:
+        # Whatever its exit status (a handler's os._exit(3) included, or NATS closing its
+        # connection), one worker's end is that worker's: it is replaced, and the others
+        # serve on. Only the replacement failing to reach NATS makes `up` stop.
         if self.stop.is_set() or worker.retiring or not self._serves(worker):
-            return
-        if worker.process.returncode == EXIT_CONNECTION_LOST:
-            self._lost = True
-            self.stop.set()
             return
         self._replacing[worker.index] = asyncio.ensure_future(self._bring_back(worker))
 
@@ -229,6 +228,12 @@ class Supervisor(CodeReload):
         """Start a worker in the place of one that died (backed off if they keep dying)."""
         log.warning("%s stopped unexpectedly (%s); starting a new one", dead, dead.exit_reason())
         worker = await self.starter.replace(dead, lambda: self.generation, self.stop)
+        if isinstance(worker, GenerationFailed):  # NATS is gone: `up` exits, for an outer
+            for line in worker.lines:             # supervisor to restart when it makes sense
+                log.error("%s", line.removeprefix("error: "))
+            self._lost = True
+            self.stop.set()
+            return
         if worker is not None and self.serving is not None:
             self.serving.workers[dead.index] = worker
             self._watch_exit(worker)

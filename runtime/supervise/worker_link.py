@@ -95,9 +95,10 @@ class WorkerLink:
                           generation=generation, files=self.code_files(),
                           metrics_port=metrics_port)
 
-    async def failed(self, lines: list[str], code: int) -> None:
-        """Say why this worker cannot serve (the supervisor shows it once), before exiting."""
-        self.channel.send("failed", lines=lines, code=code)
+    async def failed(self, lines: list[str], code: int, unreachable: bool = False) -> None:
+        """Say why this worker cannot serve (the supervisor shows it once), before exiting;
+        `unreachable`: NATS did not answer or refused the login."""
+        self.channel.send("failed", lines=lines, code=code, unreachable=unreachable)
         with contextlib.suppress(ConnectionError):
             await self.channel.writer.drain()
 

@@ -31,7 +31,7 @@ async def _serve(fd: int, args: argparse.Namespace) -> int:
     from runtime.supervise.control import EXIT_CONNECTION_LOST
     from runtime.supervise.loop import exit_now_if_unfinished
     from runtime.supervise.runner import ConnectionLost, serve
-    from runtime.supervise.startup import StartupError
+    from runtime.supervise.startup import NatsUnreachable, StartupError
     from runtime.supervise.worker_link import WorkerLink
 
     try:
@@ -46,7 +46,7 @@ async def _serve(fd: int, args: argparse.Namespace) -> int:
         await link.failed([str(issue) for issue in exc.issues], 1)
         return 1
     except StartupError as exc:
-        await link.failed([f"error: {exc}"], 2)
+        await link.failed([f"error: {exc}"], 2, unreachable=isinstance(exc, NatsUnreachable))
         return 2
     except ConnectionLost as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -39,7 +39,6 @@ _PROCESS = {"messaging.system": "nats", "messaging.operation.type": "process"}
 _bits = random.getrandbits
 # The innermost open span of the mesh's in this task (a step's), parent of what it sends.
 _parent: ContextVar[int] = ContextVar("mesh_trace_parent", default=0)
-_step_path: ContextVar[str] = ContextVar("mesh_trace_step", default="")
 
 
 def _code_of(exc: BaseException) -> str:
@@ -108,21 +107,18 @@ class Recorder:
                        "" if code == "ok" else code))
 
     @contextlib.contextmanager
-    def step(self, hop: hops.Hop, name: str) -> Iterator[None]:
-        """A pipeline step's span, the parent of the calls it makes; a step inside a
-        parallel branch is named by its path (`analysis.keywords`)."""
-        outer = _step_path.get()
-        path = f"{outer}.{name}" if outer else name
+    def step(self, hop: hops.Hop, path: str) -> Iterator[None]:
+        """A pipeline step's span, named by its path (`summary`, `analysis.keywords`,
+        `per_section`), the parent of the calls it makes."""
         parent = _parent.get() or int(hop.span_id, 16)
         span_id, start, code = _bits(64) or 1, time.time_ns(), "ok"
-        path_token, parent_token = _step_path.set(path), _parent.set(span_id)
+        parent_token = _parent.set(span_id)
         try:
             yield
         except BaseException as exc:
             code = _code_of(exc)
             raise
         finally:
-            _step_path.reset(path_token)
             _parent.reset(parent_token)
             self._end(f"step {path}", SpanKind.INTERNAL, hop.span or 0, span_id, parent, start,
                       {"mesh.step": path}, code)
