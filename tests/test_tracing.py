@@ -166,11 +166,15 @@ async def test_broadcasts_and_state_writes_carry_the_trace(
 
 async def test_the_failed_request_line_names_the_trace(nc: Client, up: UpProcess) -> None:
     start = len(up.lines)
+    errors = await nc.subscribe(f"mesh.errors.{P}.boom")
     reply = await nc.request(f"mesh.agent.{P}.boom", b"{}", timeout=10,
                              headers={"traceparent": TRACEPARENT})
     assert reply.headers and reply.headers["X-Mesh-Status"] == "error"
     line = up.wait_for(f"[{P}.boom] request", start=start)
     assert line.endswith(f"failed: handler_error: ValueError: no luck (trace {CALLER_TRACE})")
+    published = await errors.next_msg(timeout=10)  # what the web page's errors list reads
+    assert (published.headers or {}).get("traceparent") == TRACEPARENT
+    await errors.unsubscribe()
 
 
 def test_a_configured_collector_without_the_extra_says_how_to_install_it(

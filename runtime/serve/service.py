@@ -42,7 +42,7 @@ from runtime.serve.replies import (
     too_big,
 )
 from runtime.serve.stats import EndpointStats
-from runtime.tracing import TRACEPARENT, enter, recorder, trace_id_for, trace_id_in
+from runtime.tracing import TRACEPARENT, enter, recorder, trace_id_in, traceparent_for
 
 log = logging.getLogger("mesh-runtime")
 
@@ -167,8 +167,9 @@ class Service:
             request_id = new_request_id()
         elif not is_request_id(request_id):  # it would be spliced into mesh.stream.<id>
             error = _bad_request_id(request_id)
-            await self._fail(msg, error, new_request_id(), False)
-            self.failures.failed(error, error, trace_id_for(headers))
+            traceparent = traceparent_for(headers)
+            await self._fail(msg, error, new_request_id(), False, traceparent)
+            self.failures.failed(error, error, traceparent[3:35])
             return error
         task = asyncio.current_task()
         assert task is not None
@@ -250,8 +251,9 @@ class Service:
     async def _failed(self, msg: Msg, exc: BaseException, definition: Endpoint, request_id: str,
                       streaming: bool) -> p.MeshError:
         error = as_mesh_error(exc, definition)
-        await self._fail(msg, error, request_id, streaming)
-        self.failures.failed(error, exc, trace_id_for(msg.headers))
+        traceparent = traceparent_for(msg.headers)  # the log line and mesh.errors name it
+        await self._fail(msg, error, request_id, streaming, traceparent)
+        self.failures.failed(error, exc, traceparent[3:35])
         return error
 
     def _context(self, definition: AgentDef, request_id: str, deadline: float,
@@ -295,11 +297,14 @@ class Service:
         await self.nc.publish(subject, b"", headers={
             p.HDR_STREAM_SEQ: str(seq), p.HDR_STREAM_END: "true", p.HDR_REQUEST_ID: request_id})
 
-    async def _fail(self, msg: Msg, error: p.MeshError, request_id: str, streaming: bool) -> None:
+    async def _fail(self, msg: Msg, error: p.MeshError, request_id: str, streaming: bool,
+                    traceparent: str | None = None) -> None:
         error.agent = error.agent or self.name
         error.request_id = request_id
         headers = {p.HDR_STATUS: "error", p.HDR_REQUEST_ID: request_id, p.HDR_SOURCE: self.name,
                    **service_error_headers(error)}
+        if traceparent is not None:  # the request's trace, for whoever watches the errors
+            headers[TRACEPARENT] = traceparent
         if msg.subject.startswith(p.BROADCAST_SUBJECT_PREFIX):
             headers[p.HDR_INSTANCE_ID] = self.instance
         # Room for the body: the server's max_payload less these headers (and a stream end).

@@ -19,6 +19,7 @@ from runtime.tracing.hop import (
     enter,
     outgoing,
     trace_id_for,
+    traceparent_for,
 )
 from runtime.tracing.settings import TracingSettings
 from runtime.tracing.setup import dropped, recorder, start, stop
@@ -43,6 +44,7 @@ __all__ = [
     "stop",
     "trace_id_for",
     "trace_id_in",
+    "traceparent_for",
 ]
 
 

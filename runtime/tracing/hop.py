@@ -123,6 +123,18 @@ def trace_id_for(headers: Mapping[str, str] | None) -> str:
     return ref.trace_id if ref is not None else new_trace_id()
 
 
+def traceparent_for(headers: Mapping[str, str] | None) -> str:
+    """A `traceparent` naming a request's trace: its current Hop's, else the valid one its
+    headers carry, else a new trace's (a failed request's answer and error name one)."""
+    hop = _current.get()
+    if hop is not None:
+        return hop.headers()[TRACEPARENT]
+    value = headers.get(TRACEPARENT) if headers else None
+    if value is not None and parse_traceparent(value) is not None:
+        return value
+    return f"00-{new_trace_id()}-{new_span_id()}-00"
+
+
 def ratio_sampled(trace_id: str, ratio: float) -> bool:
     """OpenTelemetry's TraceIdRatioBased rule: the trace id's low 64 bits under the bound,
     so every process with the same ratio takes the same decision for a trace."""
