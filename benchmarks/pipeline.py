@@ -1,5 +1,6 @@
 """Pipeline benchmark: a 3-step sequential pipeline's latency against one raw nats-py call,
-with its runs recorded in the run journal (the default) and not (`record: false`).
+with its runs recorded in the run journal (the default) and not (`record: false`), and
+durable (`durable: true`: each step's result stored with JetStream's ack under a lease).
 
     python benchmarks/pipeline.py [--rounds 3] [--seconds 2] [--cpu 2000]
 
@@ -17,10 +18,11 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from typing import Any
 
 import nats
-from _client import System, latency, loop_name, run
+from _client import System, call, is_error, latency, loop_name, percentile, run
 from _harness import (
     BENCH_DIR,
     Children,
@@ -35,12 +37,16 @@ from _harness import (
 READY_TIMEOUT = 20.0
 TARGET = 3.3  # recorded pipeline p50 at most this many raw calls
 RECORDING_TARGET = 1.10  # recorded pipeline p50 at most this many unrecorded ones
+DURABLE_TARGET = 2.0  # durable pipeline p50 at most this many non-durable (recorded) ones
+PAIRED: list[float] = []  # p50 µs of the recorded and the durable pipeline, taken in turn
 
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (default 3)")
     parser.add_argument("--seconds", type=float, default=2.0, help="window per system per round")
+    parser.add_argument("--pairs", type=int, default=500,
+                        help="durable and not durable calls taken in turn (default 500)")
     parser.add_argument("--cpu", type=int, default=0, metavar="N",
                         help="also CPU per request of up and nats-server, N requests per round")
     return parser.parse_args()
@@ -51,7 +57,7 @@ def says_hello(reply: Any) -> bool:
 
 
 async def start_all(url: str, children: Children, systems: list[System]) -> None:
-    raw, agent, pipeline, unrecorded = systems
+    raw, agent, pipeline, unrecorded, durable = systems
     nc = await nats.connect(url)
     try:
         raw.launch(children, raw_peer(url))
@@ -59,6 +65,7 @@ async def start_all(url: str, children: Children, systems: list[System]) -> None
         agent.launch(children, mesh)
         pipeline.child, pipeline.unavailable = agent.child, agent.unavailable
         unrecorded.child, unrecorded.unavailable = agent.child, agent.unavailable
+        durable.child, durable.unavailable = agent.child, agent.unavailable
         for s in systems:
             await s.wait_ready(nc, says_hello, READY_TIMEOUT)
     finally:
@@ -79,6 +86,23 @@ async def measure(url: str, systems: list[System], args: argparse.Namespace) -> 
                 )
     finally:
         await nc.close()
+
+
+async def paired(url: str, a: str, b: str, pairs: int) -> tuple[float, float]:
+    """p50 (µs) of `a` and of `b` called in turn, request by request (which goes first
+    alternates), so a machine whose load changes slows both alike."""
+    nc = await nats.connect(url)
+    samples: dict[str, list[int]] = {a: [], b: []}
+    try:
+        for i in range(pairs):
+            for subject in ((a, b) if i % 2 else (b, a)):
+                t0 = time.perf_counter_ns()
+                reply = await call(nc, subject, i)
+                if not is_error(reply):
+                    samples[subject].append(time.perf_counter_ns() - t0)
+    finally:
+        await nc.close()
+    return tuple(percentile(sorted(s), 50) / 1000 for s in (samples[a], samples[b]))  # type: ignore[return-value]
 
 
 async def cpu_rounds(url: str, server_pid: int, systems: list[System],
@@ -125,7 +149,7 @@ def report(systems: list[System], args: argparse.Namespace) -> str:
         else [s.label, f"unavailable: {s.unavailable}"]
         for s in systems
     ]
-    raw, agent, pipeline, unrecorded = systems
+    raw, agent, pipeline, unrecorded, durable = systems
     if raw.ok and pipeline.ok and unrecorded.ok:
         ratios = (
             f"ratios: pipeline p50 / raw call p50 {pipeline.p50() / raw.p50():.2f} "
@@ -135,6 +159,13 @@ def report(systems: list[System], args: argparse.Namespace) -> str:
         )
     else:
         ratios = "ratios: pipeline p50 / raw call p50 n/a"
+    if durable.ok and pipeline.ok and PAIRED:
+        plain, lasting = PAIRED
+        per_step = (lasting - plain) / 3
+        ratios += (f"\ndurable / not durable p50, {args.pairs} pairs taken in turn: "
+                   f"{lasting / plain:.2f} (target ≤ {DURABLE_TARGET}; {lasting:.0f} / {plain:.0f}"
+                   f" µs); durability costs {per_step / 1000:.2f} ms per step "
+                   f"({(lasting - plain) / 1000:.2f} ms per 3-step run)")
     return "\n".join(
         [
             format_table(header, rows),
@@ -154,12 +185,16 @@ def main() -> int:
         System("mesh agent (bench.p1)", "mesh.agent.bench.p1"),
         System("3-step pipeline, recorded (bench.three)", "mesh.agent.bench.three"),
         System("3-step pipeline, record: false", "mesh.agent.bench.three_unrecorded"),
+        System("3-step pipeline, durable (bench.three_durable)",
+               "mesh.agent.bench.three_durable"),
     ]
     server = start_nats()
     try:
         with Children() as children:
             run(start_all(server.url, children, systems))
             run(measure(server.url, systems, args))
+            PAIRED.extend(run(paired(server.url, systems[2].subject, systems[4].subject,
+                                     args.pairs)))
             cpu = run(cpu_rounds(server.url, server.process.pid, systems, args)) if args.cpu else []
     finally:
         server.stop()

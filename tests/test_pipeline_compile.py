@@ -214,13 +214,13 @@ def test_options_that_do_not_fit_the_step():
             {"id": "a"},
             ("steps", 0),
             "Value error, a step needs exactly one of 'call', 'capability', 'broadcast', 'parallel', "
-            "'get_state', 'set_state' or 'emit'",
+            "'get_state', 'set_state', 'emit', 'wait' or 'sleep'",
         ),
         (
             {"id": "a", "call": "x", "parallel": {"b": {"call": "y"}}},
             ("steps", 0),
             "Value error, a step needs exactly one of 'call', 'capability', 'broadcast', 'parallel', "
-            "'get_state', 'set_state' or 'emit'",
+            "'get_state', 'set_state', 'emit', 'wait' or 'sleep'",
         ),
         (
             {"id": "a", "call": "x", "wiht": {}},

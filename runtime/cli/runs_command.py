@@ -8,15 +8,17 @@ import json
 import sys
 from typing import Any
 
+from runtime.cli import durable_commands
 from runtime.cli.common import Commands, add_command, client_url, duration_arg, nats_option, run_client
 from runtime.core import protocol as p
 from runtime.core.text import escape
 
-STATUSES = ("running", "ok", "failed", "cancelled")
+STATUSES = ("running", "waiting", "ok", "failed", "cancelled")
 
 
 def register(commands: Commands) -> None:
-    runs = add_command(commands, "runs", _usage, "pipeline runs: list, show, watch, wait, cancel")
+    runs = add_command(commands, "runs", _usage,
+                       "pipeline runs: list, show, watch, wait, cancel, signal, resume")
     sub = runs.add_subparsers(metavar="ACTION")
     ls = add_command(sub, "ls", _ls, "the newest runs first")
     ls.add_argument("pipeline", nargs="?", help="only the runs of this pipeline")
@@ -37,10 +39,12 @@ def register(commands: Commands) -> None:
     cancel.add_argument("run_id", metavar="RUN")
     for parser in (ls, show, watch, wait, cancel):
         nats_option(parser)
+    durable_commands.register(sub)  # signal, resume
 
 
 def _usage(args: argparse.Namespace) -> int:
-    print("usage: mesh-runtime runs {ls,show,watch,wait,cancel} ... (see mesh-runtime runs -h)",
+    print("usage: mesh-runtime runs {ls,show,watch,wait,cancel,signal,resume} ... (see "
+          "mesh-runtime runs -h)",
           file=sys.stderr)
     return 2
 

@@ -18,7 +18,7 @@ __all__ = ["Bus", "Caller", "Context"]
 @dataclass(slots=True)  # not frozen: a frozen dataclass is slower to build, per request
 class Context:
     """Request id, agent name, static `config`, a logger, the deadline, `call()`,
-    `broadcast()`, `emit()` and the shared `state`."""
+    `broadcast()`, `emit()`, the shared `state`, and the caller's `idempotency_key` (or None)."""
 
     request_id: str
     agent: str
@@ -26,6 +26,7 @@ class Context:
     logger: logging.Logger
     deadline: float  # time.monotonic() value after which the caller has stopped waiting
     _caller: Bus
+    idempotency_key: str | None = None  # `<run id>/<step path>` when a durable run calls
 
     def remaining(self) -> float:
         """Seconds left before the deadline (never below zero)."""

@@ -23,6 +23,8 @@ HDR_STREAM_END = "X-Mesh-Stream-End"
 HDR_TIMEOUT = "X-Mesh-Timeout"          # the caller's remaining budget in seconds when it sent
 HDR_INSTANCE_ID = "X-Mesh-Instance-Id"  # which `up` process answered (broadcast answers)
 HDR_ASYNC = "X-Mesh-Async"              # "true": a pipeline answers its run id at once
+HDR_IDEMPOTENCY_KEY = "X-Mesh-Idempotency-Key"  # <run id>/<step path>: the same on every try
+HDR_RUN_KEY = "X-Mesh-Run-Key"  # at most one run of a durable pipeline per key
 HDR_SERVICE_ERROR = "Nats-Service-Error"            # NATS micro (ADR-32) error headers
 HDR_SERVICE_ERROR_CODE = "Nats-Service-Error-Code"
 
@@ -32,6 +34,9 @@ REGISTRY_BUCKET = "mesh-registry"
 CONTEXT_BUCKET = "mesh-context"
 ARTIFACTS_BUCKET = "mesh-artifacts"
 INSTANCES_BUCKET = "mesh-instances"     # one record per live `up` process, key = instance id
+LEASES_BUCKET = "mesh-run-leases"       # which instance owns a durable run, key = run id
+DEFINITIONS_BUCKET = "mesh-pipelines"   # pipeline definitions runs started on, key = hash
+RUN_KEYS_BUCKET = "mesh-run-keys"       # run key (hashed) -> the run it started
 
 DEFAULT_CLIENT_URL = "nats://127.0.0.1:4222"
 

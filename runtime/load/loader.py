@@ -307,7 +307,9 @@ class _Loading:
         result, own = {}, {}
         for name, spec in mesh.pipelines.items():
             where = ("pipelines", name)
-            compiled, problems = compile_pipeline(name, spec, callable_names, counts)
+            durable = mesh.defaults.durable if spec.durable is None else spec.durable
+            compiled, problems = compile_pipeline(name, spec, callable_names, counts,
+                                                  durable=durable)
             for path, message in problems:
                 self.issues.append(self.doc.issue((*where, *path), message))
             input_schema = self._schema(spec.input, (*where, "input"))
@@ -323,8 +325,8 @@ class _Loading:
                 queue=mesh.defaults.queue_for(), streaming=False, step_timeout=mesh.defaults.timeout,
                 fingerprint=fingerprint(spec.model_dump(by_alias=True), schema_document(input_schema),
                                         schema_document(output_schema), timeout, mesh.defaults.timeout,
-                                        mesh.defaults.concurrency, mesh.defaults.queue_for()),
-                spec=spec, compiled=compiled,
+                                        mesh.defaults.concurrency, mesh.defaults.queue_for(), durable),
+                spec=spec, compiled=compiled, durable=durable,
                 triggers=tuple(t.describe() for t in spec.triggers),
                 events=tuple(dict.fromkeys(s.emit.type for _, s in walk_steps(spec.steps)
                                            if s.emit is not None)),

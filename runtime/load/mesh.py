@@ -74,6 +74,7 @@ class PipelineDef(Endpoint):
     step_timeout: float = 30.0  # defaults.timeout: what a step without `timeout` waits
     spec: PipelineSpec = field(default=None, repr=False)  # type: ignore[assignment]
     compiled: CompiledPipeline = field(default=None, repr=False)  # type: ignore[assignment]
+    durable: bool = False  # its own `durable:`, else defaults.durable
 
 
 @dataclass(frozen=True)

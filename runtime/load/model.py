@@ -61,6 +61,8 @@ class Defaults(Strict):
     timeout: Duration = 30.0
     concurrency: int = Field(64, ge=1, description="in-flight requests per agent per process")
     queue: int | None = Field(None, ge=0, description=QUEUE_HELP)
+    durable: bool = Field(False, description="pipelines' runs survive a crash (see each "
+                          "pipeline's durable)")
 
     def queue_for(self, own: int | None = None, concurrency: int | None = None) -> int:
         """An agent's queue: its own, else the default, else 4 x its concurrency."""

@@ -13,6 +13,7 @@ import orjson
 from nats.aio.client import Client
 
 from runtime.core import protocol as p
+from runtime.core.idempotency import IDEMPOTENCY_KEY
 from runtime.core.names import name_problem
 from runtime.core.requestids import new_request_id
 from runtime.core.text import is_request_id
@@ -48,6 +49,9 @@ async def request(nc: Client, name: str, payload: Any, timeout: float,
     what = f"capability '{name}'" if capability else f"'{name}'"
     sent = {p.HDR_REQUEST_ID: request_id, p.HDR_TIMEOUT: budget_header(timeout),
             **(headers or {})}
+    key = IDEMPOTENCY_KEY.get()
+    if key is not None:  # a run's step: the same key on every try and after a resume
+        sent[p.HDR_IDEMPOTENCY_KEY] = key
     check_fits(nc, body, sent, f"the payload for {what}")
     try:
         reply = await nc.request(subject, body, timeout=max(timeout, 0.001) + ANSWER_GRACE,

@@ -34,6 +34,7 @@ from runtime.nats.records import (
     split_entries,
     without,
 )
+from runtime.pipeline.spec import PipelineSpec
 
 log = logging.getLogger("mesh-runtime")
 _CAS_ATTEMPTS = 50
@@ -42,6 +43,7 @@ _CAS_ATTEMPTS = 50
 # OpenAgentMesh reads entries with a model that ignores unknown fields.
 INSTANCES = "x-instances"
 Entries = list[dict[str, Any]]
+_DEFINITION_LIMIT = 64 * 1024  # a card stays one small KV value
 
 
 def registry_card(endpoint: Endpoint) -> dict[str, Any]:
@@ -59,6 +61,7 @@ def registry_card(endpoint: Endpoint) -> dict[str, Any]:
     }
     if endpoint.capabilities:  # the card's own `capabilities` is A2A's streaming/invocable
         extension["capabilities"] = list(endpoint.capabilities)
+    extension.update(definition_of(endpoint))
     if endpoint.output is not None:
         if endpoint.streaming:  # a streaming agent's output schema describes each chunk
             extension["chunk_schema"] = endpoint.output.document
@@ -72,6 +75,21 @@ def registry_card(endpoint: Endpoint) -> dict[str, Any]:
         "skills": [skill],
         "x-agentmesh": extension,
     }
+
+
+def definition_of(endpoint: Endpoint) -> dict[str, Any]:
+    """`pipeline`: a pipeline's steps as mesh.yaml has them, for the web page's drawing,
+    when they are small; OpenAgentMesh ignores the key."""
+    spec = getattr(endpoint, "spec", None)
+    if not isinstance(spec, PipelineSpec):
+        return {}
+    found = {"pipeline": spec.model_dump(mode="json", exclude_unset=True, by_alias=True,
+                                         include={"steps", "returns", "timeout"})}
+    try:
+        small = len(json.dumps(found, default=str)) <= _DEFINITION_LIMIT
+    except (TypeError, ValueError):
+        small = False
+    return found if small else {}
 
 
 class Discovery:

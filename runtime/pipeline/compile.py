@@ -27,6 +27,7 @@ from runtime.pipeline.spec import (
     walk_steps,
 )
 from runtime.pipeline.steps import BusNode, CallNode, ParallelNode, StepNode
+from runtime.pipeline.wait_steps import WaitStepCompiling
 
 _PLAIN_NAME = re.compile(STEP_ID_PATTERN)
 _PLAIN_RULE = "must be letters, digits and _, not starting with a digit"
@@ -46,12 +47,14 @@ class _Where:
     in_item: bool  # inside a for_each body: `item` and `index` are set
 
 
-class PipelineCompiler(BusStepCompiling):
+class PipelineCompiler(BusStepCompiling, WaitStepCompiling):
     """Compiles one pipeline spec, collecting every problem instead of stopping at the first."""
 
     def __init__(self, spec: PipelineSpec, callable_names: set[str],
-                 capabilities: Mapping[str, int] | None = None):
+                 capabilities: Mapping[str, int] | None = None, durable: bool = False):
         self.spec = spec
+        self.durable = durable
+        self.signals: dict[str, Path] = {}
         self.name = ""  # set by compile_pipeline: the source of the events it emits
         self.callable_names = callable_names
         self.capabilities = capabilities or {}  # capability -> how many agents declare it
@@ -64,6 +67,7 @@ class PipelineCompiler(BusStepCompiling):
         self._collect_ids()
         top = _Where(frozenset(), frozenset(), frozenset(), in_item=False)
         steps = self._sequence(self.spec.steps, ("steps",), top, top_level=True, label="")
+        self._run_key(top)
         if self.spec.returns is None:
             return steps, None
         returns, problems = compile_template(self.spec.returns, ("returns",))
@@ -77,6 +81,23 @@ class PipelineCompiler(BusStepCompiling):
 
     def _problem(self, path: Path, message: str) -> None:
         self.problems.append((path, message))
+
+    def _run_key(self, top: _Where) -> Template | None:
+        """`run_key:` is an expression over the input alone, of a durable pipeline."""
+        if self.spec.run_key is None:
+            return None
+        if not self.durable:
+            self._problem(("run_key",), "run_key needs a durable pipeline: add `durable: true` "
+                          "to the pipeline (or to defaults:)")
+        if "${{" not in self.spec.run_key:
+            self._problem(("run_key",), "run_key is an expression over the input, like "
+                          "${{ input.order_id }}; a constant would allow one run ever")
+            return None
+        key, problems = compile_template(self.spec.run_key, ("run_key",))
+        self.problems.extend(problems)
+        for expr_path, expr in key.expressions:
+            self._check_reads(expr, expr_path, top)
+        return key
 
     def _collect_ids(self) -> None:
         for path, step in walk_steps(self.spec.steps):
@@ -134,6 +155,8 @@ class PipelineCompiler(BusStepCompiling):
             body = self._call(step, step.capability, path, where, capability=True)
         elif step.parallel is not None:
             body = self._parallel(step, path, where, label)
+        elif step.wait is not None or step.sleep is not None:
+            body = self._wait_step(step, path)
         else:
             body = self._bus_step(step, path, where)
         fallback = step.on_error.value if step.on_error is not None else None

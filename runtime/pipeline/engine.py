@@ -152,13 +152,14 @@ class CompiledPipeline:
 
 def compile_pipeline(
     name: str, spec: PipelineSpec, callable_names: set[str],
-    capabilities: Mapping[str, int] | None = None,
+    capabilities: Mapping[str, int] | None = None, *, durable: bool = False,
 ) -> tuple[CompiledPipeline | None, list[Problem]]:
     """The compiled pipeline, or None and every problem found (paths relative to the pipeline).
 
-    `capabilities` maps each capability to how many agents (of the file or external) declare it.
+    `capabilities` maps each capability to how many agents (of the file or external) declare it;
+    `durable` (the pipeline's own, else defaults.durable) allows wait, sleep and run_key.
     """
-    compiler = PipelineCompiler(spec, callable_names, capabilities)
+    compiler = PipelineCompiler(spec, callable_names, capabilities, durable)
     compiler.name = name
     steps, returns = compiler.compile()
     if compiler.problems:

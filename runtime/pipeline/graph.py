@@ -137,6 +137,10 @@ def _action(step: Step) -> str | None:
         return f"get_state {step.get_state}"
     if step.set_state is not None:
         return f"set_state {step.set_state.key}"
+    if step.wait is not None:
+        return f"wait for signal {step.wait.signal}"
+    if step.sleep is not None:
+        return f"sleep {step.sleep:g}s"
     if step.emit is not None:
         return f"emit {step.emit.type}"
     return None

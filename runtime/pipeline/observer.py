@@ -7,9 +7,16 @@ engine runs exactly as before and pays one `is None` test per step.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from contextvars import ContextVar
 from typing import Any, Protocol
 
 from runtime.core.protocol import MeshError
+
+# A resumed durable run's recorded step outputs, by step path: the engine takes a step's
+# output from here instead of running it (runtime.runs.durable sets it on the run's task).
+RECORDED: ContextVar[Mapping[str, Any] | None] = ContextVar("mesh_recorded_steps",
+                                                             default=None)
 
 
 class RunObserver(Protocol):

@@ -46,8 +46,26 @@ class SetState(BaseModel):
     value: Any = Field(description="Any JSON value; ${{ }} in strings is JMESPath over the scope.")
 
 
+SIGNAL_PATTERN = r"^[A-Za-z0-9_-]+$"  # one NATS subject token: mesh.run.<id>.signal.<name>
+
+
+class Wait(BaseModel):
+    """Parks a durable run until a signal arrives (`mesh-runtime runs signal RUN NAME JSON`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    signal: str = Field(
+        json_schema_extra={"pattern": SIGNAL_PATTERN},
+        description="The signal's name: letters, digits, _ and -.",
+    )
+    timeout: Duration | None = Field(
+        default=None, description="How long to wait; then the step fails with `timeout`."
+    )
+
+
 # What a step does: exactly one of these keys.
-STEP_KINDS = ("call", "capability", "broadcast", "parallel", "get_state", "set_state", "emit")
+STEP_KINDS = ("call", "capability", "broadcast", "parallel", "get_state", "set_state", "emit",
+              "wait", "sleep")
 
 
 class Step(BaseModel):
@@ -87,6 +105,12 @@ class Step(BaseModel):
     )
     set_state: SetState | None = None
     emit: EmitSpec | None = None
+    wait: Wait | None = Field(
+        default=None, description="Durable pipelines: park until a signal; its JSON is the result."
+    )
+    sleep: Duration | None = Field(
+        default=None, description="Durable pipelines: wait this long (the run parks meanwhile)."
+    )
     with_: dict[str, Any] | None = Field(
         default=None,
         alias="with",
@@ -137,12 +161,22 @@ class PipelineSpec(BaseModel):
     timeout: Duration | None = Field(
         default=None, description="Bounds the whole run (defaults.timeout if unset)."
     )
+    record: bool = Field(
+        default=True, description="Record its runs in the run journal (MESH_RUNS)."
+    )
+    durable: bool | None = Field(
+        default=None,
+        description="Runs survive the death of the process running them (defaults.durable "
+        "if unset).",
+    )
+    run_key: str | None = Field(
+        default=None,
+        description="A ${{ }} expression over the input; at most one run per key (durable "
+        "pipelines).",
+    )
     triggers: list[Trigger] = Field(
         default_factory=list, description="Messages that start a run: subject, stream, kv, "
         "schedule or event."
-    )
-    record: bool = Field(
-        default=True, description="Record its runs in the run journal (MESH_RUNS)."
     )
 
 

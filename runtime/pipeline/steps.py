@@ -15,7 +15,7 @@ from typing import Any, Protocol
 from runtime.core.bus import Bus, Caller
 from runtime.core.protocol import HANDLER_ERROR, INVALID_INPUT, STEP_FAILED, TIMEOUT, MeshError
 from runtime.pipeline.expressions import EvaluationError, Expression, Template
-from runtime.pipeline.observer import RunObserver
+from runtime.pipeline.observer import RECORDED, RunObserver
 
 CallFn = Caller
 """`await call(agent_name, payload, timeout_seconds, request_id)`: output, or raises MeshError."""
@@ -120,6 +120,8 @@ async def run_step(step: StepNode, scope: Scope, ctx: RunContext) -> Any:
             return await _run_body(step.body, scope, ctx, path)
         if observer is None:
             return await _each(step, scope, ctx, path)
+        if (recorded := RECORDED.get()) is not None and path in recorded:
+            return recorded[path]
         return await _observed(_each(step, scope, ctx, path), observer, path)
     except StepFailure as failure:
         if step.has_fallback:
@@ -206,6 +208,8 @@ async def _for_each(step: StepNode, items: list[Any], scope: Scope, ctx: RunCont
 
 async def _run_body(body: CallNode | ParallelNode | BusNode, scope: Scope,
                     ctx: RunContext, path: str) -> Any:
+    if ctx.observer is not None and (recorded := RECORDED.get()) is not None and path in recorded:
+        return recorded[path]  # a resumed durable run: this step finished before, not again
     if isinstance(body, CallNode):
         return await _call(body, scope, ctx, path)  # tells the observer of each attempt
     if ctx.observer is not None:

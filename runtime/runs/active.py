@@ -8,13 +8,14 @@ cancellation into the caller's `cancelled` error.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 from collections.abc import Mapping
 from typing import Any
 
 from runtime.core import protocol as p
 from runtime.core.bus import Bus
 from runtime.load.mesh import PipelineDef
+from runtime.runs.durable.coordinator import DurableRuns
+from runtime.runs.durable.definitions import definition_hash
 from runtime.runs.events import trace_id_of
 from runtime.runs.journal import Journal
 from runtime.runs.recorder import RunRecorder
@@ -34,6 +35,7 @@ class Runs:
         self.active: dict[str, list[asyncio.Task[Any]]] = {}
         self._cancelling: set[asyncio.Task[Any]] = set()
         self._hashes: dict[str, str] = {}  # fingerprint -> definition hash
+        self.durable: DurableRuns | None = None  # set once a durable pipeline is served
 
     @property
     def dropped(self) -> int:
@@ -49,13 +51,17 @@ class Runs:
 
     async def run(self, definition: PipelineDef, payload: Any, request_id: str,
                   headers: Mapping[str, str] | None, *, bus: Bus, mesh_name: str,
-                  caller_left: float | None) -> Any:
-        """Run the pipeline as the current task; MeshError `cancelled` after `cancel`."""
+                  caller_left: float | None, reply: str = "") -> Any:
+        """Run the pipeline as the current task; MeshError `cancelled` after `cancel`.
+        A durable pipeline's run gets a task of its own (runtime.runs.durable)."""
         task = asyncio.current_task()
         assert task is not None
         tasks = self.active.setdefault(request_id, [])
         tasks.append(task)
         try:
+            if definition.durable:
+                return await self._durable(definition, payload, request_id, headers, reply,
+                                           caller_left)
             return await definition.compiled.run(
                 payload, call=bus, bus=bus, request_id=request_id, mesh_name=mesh_name,
                 default_timeout=definition.step_timeout, caller_left=caller_left,
@@ -73,11 +79,24 @@ class Runs:
             if not tasks:
                 del self.active[request_id]
 
+    async def _durable(self, definition: PipelineDef, payload: Any, request_id: str,
+                       headers: Mapping[str, str] | None, reply: str,
+                       caller_left: float | None) -> Any:
+        if self.durable is None:
+            raise p.MeshError(p.HANDLER_ERROR, f"'{definition.name}' is durable, and durable "
+                              "runs need JetStream (the run journal): this `up` has none",
+                              agent=definition.name, request_id=request_id)
+        trace_id = trace_id_of(headers.get(TRACEPARENT)) if headers else None
+        return await self.durable.start(definition, payload, request_id, headers, reply,
+                                        definition.timeout if caller_left is None
+                                        else caller_left, trace_id)
+
     def cancel(self, run_id: str) -> bool:
         """Cancel the run `run_id` if it runs here; whether it did."""
+        durable = self.durable is not None and self.durable.cancel(run_id)
         tasks = self.active.get(run_id)
         if not tasks:
-            return False
+            return durable
         for task in tasks:
             if task not in self._cancelling:
                 self._cancelling.add(task)
@@ -87,7 +106,7 @@ class Runs:
     def _hash(self, definition: PipelineDef) -> str:
         known = self._hashes.get(definition.fingerprint)
         if known is None:
-            known = hashlib.sha256(definition.fingerprint.encode()).hexdigest()[:16]
+            known = definition_hash(definition)  # a durable run's is its key in mesh-pipelines
             if len(self._hashes) > 1000:
                 self._hashes.clear()
             self._hashes[definition.fingerprint] = known

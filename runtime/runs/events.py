@@ -20,13 +20,16 @@ STEP_FINISHED = "step_finished"
 STEP_FAILED = "step_failed"
 STEP_SKIPPED = "step_skipped"
 STEP_PROGRESS = "step_progress"
+STEP_WAITING = "step_waiting"  # a durable run's wait or sleep step parks it, `until` a time
 RUN_FINISHED = "run_finished"
 RUN_FAILED = "run_failed"
 RUN_CANCELLED = "run_cancelled"
+RUN_RESUMED = "run_resumed"  # `runs resume` of a failed or cancelled durable run
 
-STEP_EVENTS = frozenset({STEP_STARTED, STEP_FINISHED, STEP_FAILED, STEP_SKIPPED, STEP_PROGRESS})
+STEP_EVENTS = frozenset({STEP_STARTED, STEP_FINISHED, STEP_FAILED, STEP_SKIPPED, STEP_PROGRESS,
+                         STEP_WAITING})
 RUN_ENDS = frozenset({RUN_FINISHED, RUN_FAILED, RUN_CANCELLED})
-EVENTS = frozenset({RUN_STARTED, *STEP_EVENTS, *RUN_ENDS})
+EVENTS = frozenset({RUN_STARTED, RUN_RESUMED, *STEP_EVENTS, *RUN_ENDS})
 
 STREAM = "MESH_RUNS"
 SUBJECT_PREFIX = "mesh.run."

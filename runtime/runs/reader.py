@@ -73,8 +73,19 @@ async def follow_run(nc: Client, run_id: str,
             continue
         if first is None and event["event"] == ev.RUN_STARTED:
             first = event.get("pipeline")
-        if event["event"] in ev.RUN_ENDS and (first is None or event.get("pipeline") == first):
+        if (event["event"] in ev.RUN_ENDS and (first is None or event.get("pipeline") == first)
+                and not await _resumed_after(nc, run_id, record.seq)):
             return
+
+
+async def _resumed_after(nc: Client, run_id: str, seq: int) -> bool:
+    """Whether `runs resume` started the run again after the end at `seq` (durable runs)."""
+    try:
+        last = await nc.jetstream(timeout=5).get_last_msg(
+            ev.STREAM, ev.subject(run_id, ev.RUN_RESUMED))
+    except Exception:  # none (or no answer): the end stands
+        return False
+    return bool(last.seq and last.seq > seq)
 
 
 async def recent_records(nc: Client, enough: int) -> list[Record]:

@@ -7,6 +7,7 @@ import logging
 import time
 from typing import Any
 
+from runtime.core.idempotency import IDEMPOTENCY_KEY, idempotency_key
 from runtime.core.protocol import MeshError
 from runtime.runs import events as ev
 from runtime.runs.journal import Journal
@@ -50,6 +51,8 @@ class RunRecorder:
         self._emit(ev.RUN_STARTED, values={"input": payload, **self.info})
 
     async def step_started(self, path: str, attempt: int) -> None:
+        # The step's calls carry X-Mesh-Idempotency-Key (the step's own task: not its siblings)
+        IDEMPOTENCY_KEY.set(idempotency_key(self.run_id, path))
         self._started[path, attempt] = time.perf_counter()
         self._emit(ev.STEP_STARTED, path, attempt)
 

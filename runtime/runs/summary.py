@@ -16,7 +16,8 @@ from runtime.runs.reader import Record, run_of
 
 RUNNING, OK, FAILED, CANCELLED, UNREADABLE = "running", "ok", "failed", "cancelled", "unreadable"
 UNKNOWN = "unknown"  # readable events, but no start: older than the journal, or not a run
-STATUSES = (RUNNING, OK, FAILED, CANCELLED)
+WAITING = "waiting"  # a durable run parked on a wait or sleep step
+STATUSES = (RUNNING, WAITING, OK, FAILED, CANCELLED)
 _ENDS = {ev.RUN_FINISHED: OK, ev.RUN_FAILED: FAILED, ev.RUN_CANCELLED: CANCELLED}
 SHORT = 80  # characters of an output or error shown in a timeline line
 
@@ -28,10 +29,17 @@ def describe(run_id: str, records: list[Record]) -> dict[str, Any]:
     unreadable = len(records) - len(events)
     start = next((e for e in events if e["event"] == ev.RUN_STARTED), None)
     pipeline = start.get("pipeline") if start else None
-    end = next((e for e in events if e["event"] in _ENDS
-                and (pipeline is None or e.get("pipeline") == pipeline)), None)
+    end = None
+    for e in events:  # the last end counts: `runs resume` starts a failed run again
+        if pipeline is None or e.get("pipeline") == pipeline:
+            if e["event"] in _ENDS:
+                end = e
+            elif e["event"] == ev.RUN_RESUMED:
+                end = None
     status = (_ENDS[end["event"]] if end else RUNNING if start
               else UNREADABLE if unreadable else UNKNOWN)
+    if status == RUNNING and _parked(events, pipeline):
+        status = WAITING
     started = start["at"] if start else (events[0]["at"] if events else None)
     finished = end["at"] if end else None
     done = {e["step"] for e in events if e["event"] in (ev.STEP_FINISHED, ev.STEP_SKIPPED)
@@ -56,6 +64,19 @@ def describe(run_id: str, records: list[Record]) -> dict[str, Any]:
         run["unreadable"] = unreadable
     run["events"] = [_with_offset(e, started) for e in events]
     return run
+
+
+def _parked(events: list[dict[str, Any]], pipeline: Any) -> bool:
+    """Whether a wait or sleep step parked the run and has not finished since."""
+    waiting: set[str] = set()
+    for e in events:
+        if e.get("pipeline") != pipeline or not e.get("step"):
+            continue
+        if e["event"] == ev.STEP_WAITING:
+            waiting.add(e["step"])
+        elif e["event"] in (ev.STEP_FINISHED, ev.STEP_FAILED):
+            waiting.discard(e["step"])
+    return bool(waiting)
 
 
 def row(run: dict[str, Any]) -> dict[str, Any]:

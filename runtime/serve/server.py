@@ -22,6 +22,7 @@ from runtime.load.mesh import Endpoint, Mesh
 from runtime.nats.bus import NatsBus
 from runtime.nats.catalog import Discovery
 from runtime.runs.active import Runs
+from runtime.runs.durable.coordinator import DurableRuns
 from runtime.runs.journal import Journal
 from runtime.serve.deadlines import Deadlines
 from runtime.serve.service import Service
@@ -81,6 +82,7 @@ class MeshServer:
         for name in changed:
             self.services[name].update(wanted[name])
         self.runs.record = mesh.spec.runs.record
+        await self._durable(mesh)
         new_services = [Service(self.nc, wanted[n], self.bus, mesh.name, self.deadlines,
                                 self.instance_id, self.runs) for n in added]
         await asyncio.gather(*(s.start() for s in new_services),
@@ -102,6 +104,21 @@ class MeshServer:
         self.mesh = mesh
         self.generation += 1
         return Change(self.generation, added, changed, removed, time.perf_counter() - started)
+
+    async def _durable(self, mesh: Mesh) -> None:
+        """Durable runs (runtime.runs.durable) start with the first durable pipeline served."""
+        if self.runs.durable is None and self.discovery is not None and any(
+                d.durable for d in mesh.pipelines.values()):  # (no discovery: no JetStream)
+            durable = DurableRuns(self.nc, self.bus, self.instance_id, mesh.name,
+                                  mesh.spec.health.interval, self.runs.journal, self.runs.stats)
+            try:
+                await durable.open(mesh.spec.runs.keep, mesh.spec.runs.max_bytes)
+            except Exception as exc:  # serving matters more: durable pipelines say why
+                log.warning("durable runs are not available: %s", exc or type(exc).__name__)
+            else:
+                self.runs.durable = durable
+        if self.runs.durable is not None:
+            self.runs.durable.serve(mesh.pipelines)
 
     async def _remove(self, names: list[str], wait: bool = True,
                       stopped_taking: Callable[[], None] | None = None) -> None:
@@ -141,6 +158,8 @@ class MeshServer:
         await self._remove(list(self.services), wait=False, stopped_taking=stopped_taking)
         if self._leaving:
             await asyncio.wait(list(self._leaving), timeout=grace)
+        if self.runs.durable is not None:  # runs left here are another `up`'s to resume
+            await self.runs.durable.close()
         await self.deadlines.close()
         return sum(s.in_flight + s.admission.waiting for s in services)
 

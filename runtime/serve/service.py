@@ -27,6 +27,7 @@ from runtime.load.mesh import AgentDef, Endpoint, PipelineDef
 from runtime.nats.guard import oversize
 from runtime.nats.headerblock import HeaderBlock, publish
 from runtime.runs.active import Runs
+from runtime.runs.durable.lifecycle import Detached
 from runtime.serve.admission import PENDING_BYTES, PENDING_MSGS, YIELD_EVERY, Admission, run_error
 from runtime.serve.capabilities import Offers
 from runtime.serve.codec import as_mesh_error, decode_input, encode_output, mismatch_error
@@ -177,7 +178,8 @@ class Service:
                 if streaming:
                     await self._stream(definition, payload, request_id, deadline)
                     return None
-                result = await self._run(definition, payload, request_id, deadline, headers)
+                result = await self._run(definition, payload, request_id, deadline, headers,
+                                         msg.reply)
             except ThreadOverrun as overrun:
                 self.admission.hold(overrun.thread)
                 if not self.deadlines.done(task):
@@ -201,6 +203,8 @@ class Service:
             if task.cancelling():
                 raise  # the runtime cancelled this request (shutdown): not the handler's doing
             return await self._failed(msg, exc, definition, request_id, streaming)
+        except Detached:
+            return None  # a durable run parked or moved: whoever ends it answers
         except BaseException as exc:  # SystemExit from a handler too: every failure is an answer
             return await self._failed(msg, exc, definition, request_id, streaming)
 
@@ -230,22 +234,25 @@ class Service:
         self.failures.failed(error, exc)
         return error
 
-    def _context(self, definition: AgentDef, request_id: str, deadline: float) -> Context | None:
+    def _context(self, definition: AgentDef, request_id: str, deadline: float,
+                 headers: dict[str, str] | None = None) -> Context | None:
         if not definition.handler.wants_context:
             return None  # most handlers take only the payload: build nothing for them
+        key = headers.get(p.HDR_IDEMPOTENCY_KEY) if headers else None
         return Context(request_id, self.name, definition.spec.config, self.logger,
-                       deadline, self.caller)
+                       deadline, self.caller, key)
 
     async def _run(self, definition: Endpoint, payload: Any, request_id: str,
-                   deadline: float, headers: dict[str, str] | None = None) -> Any:
+                   deadline: float, headers: dict[str, str] | None = None,
+                   reply: str = "") -> Any:
         if isinstance(definition, AgentDef):
             assert definition.handler.invoke is not None
             return await definition.handler.invoke(
-                payload, self._context(definition, request_id, deadline))
+                payload, self._context(definition, request_id, deadline, headers))
         assert isinstance(definition, PipelineDef)
         return await self.runs.run(  # recorded; steps get no more than the request has left
             definition, payload, request_id, headers, bus=self.caller,
-            mesh_name=self.mesh_name, caller_left=deadline - time.monotonic())
+            mesh_name=self.mesh_name, caller_left=deadline - time.monotonic(), reply=reply)
 
     async def _stream(self, definition: Endpoint, payload: Any, request_id: str,
                       deadline: float) -> None:

@@ -1,0 +1,1 @@
+"""Runs: the journal of every pipeline run, and durable runs (runtime.runs.durable)."""

@@ -1,0 +1,1 @@
+"""Durable runs: leases, pinned definitions, run keys, parking, and resuming after a crash."""
