@@ -349,6 +349,8 @@ def test_cli_ls_shows_the_catalog(up: UpProcess, nats_url: str) -> None:
     result = cli("ls", "--nats", nats_url, "--json")
     entries = {e["name"]: e for e in json.loads(result.stdout)}
     assert len(entries[name("upper")].pop("x-instances")) == 1  # one `up` serves it
+    schema, _, writer = entries[name("upper")].pop("x-definition").partition("@")
+    assert (len(schema), len(writer)) == (12, 12)  # whose definition the entry shows
     assert entries[name("upper")] == {
         "name": name("upper"), "description": "Upper-cases text in a thread.",
         "version": "2.1.0", "tags": ["text"], "invocable": True, "streaming": False}

@@ -186,3 +186,28 @@ def test_the_embedded_server_is_started_ahead_only_when_the_file_will_want_it(
     path.write_text(text)
     wanted = _wanted(path, flag)
     assert wanted == (None if expected is None else (*expected, tmp_path.resolve()))
+
+
+def _total(port: int, name: str) -> float:
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read()
+    prefix = f'mesh_requests_total{{code="ok",name="{name}"}} '
+    return sum(float(line[len(prefix):]) for line in text.decode().splitlines()
+               if line.startswith(prefix))
+
+
+async def test_summed_counters_never_go_down_when_a_worker_is_killed(
+        tmp_path: Path, nats_url: str, unique: str) -> None:
+    port, name = free_port(), f"w{unique}.pid"
+    with serve(tmp_path, nats_url, f"w{unique}", "--workers", "2", "--no-reload",
+               "--metrics-port", str(port)) as up:
+        assert len(await pids(nats_url, name, 60)) == 2
+        totals = [await asyncio.to_thread(_total, port, name)]
+        victim = up.worker_pids()[0]
+        os.kill(victim, signal.SIGKILL)
+        assert wait_gone({victim}) == set()
+        totals.append(await asyncio.to_thread(_total, port, name))  # dead, not replaced yet
+        up.wait_for(f"serves in place of pid {victim}")
+        totals.append(await asyncio.to_thread(_total, port, name))
+        await pids(nats_url, name, 10)
+        totals.append(await asyncio.to_thread(_total, port, name))
+    assert totals == [60.0, 60.0, 60.0, 70.0]

@@ -18,6 +18,7 @@ from runtime.cli import (
     serve_command,
     status_command,
     test_command,
+    ui_command,
 )
 from runtime.cli.common import Parser, closed_pipe, global_options, package_version
 from runtime.core.issues import MeshFileError
@@ -26,8 +27,8 @@ from runtime.core.logs import setup_logging
 # Each module adds its own subcommands; a new group of commands is one more entry here.
 COMMAND_MODULES = (serve_command, file_commands, bus_commands, describe_command,
                    test_command, init_command, llm_commands, status_command,
-                   orchestration_commands, runs_command,
-                   event_commands)
+                   orchestration_commands, event_commands, runs_command,
+                   ui_command)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -45,6 +45,8 @@ class Bus(Caller, Protocol):
     @property
     def state(self) -> SharedState: ...
 
+    async def emit(self, source: str, event_type: str, data: Any) -> None: ...
+
     async def start_run(self, name: str, payload: Any, timeout: float) -> str:
         """Start the pipeline `name` without waiting for it (X-Mesh-Async); its run id."""
         ...
@@ -53,7 +55,6 @@ class Bus(Caller, Protocol):
                        message: str) -> None:
         """Record a `step_progress` event of the run `run_id` (never raises)."""
         ...
-    async def emit(self, source: str, event_type: str, data: Any) -> None: ...
 
 
 def state_key_problem(key: object) -> str | None:

@@ -51,9 +51,11 @@ EXPIRED = "expired"
 STEP_FAILED = "step_failed"
 INVOCATION_MISMATCH = "invocation_mismatch"
 CANCELLED = "cancelled"  # `mesh-runtime runs cancel` ended the run
+
 # Every code a mesh-runtime process answers with; anything else came from elsewhere.
 KNOWN_CODES = frozenset({INVALID_INPUT, INVALID_OUTPUT, HANDLER_ERROR, TIMEOUT, NOT_FOUND,
-                         OVERLOADED, EXPIRED, STEP_FAILED, INVOCATION_MISMATCH})
+                         OVERLOADED, EXPIRED, STEP_FAILED, INVOCATION_MISMATCH,
+                         CANCELLED})
 OTHER_CODE = "other"  # the one label metrics and stats count every unknown code under
 
 

@@ -75,7 +75,8 @@ class HealthSettings(Strict):
     """How often this process tells the mesh it is alive (`mesh-instances`)."""
 
     interval: Duration = Field(
-        5.0, description="heartbeat period; an instance silent for 3 periods is dead")
+        5.0, le=60.0,  # what a record may claim: liveness.MAX_INTERVAL
+        description="heartbeat period (at most 60s); an instance silent for 3 periods is dead")
 
 
 class RunsSettings(Strict):

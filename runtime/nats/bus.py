@@ -15,8 +15,7 @@ from runtime.core import protocol as p
 from runtime.core.bus import MAX_ANSWERS
 from runtime.nats.broadcast import Broadcaster, answerers_in
 from runtime.nats.caller import call_agent, start_run
-from runtime.nats.events import publish_event
-from runtime.nats.progress import publish_progress
+from runtime.nats.events import publish_event, publish_progress
 from runtime.nats.state import KvState
 
 # How long a read of the catalog answers "how many will answer a broadcast". An instance that

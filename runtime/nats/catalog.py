@@ -25,6 +25,16 @@ from runtime.load.mesh import Endpoint
 from runtime.nats.bulk_put import put_all
 from runtime.nats.catalog_fit import OverflowWarning, fit_catalog
 from runtime.nats.cluster import create_replicated, replica_choices
+from runtime.nats.records import (
+    SkipLog,
+    is_oversized,
+    joined,
+    listed,
+    schema_hash,
+    split_entries,
+    without,
+)
+from runtime.pipeline.spec import PipelineSpec
 
 log = logging.getLogger("mesh-runtime")
 _CAS_ATTEMPTS = 50
@@ -33,6 +43,7 @@ _CAS_ATTEMPTS = 50
 # OpenAgentMesh reads entries with a model that ignores unknown fields.
 INSTANCES = "x-instances"
 Entries = list[dict[str, Any]]
+_DEFINITION_LIMIT = 64 * 1024  # a card stays one small KV value
 
 
 def registry_card(endpoint: Endpoint) -> dict[str, Any]:
@@ -50,6 +61,7 @@ def registry_card(endpoint: Endpoint) -> dict[str, Any]:
     }
     if endpoint.capabilities:  # the card's own `capabilities` is A2A's streaming/invocable
         extension["capabilities"] = list(endpoint.capabilities)
+    extension.update(definition_of(endpoint))
     if endpoint.output is not None:
         if endpoint.streaming:  # a streaming agent's output schema describes each chunk
             extension["chunk_schema"] = endpoint.output.document
@@ -65,6 +77,21 @@ def registry_card(endpoint: Endpoint) -> dict[str, Any]:
     }
 
 
+def definition_of(endpoint: Endpoint) -> dict[str, Any]:
+    """`pipeline`: a pipeline's steps as mesh.yaml has them, for the web page's drawing,
+    when they are small; OpenAgentMesh ignores the key."""
+    spec = getattr(endpoint, "spec", None)
+    if not isinstance(spec, PipelineSpec):
+        return {}
+    found = {"pipeline": spec.model_dump(mode="json", exclude_unset=True, by_alias=True,
+                                         include={"steps", "returns", "timeout"})}
+    try:
+        small = len(json.dumps(found, default=str)) <= _DEFINITION_LIMIT
+    except (TypeError, ValueError):
+        small = False
+    return found if small else {}
+
+
 class Discovery:
     """The catalog and registry buckets; `open` returns None where JetStream is off."""
 
@@ -78,6 +105,8 @@ class Discovery:
         self.left_out: list[str] = []  # names the catalog key had no room for
         self._overflow = OverflowWarning()
         self.instance = uuid.uuid4().hex[:12]  # this process, in the entries it serves
+        self.skipped = SkipLog("catalog entries")
+        self._started = False  # twins are told at the first publish (the start)
 
     @classmethod
     async def open(cls, nc: Client, quiet: bool = False) -> Discovery | None:
@@ -108,15 +137,31 @@ class Discovery:
             return
         await put_all(self.nc, self.registry, p.REGISTRY_BUCKET,
                       [(e.name, json.dumps(registry_card(e)).encode()) for e in endpoints])
-        ours = {e.name: e.catalog_entry() for e in endpoints}
+        ours = {e.name: (e.catalog_entry(), schema_hash(e)) for e in endpoints}
+        twins: dict[str, list[str]] = {}
 
         def add(current: Entries) -> Entries:
-            serving = {e.get("name"): set(e.get(INSTANCES) or ()) for e in current}
-            ours_now = [{**entry, INSTANCES: sorted(serving.get(name, set()) | {self.instance})}
-                        for name, entry in ours.items()]
-            return [e for e in current if e.get("name") not in ours] + ours_now
+            twins.clear()  # a compare-and-set retry starts over
+            existing = {e["name"]: e for e in current}
+            ours_now = []
+            for name, (entry, schema) in ours.items():
+                serving = set(existing.get(name, {}).get(INSTANCES) or ()) | {self.instance}
+                joined_entry, others = joined(existing.get(name), entry, sorted(serving),
+                                              self.instance, schema)
+                ours_now.append(joined_entry)
+                if others:
+                    twins[name] = others
+            return [e for e in current if e["name"] not in ours] + ours_now
 
         await self._change(add)
+        if twins and not self._started:
+            log.warning(
+                "twins: another `up` serves %s with a different definition (input or output "
+                "schema) than this instance %s: callers get either answer. Give one of "
+                "them another name, or the same schemas", listed(
+                    f"{name!r} (instance {', '.join(others[:3])})"
+                    for name, others in sorted(twins.items())), self.instance)
+        self._started = True
 
     async def withdraw(self, names: Iterable[str]) -> None:
         """Leave the entries of `names`; an entry no other process serves leaves the catalog."""
@@ -136,13 +181,13 @@ class Discovery:
             kept = []
             for entry in current:
                 serving = set(entry.get(INSTANCES) or ())
-                if (entry.get("name") not in names) if names is not None else not (
+                if (entry["name"] not in names) if names is not None else not (
                         serving & instances):
                     kept.append(entry)
                     continue
                 others = serving - instances
                 if others:
-                    kept.append({**entry, INSTANCES: sorted(others)})
+                    kept.append(without(entry, sorted(others)))
                 else:
                     emptied.add(entry["name"])
             return kept
@@ -156,25 +201,43 @@ class Discovery:
         return set(emptied)
 
     async def entries(self) -> list[dict[str, Any]]:
+        """The catalog's readable entries (malformed ones are skipped and logged once)."""
         try:
             entry = await self.catalog.get(p.CATALOG_KEY)
         except KeyNotFoundError:
             return []
-        return _parse(entry.value)
+        return self._parse(entry.value)[0]
+
+    def _parse(self, value: bytes | None) -> tuple[Entries, list[Any]]:
+        """(readable entries, the others as written): the others are no concern of ours,
+        so they are written back as they are, but for those too big to keep."""
+        try:
+            data = json.loads(value or b"[]")
+        except (ValueError, RecursionError):  # not JSON, or nested past what Python parses
+            data = []
+        good, bad = split_entries(data)
+        self.skipped.note(bad)
+        return good, [entry for entry, _ in bad if not is_oversized(entry)]
 
     async def _change(self, edit: Callable[[Entries], Entries]) -> None:
         """Compare-and-set the catalog: other processes may be changing it at the same time."""
         for attempt in range(_CAS_ATTEMPTS):
             try:
                 entry = await self.catalog.get(p.CATALOG_KEY)
-                current, revision = _parse(entry.value), entry.revision
+                (current, foreign), revision = self._parse(entry.value), entry.revision
+                stored = entry.value
             except KeyNotFoundError:
-                current, revision = [], None
+                current, foreign, revision, stored = [], [], None, None
             entries = edit(current)
+            names = {e["name"] for e in entries}  # a malformed entry of one of them is replaced
+            entries += [e for e in foreign
+                        if not (isinstance(e, dict) and _hashable(e.get("name")) in names)]
             data, self.left_out = fit_catalog(entries, self.max_payload)
             try:
                 if revision is None:
                     await self.catalog.create(p.CATALOG_KEY, data)
+                elif data == stored:
+                    pass  # nothing changed (a pass that found no one to remove): no write
                 else:
                     await self.catalog.update(p.CATALOG_KEY, data, last=revision)
                 self._overflow.check(self.left_out, len(entries) - len(self.left_out),
@@ -195,12 +258,8 @@ async def _kv(js: Any, bucket: str, replicas: list[int]) -> KeyValue:
         return kv
 
 
-def _parse(value: bytes | None) -> list[dict[str, Any]]:
-    try:
-        data = json.loads(value or b"[]")
-    except ValueError:
-        return []
-    return [e for e in data if isinstance(e, dict)] if isinstance(data, list) else []
+def _hashable(value: Any) -> Any:
+    return value if isinstance(value, str) else None
 
 
 def _short(exc: BaseException) -> str:

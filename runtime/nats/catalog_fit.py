@@ -25,14 +25,19 @@ def fit_catalog(entries: list[dict[str, Any]], max_payload: int) -> tuple[bytes,
         return data, []
     kept, size = [], 2  # the list's brackets
     left_out: list[str] = []
-    for entry in sorted(entries, key=lambda e: str(e.get("name"))):
+    for entry in sorted(entries, key=_name):
         piece = len(json.dumps(entry).encode()) + 2  # ", " between entries
         if size + piece <= limit and not left_out:
             kept.append(entry)
             size += piece
         else:
-            left_out.append(str(entry.get("name")))
+            left_out.append(_name(entry))
     return json.dumps(kept).encode(), left_out
+
+
+def _name(entry: Any) -> str:
+    """An entry's name for sorting and saying (another client's entry may be no object)."""
+    return str(entry.get("name"))[:200] if isinstance(entry, dict) else f"<{type(entry).__name__}>"
 
 
 class OverflowWarning:

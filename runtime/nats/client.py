@@ -17,6 +17,7 @@ from runtime.core.names import name_problem
 from runtime.core.text import mask_urls
 from runtime.nats.caller import budget_header, call_agent, request
 from runtime.nats.connection import AUTH_REFUSED, is_auth_error
+from runtime.nats.records import is_oversized
 
 
 class UnreachableError(RuntimeError):
@@ -62,12 +63,12 @@ async def catalog(nc: Client) -> list[dict[str, Any]] | None:
         return []
     try:  # any process on the bus may write the catalog: take only well-formed entries
         data = json.loads(entry.value or b"[]")
-    except ValueError:
+    except (ValueError, RecursionError):
         return []
     if not isinstance(data, list):
         return []
-    return sorted((e for e in data if isinstance(e, dict) and isinstance(e.get("name"), str)),
-                  key=lambda e: str(e["name"]))
+    return sorted((e for e in data if isinstance(e, dict) and isinstance(e.get("name"), str)
+                   and not is_oversized(e)), key=lambda e: str(e["name"]))
 
 
 async def is_streaming(nc: Client, name: str) -> bool:

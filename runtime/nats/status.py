@@ -24,6 +24,7 @@ from runtime.nats.registry import mapping
 
 QUIET = 0.25  # with no instance list to wait for, gather answers until this long silent
 LIMIT = 2.0  # the longest `status` waits for STATS answers
+STATUS_READ_LIMIT = 10_000  # instance records read (junk past it is reaped by every `up`)
 
 
 @dataclass
@@ -48,7 +49,8 @@ async def live_instances(nc: Client) -> dict[str, Record] | None:
     if kv is None:
         return None
     now = time.time()
-    return {i: r for i, r in (await all_records(kv)).items() if is_alive(r, now)}
+    records = await all_records(kv, STATUS_READ_LIMIT)
+    return {i: r for i, r in records.items() if is_alive(r, now)}
 
 
 async def gather_stats(nc: Client, expected: Iterable[str] | None) -> list[dict[str, Any]]:
@@ -62,7 +64,7 @@ async def gather_stats(nc: Client, expected: Iterable[str] | None) -> list[dict[
     async def on(msg: Any) -> None:
         try:
             data = json.loads(msg.data)
-        except ValueError:
+        except (ValueError, RecursionError):  # any process may answer anything
             return
         if isinstance(data, dict) and isinstance(data.get("endpoints"), list) and (
                 mapping(data.get("metadata")).get("runtime") == "mesh-runtime"):

@@ -2,7 +2,9 @@
 
 So `nats micro ls/info/stats` and any micro client see the agents: one service per
 process (name = the mesh's name, id = the instance id), one endpoint per served name.
-Request bodies are ignored; only the subject says what is asked.
+Request bodies are ignored; only the subject says what is asked. Bodies are built at most
+once per freshness window and answers share a byte budget (micro_limits.py): a flood of
+requests costs the flooder, not the agents.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
 from runtime.core import protocol as p
+from runtime.observe.micro_limits import BodyCache, ByteBudget
 from runtime.serve.stats import endpoint_data
 
 if TYPE_CHECKING:
@@ -58,6 +61,8 @@ class MicroResponder:
         self.server = server
         self.started = datetime.now(UTC).isoformat().replace("+00:00", "Z")
         self.subscriptions: list[Subscription] = []
+        self.bodies = BodyCache()
+        self.budget = ByteBudget()
 
     async def start(self) -> None:
         name, instance = self.server.mesh_name, self.server.instance_id
@@ -79,12 +84,29 @@ class MicroResponder:
         async def answer(msg: Msg) -> None:
             if not msg.reply or msg.reply.startswith("$"):
                 return  # nobody to answer, or a system subject we never publish to
+            expected = self.bodies.size(verb)
+            if not self.budget.take(expected):
+                return  # past the budget: a flood is dropped before any work
+            body = self.bodies.get(verb, self._token(verb), lambda: self._fit(build()))
+            self.budget.owe(len(body) - expected)
             try:
-                await self.nc.publish(msg.reply, self._fit(build()))
+                await self.nc.publish(msg.reply, body)
             except Exception as exc:  # the connection is down; the asker will retry
                 log.debug("could not answer $SRV.%s: %s", verb, exc)
 
         return answer
+
+    def _token(self, verb: str) -> tuple[int, ...]:
+        """What the body of `verb` depends on, cheap to read: while it is the same, the
+        body built before is the body."""
+        server = self.server
+        services = list(server.services.values())
+        if verb == "PING":
+            return (server.generation,)
+        if verb == "INFO":
+            return server.generation, len(services), id(server.services)
+        return (server.generation, len(services), sum(s.stats.requests for s in services),
+                sum(s.in_flight for s in services))
 
     def _identity(self, kind: str) -> dict[str, Any]:
         return {"type": f"io.nats.micro.v1.{kind}_response", "name": self.server.mesh_name,

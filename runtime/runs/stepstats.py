@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from bisect import bisect_left
 
+from runtime.core import protocol as p
+
 # Histogram bounds in seconds (those of mesh_request_duration_seconds).
 BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
            5.0, 10.0, 30.0)
@@ -33,7 +35,7 @@ class StepStats:
     def observe(self, pipeline: str, path: str, code: str, seconds: float) -> None:
         if path[-1:] == "]":  # a for_each item: its step
             path = path[:path.rfind("[")]
-        key = (pipeline, path, code)
+        key = (pipeline, path, code if code == "ok" else p.bounded_code(code))
         series = self.series.get(key)
         if series is None:
             if len(self.series) >= MAX_SERIES:

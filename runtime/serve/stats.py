@@ -25,6 +25,24 @@ BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
            5.0, 10.0, 30.0)
 _BUCKETS_NS = tuple(int(b * 1e9) for b in BUCKETS)
 OK = "ok"
+# `last_error` is the code and these words, never the error's own message: that may quote
+# a caller's payload (a validation error) or a handler's text, and STATS answer anyone.
+RUNTIME_MESSAGES = {
+    p.INVALID_INPUT: "the input was refused (not JSON, or not the input schema)",
+    p.INVALID_OUTPUT: "the handler's result did not match the output schema",
+    p.HANDLER_ERROR: "the handler raised an exception (the instance's log says which)",
+    p.TIMEOUT: "no answer within the timeout",
+    p.NOT_FOUND: "a name that nobody serves was called",
+    p.OVERLOADED: "the agent's line of waiting requests was full",
+    p.EXPIRED: "the caller's deadline passed before the request started",
+    p.STEP_FAILED: "a step of the pipeline failed",
+    p.INVOCATION_MISMATCH: "streaming asked of a non-streaming name, or the reverse",
+    p.CANCELLED: "the run was cancelled (mesh-runtime runs cancel)",
+    p.OTHER_CODE: "an error passed through from elsewhere, with a code of its own",
+}
+
+CODES = sorted({*p.KNOWN_CODES, p.OTHER_CODE})  # every `code` label a name's metrics may have
+LAST_ERRORS = {code: f"{code}: {RUNTIME_MESSAGES.get(code, 'failed')}" for code in CODES}
 
 
 class EndpointStats:
@@ -67,25 +85,31 @@ class EndpointStats:
             self._recent = (self._recent << 1) & _RECENT_MASK
             return
         self.errors += 1
-        self.codes[p.bounded_code(error.code)] += 1  # a label from a bounded set
-        self.last_error = f"{error.code}: {error.message}"[:1024]
-        own = error.code in OWN_FAILURES
+        code = p.bounded_code(error.code)
+        self.codes[code] += 1
+        self.last_error = LAST_ERRORS[code]
+        own = code in OWN_FAILURES
         self._recent = ((self._recent << 1) | own) & _RECENT_MASK
 
     def by_code(self) -> dict[str, int]:
-        """Answers by code, `ok` for the successes."""
-        return {OK: self.ok, **self.codes} if self.ok else dict(self.codes)
+        """Answers by code, `ok` for the successes; every code there is, at 0 if unseen."""
+        return {OK: self.ok, **{code: self.codes[code] for code in CODES}}
 
     @property
     def average_ns(self) -> int:
         return self.total_ns // self.requests if self.requests else 0
 
-    def percentile_ms(self, fraction: float) -> float:
+    def percentile_ms(self, fraction: float, ordered: list[int] | None = None) -> float:
         if not self.requests:
             return 0.0
-        ordered = sorted(self._ring[:min(self.requests, RESERVOIR)])
+        if ordered is None:
+            ordered = self.ordered()
         index = min(len(ordered) - 1, int(fraction * len(ordered)))
         return round(ordered[index] / 1e6, 3)
+
+    def ordered(self) -> list[int]:
+        """The latest durations, sorted (once for every percentile read together)."""
+        return sorted(self._ring[:min(self.requests, RESERVOIR)])
 
     @property
     def recent_failures(self) -> int:
@@ -102,6 +126,7 @@ class ServerStats:
 
 def endpoint_data(stats: EndpointStats, in_flight: int) -> dict[str, Any]:
     """The `data` of a micro STATS endpoint: what `status` reads beside ADR-32's counters."""
-    return {"in_flight": in_flight, "p50_ms": stats.percentile_ms(0.5),
-            "p99_ms": stats.percentile_ms(0.99), "last_answers": min(stats.requests, RECENT),
+    ordered = stats.ordered()
+    return {"in_flight": in_flight, "p50_ms": stats.percentile_ms(0.5, ordered),
+            "p99_ms": stats.percentile_ms(0.99, ordered), "last_answers": min(stats.requests, RECENT),
             "last_failures": stats.recent_failures}

@@ -136,9 +136,9 @@ async def _serve_on(nc: Client, mesh: Mesh, reload: bool, cache: LoadCache, lost
             await nc.drain()
         raise StartupError(str(exc)) from None
     change = await server.apply(mesh)
+    await triggers.apply(mesh)
     control = RunControl(nc, server.runs)  # `runs cancel` reaches the runs of this process
     await control.start()
-    await triggers.apply(mesh)
     await health.start()
     lost.restore = lambda: restore(nc, server)  # a server restarted empty lost our entries
     stop = lost.stop
