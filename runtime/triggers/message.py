@@ -16,7 +16,7 @@ from runtime.core.text import REQUEST_ID_MAX
 from runtime.load.triggercheck import TriggerDef
 from runtime.pipeline.expressions import EvaluationError
 
-HDR_RUN_KEY = "X-Mesh-Run-Key"  # a run key: at most one run per key (durable pipelines)
+HDR_RUN_KEY = p.HDR_RUN_KEY  # a run key: at most one run per key (durable pipelines)
 MAX_HEADERS = 64  # a hostile message's headers that `with:` may read: bounded
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
 
