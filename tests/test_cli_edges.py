@@ -264,7 +264,8 @@ async def test_an_agent_that_keeps_failing_logs_less_and_less_often(
     lines = [line for line in up.lines if f"[{P}.flaky]" in line]
     assert len(lines) == 4, lines  # not one a second: after 1, 2 and 4 seconds
     assert lines[0].startswith(f"warning: [{P}.flaky] request ")
-    assert lines[0].endswith(" failed: handler_error: RuntimeError: the dependency is down")
+    assert re.search(r" failed: handler_error: RuntimeError: the dependency is down"
+                     r" \(trace [0-9a-f]{32}\)$", lines[0]), lines[0]
     assert [re.sub(r"\d+ more", "N more", line) for line in lines[1:]] == [
         f"warning: [{P}.flaky] N more requests failed with handler_error in the last {span}"
         for span in ("second", "2 seconds", "4 seconds")]
