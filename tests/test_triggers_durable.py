@@ -30,14 +30,14 @@ MESH = """
     pipelines:
       s.flow:
         durable: true
-        timeout: 10s
+        timeout: 15s
         triggers:
           - stream: {stream: TD, subject: "td.in", ack_wait: 2s, backoff: 100ms}
         steps:
           - {id: a, call: s.one}
           - {id: b, call: s.two, with: {path: "${{ steps.a.path }}"}}
           - {id: c, call: s.three, with: {path: "${{ steps.b.path }}"}}
-          - {id: rest, sleep: 14s}
+          - {id: rest, sleep: 18s}
 """
 RUN = "s_flow-TD-1-1"  # the request id of the first delivery of stream sequence 1
 
