@@ -8,6 +8,9 @@ Rounds are interleaved (raw, mesh, oam, raw, ...); each figure is the median of 
 and a second table shows min / median / max, so a reader sees the noise.
 Then, unless --no-io, the I/O-bound echo: each server's second agent (bench.raw-io,
 bench.mesh-io, bench.oam-io) awaits 1 ms of simulated I/O before it echoes.
+Unless --no-tracing, three more systems in the same rounds: `up` from the code before
+tracing, and `up` exporting spans to an OTLP/HTTP sink at sample 1.0 and 0.1; their CPU
+per request, and today's (propagation only), over the code before's.
 With `--before DIR` (a copy of the code before a change, such as `git archive main runtime
 | tar -x -C DIR`), `up` from that copy is measured too, in the same interleaved rounds, and a
 line gives the ratios now / before.
@@ -38,6 +41,7 @@ from _harness import (
     raw_peer,
     start_nats,
 )
+from _tracing import TracingRows
 
 CONCURRENCY = 64
 READY_TIMEOUT = 20.0
@@ -60,6 +64,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--no-io", dest="io", action="store_false", help="skip the I/O-bound echo"
     )
+    parser.add_argument(
+        "--no-tracing", dest="tracing", action="store_false",
+        help="skip the tracing rows (up before tracing, exporting at sample 1.0 and 0.1)")
     parser.add_argument("--io-rounds", type=int, default=3, help="I/O-bound rounds (default 3)")
     parser.add_argument("--before", type=Path, metavar="DIR",
                         help="also measure `up` from the code in DIR (a copy of the runtime "
@@ -100,7 +107,8 @@ async def measure(
 
 
 async def start_all(
-    url: str, children: Children, systems: dict[str, System], io_systems: dict[str, System]
+    url: str, children: Children, systems: dict[str, System], io_systems: dict[str, System],
+    tracing: TracingRows | None = None,
 ) -> None:
     """raw and oam first, then mesh-runtime (so two registrations never race on the catalog).
 
@@ -115,6 +123,10 @@ async def start_all(
             await systems[key].wait_ready(nc, is_echo, READY_TIMEOUT)
         systems["mesh"].launch(children, mesh_peer(url, BENCH_DIR / "echo" / "mesh.yaml"))
         await systems["mesh"].wait_ready(nc, is_echo, READY_TIMEOUT)
+        if tracing is not None:
+            tracing.launch(url, children)
+            for s in tracing.systems.values():
+                await s.wait_ready(nc, is_echo, READY_TIMEOUT)
         for key, s in io_systems.items():
             server = systems[key]
             s.child, s.unavailable = server.child, server.unavailable
@@ -205,8 +217,26 @@ def report_io(systems: dict[str, System], args: argparse.Namespace) -> list[str]
     ]
 
 
+def report_tracing(tracing: TracingRows, mesh: System) -> list[str]:
+    """The tracing rows: CPU per request against `up` from the code before tracing."""
+    header = ["system", "req/s@64", "p50@1 (µs)", "p99@1 (µs)", "errors"]
+    header += ["cpu% client/peer/nats", "peer cpu µs/req"]
+    systems = {"mesh": mesh, **tracing.systems}
+    return [
+        "",
+        "Tracing: mesh-runtime (trace context on every hop, no spans: the default) and `up` "
+        "exporting spans over OTLP/HTTP to a sink, against `up` from the code before tracing",
+        format_table(header, system_rows(systems, lambda s: f"{s.p99():.0f}")),
+        format_table(["spread (min / median / max)", "req/s@64", "p50@1 (µs)",
+                      "peer cpu µs/req"],
+                     [[s.label, *s.spread()] for s in systems.values() if s.ok]),
+        f"tracing ratios (peer cpu per request): {', '.join(tracing.ratios(mesh))}",
+    ]
+
+
 def report(
-    systems: dict[str, System], args: argparse.Namespace, io_systems: dict[str, System]
+    systems: dict[str, System], args: argparse.Namespace, io_systems: dict[str, System],
+    tracing: TracingRows | None = None,
 ) -> str:
     header = ["system", "req/s@64", "p50@1 (µs)", "p99@1 (µs)", "errors"]
     header += ["cpu% client/peer/nats", "peer cpu µs/req"]
@@ -233,6 +263,7 @@ def report(
             f"client: {loop_name()}; one nats-py connection, {CONCURRENCY} workers; "
             f"median of {args.rounds} interleaved rounds of {args.seconds:g} s "
             f"(+{args.latency_seconds:g} s at concurrency 1)",
+            *(report_tracing(tracing, mesh) if tracing is not None else []),
             *(report_io(io_systems, args) if io_systems else []),
             *orphan_notes(),
             machine_line(),
@@ -264,17 +295,20 @@ def main() -> int:
         if args.io
         else {}
     )
+    tracing = TracingRows() if args.tracing else None
     if args.before is not None:
         systems["before"] = System("mesh-before", "mesh.agent.bench.before")
     server = start_nats()
     try:
         with Children() as children, tempfile.TemporaryDirectory() as folder:
-            run(start_all(server.url, children, systems, io_systems))
+            run(start_all(server.url, children, systems, io_systems, tracing))
             if args.before is not None:
                 systems["before"].launch(children, before_peer(server.url, args.before,
                                                                Path(folder)))
                 run(_wait_before(server.url, systems["before"]))
             order = [systems[k] for k in ("raw", "mesh", "oam", "before") if k in systems]
+            if tracing is not None:  # interleaved with the others, round by round
+                order += list(tracing.systems.values())
             pid = server.process.pid
             run(measure(server.url, order, args.rounds, args.seconds, args.latency_seconds, pid))
             if io_systems:
@@ -284,8 +318,11 @@ def main() -> int:
                 ))  # fmt: skip
     finally:
         server.stop()
-    print(report(systems, args, io_systems))
-    everything = [*systems.values(), *io_systems.values()]
+        if tracing is not None:
+            tracing.close()
+    print(report(systems, args, io_systems, tracing))
+    everything = [*systems.values(), *io_systems.values(),
+                  *(tracing.systems.values() if tracing is not None else [])]
     return 0 if all(s.ok for s in everything) else 1
 
 

@@ -3,6 +3,7 @@
     python benchmarks/profile_echo.py [--requests 20000] [--rounds 5]
     python benchmarks/profile_echo.py --py-spy [--seconds 15]
     python benchmarks/profile_echo.py --callgrind [--requests 3000]
+    [--compare CHECKOUT] [--tracing] with any of the above
 
 Default: CPU µs per request of each serving process (raw responder, `mesh-runtime up` on
 benchmarks/echo/mesh.yaml), `--requests` at concurrency 64 per round, rounds interleaved;
@@ -10,6 +11,9 @@ min, median and max. `--py-spy`: py-spy samples each serving process under the s
 and the samples are sorted into the parts of the request path (table of µs per request).
 `--callgrind`: each serving process runs under valgrind's callgrind, which counts the
 instructions of exactly `--requests` requests: the same figure on a busy machine.
+`--tracing`: also `up` exporting spans to an OTLP/HTTP sink at sample 1.0, 0.1 and 0.0
+(the export thread's CPU included; under callgrind, batches of 256 leave by count only,
+as they would at full speed, and the spans of an unfilled batch are not counted).
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ from _harness import (
     start_nats,
 )
 from _profile_parts import PARTS, cpu_ns, instructions, parts, serving_pid
+from _tracing import SAMPLES, echo_mesh, free_port, sink, tracing_yaml
 
 CONCURRENCY = 64
 
@@ -54,6 +59,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--callgrind", action="store_true", help="count instructions")
     parser.add_argument("--compare", type=Path, metavar="CHECKOUT",
                         help="also serve with the runtime package of another checkout")
+    parser.add_argument("--tracing", action="store_true",
+                        help="also serve with spans exported to an OTLP/HTTP sink, sample 1.0 "
+                        "and 0.1")
     return parser.parse_args()
 
 
@@ -97,6 +105,29 @@ class Served:
     child: Child
     url: str
     subject: str
+
+
+def traced(url: str, wrap: list[str], folder: Path, kids: Children) -> list[Served]:
+    """`mesh-runtime up` exporting spans to a sink, at sample 1.0, 0.1 and 0.0.
+
+    Under a profiler a run lasts ~50x longer, so spans sent every 5 s would leave in ~50x
+    smaller batches than at full speed (where a batch of 512 fills within seconds) and
+    their HTTP cost would be overstated: there, batches leave by count alone (256)."""
+    batching = ({"OTEL_BSP_SCHEDULE_DELAY": "3600000", "OTEL_BSP_MAX_EXPORT_BATCH_SIZE": "256"}
+                if wrap else {})
+    port = free_port()
+    kids.start(sink(port))
+    found = []
+    for key, sample in {**SAMPLES, "export-0.0": 0.0}.items():  # 0.0: the decision alone
+        mesh = echo_mesh(folder, key, tracing_yaml(port, sample))
+        env = child_env(**batching)
+        env["PYTHONPATH"] = str(ROOT)
+        child = Child(f"mesh-{key}", [*wrap, sys.executable, "-m", "runtime", "up", "-f",
+                                      str(mesh), "--nats", url, "--no-reload"],
+                      cwd=mesh.parent, env=env)
+        found.append(Served(f"mesh-runtime {key.replace('-', ' ')}", child, url,
+                            f"mesh.agent.bench.{key.replace('.', '')}"))
+    return found
 
 
 def servers(urls: list[str], wrap: list[str], compare: Path | None) -> list[Served]:
@@ -215,6 +246,8 @@ async def callgrind_counts(served: list[Served], args: argparse.Namespace, out: 
             pid = str(worker)
             subprocess.run([control, "-i", "on", pid], check=True, stdout=subprocess.DEVNULL)
             failed = await send(clients[s.url], s.subject, args.requests)
+            if args.tracing:  # the last export of spans (every 5 s) inside the window: its cost
+                await asyncio.sleep(6.0)  # is the requests'; every system waits alike
             subprocess.run([control, "-d", pid], check=True, stdout=subprocess.DEVNULL)
             subprocess.run([control, "-i", "off", pid], check=True, stdout=subprocess.DEVNULL)
             per_request[s.name] = instructions(out, worker) / args.requests
@@ -245,6 +278,8 @@ def main() -> int:
                     f"--callgrind-out-file={out}/callgrind.out.%p"]
         with Children() as kids:
             served = servers([n.url for n in nats_servers], wrap, args.compare)
+            if args.tracing:
+                served += traced(nats_servers[0].url, wrap, out, kids)
             for s in served:
                 kids.start(s.child)
             if args.callgrind:

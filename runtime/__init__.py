@@ -25,6 +25,7 @@ if TYPE_CHECKING:
         TIMEOUT,
         MeshError,
     )
+    from runtime.tracing.hop import current_trace_id
 
 __all__ = [
     "CANCELLED",
@@ -39,6 +40,7 @@ __all__ = [
     "TIMEOUT",
     "Context",
     "MeshError",
+    "current_trace_id",
 ]
 
 
@@ -48,6 +50,10 @@ def __getattr__(name: str) -> Any:
         from runtime.core.context import Context
 
         return Context
+    if name == "current_trace_id":  # the trace of the request being served (docs/tracing.md)
+        from runtime.tracing.hop import current_trace_id
+
+        return current_trace_id
     if name in __all__:
         from runtime.core import protocol
 

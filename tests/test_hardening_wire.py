@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -322,7 +323,8 @@ async def test_a_newline_in_a_handler_error_is_escaped_in_the_log(
     with pytest.raises(MeshError):
         await call_agent(nc, "w.log-raise", {"kind": "ValueError"}, 5)
     line = up.wait_for("[w.log-raise]", start=start)
-    assert line.endswith("failed: handler_error: ValueError: line one\\nforged: ready: 0 agents")
+    assert re.search(r"failed: handler_error: ValueError: line one\\nforged: ready: 0 agents "
+                     r"\(trace [0-9a-f]{32}\)$", line)
     assert not any(line.startswith("forged") for line in up.lines)
 
 

@@ -53,7 +53,7 @@ def test_text_lines_start_with_utc_time_and_level_and_name_the_agent(
     failed = [line for line in up.raw_lines if "failed" in line]
     assert len(failed) == 2  # one line, then the count of the rest
     assert re.fullmatch(TIMESTAMP + rf" warning: \[lg{unique}\.boom\] request req-0 failed: "
-                        r"handler_error: ValueError: no luck", failed[0])
+                        r"handler_error: ValueError: no luck \(trace [0-9a-f]{32}\)", failed[0])
     assert re.fullmatch(TIMESTAMP + rf" warning: \[lg{unique}\.boom\] 4 more requests failed "
                         r"with handler_error in the last second", failed[1])
     assert not [line for line in up.raw_lines if "Traceback" in line]  # that is for debug
@@ -69,9 +69,11 @@ def test_json_lines_and_tracebacks_at_debug_level(nats_url: str, tmp_path: Path,
     lines = [json.loads(line) for line in up.raw_lines]
     assert all(re.fullmatch(TIMESTAMP, line["time"]) for line in lines)
     failed = next(line for line in lines if "failed" in line["message"])
+    trace_id = failed["trace_id"]  # the way to the request's trace
+    assert re.fullmatch("[0-9a-f]{32}", trace_id)
     assert {k: v for k, v in failed.items() if k != "time"} == {
-        "level": "warning", "agent": f"lg{unique}.boom",
-        "message": "request req-0 failed: handler_error: ValueError: no luck"}
+        "level": "warning", "agent": f"lg{unique}.boom", "trace_id": trace_id,
+        "message": f"request req-0 failed: handler_error: ValueError: no luck (trace {trace_id})"}
     traceback = next(line for line in lines if "traceback of" in line["message"])
     assert traceback["level"] == "debug"
     assert traceback["traceback"].endswith('raise ValueError("no luck")\nValueError: no luck')

@@ -3,6 +3,7 @@ by a plain client, with the shapes and order users rely on."""
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import AsyncIterator, Iterator
 
@@ -102,7 +103,8 @@ async def test_a_run_leaves_every_step_in_the_journal(nc: Client) -> None:
     first = records[0].event
     assert first["input"] == {"text": "hello"} and first["pipeline"] == "rj.three"
     assert len(first["definition"]) == 16 and first["instance"]
-    assert first["trace_id"] is None and first["run"] == run
+    # No traceparent came: the run's trace started where it was served (docs/tracing.md).
+    assert re.fullmatch("[0-9a-f]{32}", first["trace_id"]) and first["run"] == run
     finished = {r.event["step"]: r.event for r in records if r.event["event"] == "step_finished"}
     assert finished["a"]["output"] == {"text": "HELLO"}
     assert records[-1].event["output"] == {"n": 5}

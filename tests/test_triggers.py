@@ -180,7 +180,9 @@ async def test_events_carry_cloudevents_headers_and_trigger_other_agents(
     assert headers["ce-type"] == "order.accepted"
     assert headers["ce-source"] == f"{P}.accept"
     assert len(headers["ce-id"]) == 32 and headers["ce-time"].endswith("Z")
-    assert headers["traceparent"] == traceparent
+    # The request's trace continues: same trace id, this hop's span as the parent.
+    assert headers["traceparent"][:36] == traceparent[:36]
+    assert headers["traceparent"] != traceparent
     assert json.loads(msg.data) == {"id": 7}
 
 

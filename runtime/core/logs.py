@@ -55,6 +55,9 @@ class JsonFormatter(logging.Formatter):
         if agent:
             line["agent"] = agent
         line["message"] = record.getMessage()
+        trace_id = getattr(record, "trace_id", None)  # a failed request's (serve/failures.py)
+        if trace_id:
+            line["trace_id"] = trace_id
         if record.exc_info:
             line["traceback"] = self.formatException(record.exc_info)
         return json.dumps(line)

@@ -11,6 +11,7 @@ from runtime.core.fields import ByteSize, Duration
 from runtime.core.names import check_name
 from runtime.core.triggerspec import Trigger
 from runtime.pipeline.spec import PipelineSpec
+from runtime.tracing.settings import TracingSettings
 
 QUEUE_HELP = ("requests that may wait for a slot past `concurrency`, per agent per process "
               "(default 4 x concurrency); beyond that the answer is `overloaded` at once")
@@ -158,6 +159,7 @@ class MeshSpec(Strict):
     nats: NatsSettings = NatsSettings()
     health: HealthSettings = HealthSettings()
     runs: RunsSettings = RunsSettings()
+    tracing: TracingSettings | None = None
     defaults: Defaults = Defaults()
     agents: dict[Name, AgentSpec] = {}
     pipelines: dict[Name, PipelineSpec] = {}

@@ -31,6 +31,7 @@ from runtime.core.names import name_problem
 from runtime.core.text import cut
 from runtime.nats.caller import budget_header
 from runtime.nats.guard import check_fits
+from runtime.tracing import outgoing, send_span
 
 MAX_ANSWER_BYTES = 16 * 1024 * 1024  # ... and by the bytes of the answers' bodies
 PENDING_BYTES = 2 * MAX_ANSWER_BYTES  # what nats-py may buffer for the inbox before dropping
@@ -64,11 +65,14 @@ class Broadcaster:
         counting: asyncio.Future[int | None] | None = None
         try:
             body = orjson.dumps(payload)
-            headers = {p.HDR_REQUEST_ID: request_id or uuid.uuid4().hex,
-                       p.HDR_TIMEOUT: budget_header(within)}
-            check_fits(self.nc, body, headers, f"the payload for capability '{capability}'")
-            await self.nc.publish(p.broadcast_subject(capability), body,
-                                  reply=f"{await self._inbox()}.{token}", headers=headers)
+            subject, request_id = p.broadcast_subject(capability), request_id or uuid.uuid4().hex
+            inbox = f"{await self._inbox()}.{token}"
+            # A CLIENT span when recorded (it covers the publish, not the gathering).
+            with send_span(subject, request_id) or contextlib.nullcontext(outgoing()) as trace:
+                headers = {p.HDR_REQUEST_ID: request_id, p.HDR_TIMEOUT: budget_header(within),
+                           **trace}
+                check_fits(self.nc, body, headers, f"the payload for capability '{capability}'")
+                await self.nc.publish(subject, body, reply=inbox, headers=headers)
             if answerers is not None:
                 counting = asyncio.ensure_future(answerers())
                 counting.add_done_callback(gathering.counted)

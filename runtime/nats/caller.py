@@ -1,11 +1,13 @@
 """Calling an agent over NATS request/reply, as pipelines, `ctx.call` and the CLI do.
 
 Every call carries `X-Mesh-Timeout`, the caller's remaining budget in seconds, so the
-agent knows when nobody waits any more and a deadline holds across hops.
+agent knows when nobody waits any more and a deadline holds across hops, and W3C
+`traceparent`, so the callee continues the caller's trace (runtime/tracing).
 """
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from typing import Any
 
 import nats.errors
@@ -18,6 +20,7 @@ from runtime.core.names import name_problem
 from runtime.core.requestids import new_request_id
 from runtime.core.text import is_request_id
 from runtime.nats.guard import check_fits
+from runtime.tracing import outgoing, send_span
 
 # How much longer than its budget a caller listens: an agent answers `expired` or `timeout`
 # at the deadline it was sent, and that answer says more than the caller's own timeout.
@@ -46,9 +49,17 @@ async def request(nc: Client, name: str, payload: Any, timeout: float,
         raise p.MeshError(p.INVALID_INPUT, problem, request_id=request_id)  # before any publish
     body = payload if isinstance(payload, bytes) else orjson.dumps(payload)
     subject = p.capability_subject(name) if capability else p.agent_subject(name)
+    # Injected inside the CLIENT span (when recorded) and awaited there; else the trace
+    # context alone, continued or new.
+    with send_span(subject, request_id) or nullcontext(outgoing()) as trace_headers:
+        return await _request(nc, subject, name, body, timeout, request_id, capability,
+                              {**(headers or {}), **trace_headers})
+
+
+async def _request(nc: Client, subject: str, name: str, body: bytes, timeout: float,
+                   request_id: str, capability: bool, headers: dict[str, str]) -> Any:
     what = f"capability '{name}'" if capability else f"'{name}'"
-    sent = {p.HDR_REQUEST_ID: request_id, p.HDR_TIMEOUT: budget_header(timeout),
-            **(headers or {})}
+    sent = {p.HDR_REQUEST_ID: request_id, p.HDR_TIMEOUT: budget_header(timeout), **headers}
     key = IDEMPOTENCY_KEY.get()
     if key is not None:  # a run's step: the same key on every try and after a resume
         sent[p.HDR_IDEMPOTENCY_KEY] = key

@@ -21,6 +21,7 @@ from nats.aio.client import Client
 
 from runtime.core import protocol as p
 from runtime.core.events import event_headers, event_type_problem, events_subject
+from runtime.tracing import TRACEPARENT, current
 
 log = logging.getLogger("mesh-runtime.runs")
 
@@ -44,6 +45,9 @@ async def publish_event(nc: Client, source: str, event_type: str, data: Any) -> 
     except TypeError as exc:
         raise p.MeshError(p.INVALID_INPUT, f"event data is not JSON: {exc}", agent=source) from None
     headers = event_headers(source, event_type)
+    hop = current()  # the request's trace, continued with this hop's span as the parent
+    if hop is not None:
+        headers[TRACEPARENT] = hop.headers()[TRACEPARENT]
     size = len(body) + _header_bytes(headers)
     if size > nc.max_payload:
         raise p.MeshError(p.INVALID_OUTPUT, f"the event is {size} bytes with headers, over the "

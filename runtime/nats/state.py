@@ -2,7 +2,8 @@
 
 `update` is a compare-and-set loop: read the value and its revision, compute the new
 value, write it only if nobody wrote in between, else read again. So many concurrent
-updates of one key lose nothing, across processes too.
+updates of one key lose nothing, across processes too. Writes carry the `traceparent` of
+the request they are made for (stored with the value); reads are JetStream API requests.
 """
 
 from __future__ import annotations
@@ -14,14 +15,20 @@ from typing import Any
 
 import orjson
 from nats.aio.client import Client
-from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, NoKeysError
+from nats.js.errors import APIError, KeyNotFoundError, KeyWrongLastSequenceError, NoKeysError
 from nats.js.kv import KeyValue
 
 from runtime.core import protocol as p
 from runtime.core.bus import Updater, state_key_problem
 from runtime.nats.guard import KV_HEADER_ROOM, check_fits
+from runtime.tracing import TRACEPARENT, outgoing
 
 UPDATE_ATTEMPTS = 200  # conflicts under heavy contention; each retry waits a little longer
+# What nats-py's KeyValue writes with, and the codes of "someone wrote since" (JetStream API).
+KV_OPERATION = "KV-Operation"
+LAST_SEQUENCE = "Nats-Expected-Last-Subject-Sequence"
+WRONG_LAST_SEQUENCE = (10071, 10164)
+TRACE_ROOM = 72  # `traceparent: 00-<32>-<16>-01` (a write carries no tracestate)
 
 
 class KvState:
@@ -42,12 +49,12 @@ class KvState:
         return decode(entry.value)
 
     async def put(self, key: str, value: Any) -> None:
-        kv = await self._kv(key)
-        await kv.put(key, self._encoded(key, value))
+        await self._kv(key)
+        await self._write(key, self._encoded(key, value))
 
     async def delete(self, key: str) -> None:
-        kv = await self._kv(key)
-        await kv.delete(key)
+        await self._kv(key)
+        await self._write(key, b"", {KV_OPERATION: "DEL"})
 
     async def update(self, key: str, fn: Updater) -> Any:
         """Set `key` to `fn(current value or None)` atomically; returns the value written."""
@@ -56,17 +63,15 @@ class KvState:
             try:
                 entry = await kv.get(key)
                 current, revision = decode(entry.value), entry.revision
-            except KeyNotFoundError:
-                current, revision = None, None
+            except KeyNotFoundError as missing:  # a deleted key: after its delete marker
+                gone = getattr(missing, "entry", None)
+                current, revision = None, gone.revision if gone is not None else 0
             new = fn(current)
             if inspect.isawaitable(new):
                 new = await new
             data = self._encoded(key, new)
-            try:
-                if revision is None:
-                    await kv.create(key, data)  # also re-creates a deleted key
-                else:
-                    await kv.update(key, data, last=revision)
+            try:  # only if nobody wrote since (0: only if the key has never been written)
+                await self._write(key, data, {LAST_SEQUENCE: str(revision or 0)})
                 return new
             except KeyWrongLastSequenceError:
                 await asyncio.sleep(random.uniform(0, 0.001) * min(attempt + 1, 20))
@@ -80,11 +85,23 @@ class KvState:
         except NoKeysError:
             return []
 
+    async def _write(self, key: str, data: bytes, headers: dict[str, str] | None = None) -> None:
+        """A write of the bucket, as nats-py's KeyValue makes it, carrying the trace context
+        of the request it is made for (stored with the value)."""
+        try:
+            await self.nc.jetstream(timeout=5).publish(
+                f"$KV.{p.CONTEXT_BUCKET}.{key}", data,
+                headers={**(headers or {}), TRACEPARENT: outgoing()[TRACEPARENT]})
+        except APIError as exc:
+            if exc.err_code in WRONG_LAST_SEQUENCE:
+                raise KeyWrongLastSequenceError(description=exc.description) from None
+            raise
+
     def _encoded(self, key: str, value: Any) -> bytes:
         """`value` as stored, once it is known to fit in one message (with the KV headers)."""
         data = orjson.dumps(value)
         check_fits(self.nc, data, None, f"the value of state key '{key}'",
-                   extra=KV_HEADER_ROOM)
+                   extra=KV_HEADER_ROOM + TRACE_ROOM)
         return data
 
     async def _kv(self, key: str | None) -> KeyValue:

@@ -16,6 +16,7 @@ from runtime.core.bus import Bus, Caller
 from runtime.core.protocol import HANDLER_ERROR, INVALID_INPUT, STEP_FAILED, TIMEOUT, MeshError
 from runtime.pipeline.expressions import EvaluationError, Expression, Template
 from runtime.pipeline.observer import RECORDED, RunObserver
+from runtime.tracing import step_span
 
 CallFn = Caller
 """`await call(agent_name, payload, timeout_seconds, request_id)`: output, or raises MeshError."""
@@ -108,9 +109,20 @@ async def run_sequence(steps: tuple[StepNode, ...], scope: Scope, ctx: RunContex
 
 
 async def run_step(step: StepNode, scope: Scope, ctx: RunContext) -> Any:
-    """One step: `when`, then its body once or for each item; `on_error` replaces a failure."""
-    observer = ctx.observer
+    """One step: `when`, then its body once or for each item; `on_error` replaces a failure.
+    When the run is traced, inside a `step <path>` span (the parent of its calls); a step
+    replayed from the journal emits none."""
     path = step.path if ctx.rename is None else ctx.rename[1] + step.path[len(ctx.rename[0]):]
+    recorded = RECORDED.get()
+    span = step_span(path) if recorded is None or path not in recorded else None
+    if span is None:
+        return await _step(step, scope, ctx, path)
+    with span:
+        return await _step(step, scope, ctx, path)
+
+
+async def _step(step: StepNode, scope: Scope, ctx: RunContext, path: str) -> Any:
+    observer = ctx.observer
     try:
         if step.when is not None and not evaluate(step.when.truthy, scope):
             if observer is not None:

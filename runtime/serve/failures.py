@@ -31,7 +31,7 @@ class FailureLog:
         self._held: dict[str, int] = {}  # code -> failures counted but not logged since
         self._window: dict[str, float] = {}  # code -> the window now
 
-    def failed(self, error: p.MeshError, exc: BaseException) -> None:
+    def failed(self, error: p.MeshError, exc: BaseException, trace_id: str = "") -> None:
         code = p.bounded_code(error.code)  # codes from elsewhere: one window, not one each
         now = time.monotonic()
         last = self._last.get(code)
@@ -45,8 +45,11 @@ class FailureLog:
         quiet = last is None or now - last >= MAX_WINDOW
         self._window[code] = WINDOW if quiet else min(2 * window, MAX_WINDOW)
         self._last[code] = now
-        self.logger.warning("request %s failed: %s: %s", shown(error.request_id, _MAX_SHOWN),
-                            shown(error.code, 64), shown(error.message, _MAX_SHOWN))
+        # The trace id ends the line (and is a field of a JSON line): the way to the trace.
+        self.logger.warning("request %s failed: %s: %s%s", shown(error.request_id, _MAX_SHOWN),
+                            shown(error.code, 64), shown(error.message, _MAX_SHOWN),
+                            f" (trace {trace_id})" if trace_id else "",
+                            extra={"trace_id": trace_id} if trace_id else None)
         if code == p.HANDLER_ERROR and exc is not error and self.logger.isEnabledFor(logging.DEBUG):
             self.logger.debug("traceback of request %s", shown(error.request_id, _MAX_SHOWN),
                               exc_info=(type(exc), exc, exc.__traceback__))

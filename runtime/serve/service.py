@@ -42,6 +42,7 @@ from runtime.serve.replies import (
     too_big,
 )
 from runtime.serve.stats import EndpointStats
+from runtime.tracing import TRACEPARENT, enter, recorder, trace_id_in, traceparent_for
 
 log = logging.getLogger("mesh-runtime")
 
@@ -71,6 +72,7 @@ class Service:
         self.in_flight = 0  # request tasks (running, or answering a refusal)
         self.stats = EndpointStats()
         self.failures = FailureLog(self.logger)
+        self.spans = recorder()  # None unless this process exports spans
         self.admission = Admission(self.name, deadlines, self._start,
                                    lambda: self.definition.concurrency, self.logger)
         self._idle = asyncio.Event()
@@ -111,7 +113,9 @@ class Service:
         arrival, deadline, refusal = admitted
         if refusal is not None:  # answered here, with no task: a flood costs as little as can be
             started_ns = time.perf_counter_ns()
-            error = await self._answer(msg, definition, arrival, deadline, refusal)
+            spans = self.spans  # in the request's span, when spans are on and it is sampled
+            answer = self._traced if spans is not None and spans.sampled(msg.headers) else self._answer
+            error = await answer(msg, definition, arrival, deadline, refusal)
             self.stats.record(time.perf_counter_ns() - started_ns, error)
             # nats-py hands over a backlog without ever yielding: give the requests being
             # served a turn every 5 ms of refusals, or a flood starves them of the loop.
@@ -136,7 +140,9 @@ class Service:
     async def _handle(self, msg: Msg, definition: Endpoint, arrival: float, deadline: float,
                       refusal: p.MeshError | None, started_ns: int) -> None:
         try:
-            error = await self._answer(msg, definition, arrival, deadline, refusal)
+            spans = self.spans  # in the request's span, when spans are on and it is sampled
+            answer = self._traced if spans is not None and spans.sampled(msg.headers) else self._answer
+            error = await answer(msg, definition, arrival, deadline, refusal)
             self.stats.record(time.perf_counter_ns() - started_ns, error)
         except GeneratorExit:
             # asyncio throws a future's exception into a task's top coroutine; for a
@@ -161,8 +167,9 @@ class Service:
             request_id = new_request_id()
         elif not is_request_id(request_id):  # it would be spliced into mesh.stream.<id>
             error = _bad_request_id(request_id)
-            await self._fail(msg, error, new_request_id(), False)
-            self.failures.failed(error, error)
+            traceparent = traceparent_for(headers)
+            await self._fail(msg, error, new_request_id(), False, traceparent)
+            self.failures.failed(error, error, traceparent[3:35])
             return error
         task = asyncio.current_task()
         assert task is not None
@@ -176,7 +183,7 @@ class Service:
                 deadline = await self._detach(msg, definition, request_id, arrival)
             try:
                 if streaming:
-                    await self._stream(definition, payload, request_id, deadline)
+                    await self._stream(definition, payload, request_id, deadline, msg.headers)
                     return None
                 result = await self._run(definition, payload, request_id, deadline, headers,
                                          msg.reply)
@@ -208,6 +215,20 @@ class Service:
         except BaseException as exc:  # SystemExit from a handler too: every failure is an answer
             return await self._failed(msg, exc, definition, request_id, streaming)
 
+    def _traced(self, msg: Msg, definition: Endpoint, arrival: float, deadline: float,
+                refusal: p.MeshError | None) -> Coroutine[Any, Any, p.MeshError | None]:
+        """`_answer`, inside the request's SERVER span (a sampled request, spans on); a
+        plain function returning the span's coroutine: no frame of its own to await."""
+        assert self.spans is not None
+        headers = msg.headers
+        request_id = headers.get(p.HDR_REQUEST_ID) if headers else None
+        if not request_id:  # made here, so that the span and the reply name the same id
+            request_id = new_request_id()
+            msg.headers = headers = {**(headers or {}), p.HDR_REQUEST_ID: request_id}
+        return self.spans.serve(self._answer(msg, definition, arrival, deadline, refusal),
+                                headers, self.subject,
+                                request_id if is_request_id(request_id) else "")
+
     async def _detach(self, msg: Msg, definition: Endpoint, request_id: str,
                       arrival: float) -> float:
         """X-Mesh-Async: answer the run id now and run on, bounded by the pipeline's own
@@ -230,14 +251,16 @@ class Service:
     async def _failed(self, msg: Msg, exc: BaseException, definition: Endpoint, request_id: str,
                       streaming: bool) -> p.MeshError:
         error = as_mesh_error(exc, definition)
-        await self._fail(msg, error, request_id, streaming)
-        self.failures.failed(error, exc)
+        traceparent = traceparent_for(msg.headers)  # the log line and mesh.errors name it
+        await self._fail(msg, error, request_id, streaming, traceparent)
+        self.failures.failed(error, exc, traceparent[3:35])
         return error
 
     def _context(self, definition: AgentDef, request_id: str, deadline: float,
                  headers: dict[str, str] | None = None) -> Context | None:
         if not definition.handler.wants_context:
             return None  # most handlers take only the payload: build nothing for them
+        enter(headers)  # its ctx.call, broadcasts and state writes continue the caller's trace
         key = headers.get(p.HDR_IDEMPOTENCY_KEY) if headers else None
         return Context(request_id, self.name, definition.spec.config, self.logger,
                        deadline, self.caller, key)
@@ -250,16 +273,19 @@ class Service:
             return await definition.handler.invoke(
                 payload, self._context(definition, request_id, deadline, headers))
         assert isinstance(definition, PipelineDef)
+        hop = enter(headers)  # a run always has a trace, its steps continue it; the journal
+        if trace_id_in(headers) != hop.trace_id:  # reads it from the request's traceparent
+            headers = {**(headers or {}), TRACEPARENT: hop.headers()[TRACEPARENT]}
         return await self.runs.run(  # recorded; steps get no more than the request has left
             definition, payload, request_id, headers, bus=self.caller,
             mesh_name=self.mesh_name, caller_left=deadline - time.monotonic(), reply=reply)
 
     async def _stream(self, definition: Endpoint, payload: Any, request_id: str,
-                      deadline: float) -> None:
+                      deadline: float, headers: dict[str, str] | None) -> None:
         assert isinstance(definition, AgentDef) and definition.handler.stream is not None
         subject = p.stream_subject(request_id)
         seq = 0
-        ctx = self._context(definition, request_id, deadline)
+        ctx = self._context(definition, request_id, deadline, headers)
         async for chunk in definition.handler.stream(payload, ctx):
             body = encode_output(chunk, definition)
             headers = {p.HDR_STREAM_SEQ: str(seq), p.HDR_STREAM_END: "false",
@@ -271,11 +297,14 @@ class Service:
         await self.nc.publish(subject, b"", headers={
             p.HDR_STREAM_SEQ: str(seq), p.HDR_STREAM_END: "true", p.HDR_REQUEST_ID: request_id})
 
-    async def _fail(self, msg: Msg, error: p.MeshError, request_id: str, streaming: bool) -> None:
+    async def _fail(self, msg: Msg, error: p.MeshError, request_id: str, streaming: bool,
+                    traceparent: str | None = None) -> None:
         error.agent = error.agent or self.name
         error.request_id = request_id
         headers = {p.HDR_STATUS: "error", p.HDR_REQUEST_ID: request_id, p.HDR_SOURCE: self.name,
                    **service_error_headers(error)}
+        if traceparent is not None:  # the request's trace, for whoever watches the errors
+            headers[TRACEPARENT] = traceparent
         if msg.subject.startswith(p.BROADCAST_SUBJECT_PREFIX):
             headers[p.HDR_INSTANCE_ID] = self.instance
         # Room for the body: the server's max_payload less these headers (and a stream end).

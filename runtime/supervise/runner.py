@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from nats.aio.client import Client
 
+from runtime import tracing
 from runtime.core.issues import MeshFileError
 from runtime.core.text import mask_urls
 from runtime.load.loader import LoadCache, load_mesh
@@ -125,6 +126,10 @@ async def _serve_on(nc: Client, mesh: Mesh, reload: bool, cache: LoadCache, lost
         quiet = link is not None and not link.start.announce  # one worker of several says it
         journal = await Journal.open(nc, settings.keep, settings.max_bytes, quiet)
     server = MeshServer(nc, discovery, journal)
+    # Spans, if a collector is configured: each process (each worker) exports its own,
+    # set up before the first service exists (each takes the span maker when it starts).
+    tracing.start(mesh.spec.tracing, mesh.name, server.instance_id,
+                  announce=link is None or link.start.announce)
     if link is not None:  # generations count on across the workers of one `up`
         server.generation = link.start.generation - 1
     triggers = Triggers(nc, server.instance_id)  # started once what they call is served
@@ -178,6 +183,7 @@ async def _serve_on(nc: Client, mesh: Mesh, reload: bool, cache: LoadCache, lost
         if left:
             log.warning("grace period (%gs) over: %d request(s) left unanswered", grace, left)
         await health.close()
+        await asyncio.to_thread(tracing.stop)  # the last spans, at most 2 s
         with contextlib.suppress(Exception):
             await nc.drain()
         log.log(_level(logging.INFO, link), "stopped")
