@@ -37,6 +37,8 @@ class Firing:
             self.counts["ok"] += 1
             return None
         error.request_id = error.request_id or request_id
+        if still_running(error):  # no outcome yet: the stream trigger asks again
+            return error
         self.counts[error.code if error.code in _CODES else "other"] += 1
         self.failures.failed(error, error)
         return error
@@ -74,6 +76,11 @@ class Firing:
 
     def snapshot(self) -> dict[str, Any]:
         return {"trigger": self.trigger.describe(), **self.counts}
+
+
+def still_running(error: p.MeshError) -> bool:
+    """A durable pipeline's answer to a second start of a run key whose run has not ended."""
+    return error.code == p.TIMEOUT and error.details.get("status") == "running"
 
 
 _CODES = frozenset({p.INVALID_INPUT, p.INVALID_OUTPUT, p.HANDLER_ERROR, p.TIMEOUT, p.NOT_FOUND,

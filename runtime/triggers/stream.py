@@ -26,7 +26,7 @@ from runtime.load.triggercheck import TriggerDef
 from runtime.triggers.deadletter import dead_headers, dead_letter, ensure_dead_stream
 from runtime.triggers.inflight import InFlight
 from runtime.triggers.message import TriggerMessage, coordinate_id
-from runtime.triggers.request import Firing
+from runtime.triggers.request import Firing, still_running
 
 TERMINAL = frozenset({p.INVALID_INPUT, p.INVOCATION_MISMATCH})  # trying again changes nothing
 FETCH_WAIT = 5.0  # a fetch's long poll: an idle trigger asks the server once per this
@@ -157,9 +157,12 @@ class StreamTrigger:
                 self.working[id(msg)] = (msg, time.monotonic())
                 try:
                     found = await self.firing.fire(message, f"{run_key}-{delivered}", run_key)
-                    while found is not None and _still_running(found):
+                    while found is not None and still_running(found):
                         # A durable run of this run key goes on (resumed elsewhere after a
                         # crash): wait for its end within this delivery, kept alive.
+                        self.firing.logger.info(
+                            "message %s of stream %s: its run %s is still running; acked "
+                            "once it ends", seq, self.stream, shown(str(found.details.get("run")), 80))
                         await asyncio.sleep(self.backoff)
                         found = await self.firing.fire(message, f"{run_key}-{delivered}",
                                                        run_key)
@@ -244,7 +247,3 @@ class StreamTrigger:
 def _count(token: str) -> bool:
     return token.isascii() and token.isdigit()
 
-
-def _still_running(error: p.MeshError) -> bool:
-    """A durable pipeline's answer to a second start of a run key whose run has not ended."""
-    return error.code == p.TIMEOUT and error.details.get("status") == "running"
