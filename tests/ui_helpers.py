@@ -31,8 +31,11 @@ def chromium_path() -> str:
         found = shutil.which(name)
         if found:
             return found
-    pytest.fail("no Chromium on PATH: apt-get install -y chromium (the browser tests drive "
-                "the system's Chromium, they never download one)")
+    message = ("no Chromium on PATH: apt-get install -y chromium (the browser tests drive "
+               "the system's Chromium, they never download one)")
+    if os.environ.get("CI"):  # .ci/run installs it: missing there is a failure
+        pytest.fail(message)
+    pytest.skip(message)
 
 
 class UiProcess:
