@@ -41,6 +41,9 @@ class Stopping:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._reported.wait(), left)
         count = self.in_flight(pids)
+        if not count:
+            log.info("stopping: no request in flight")
+            return
         log.info("stopping: finishing %s in flight (at most %gs; Ctrl-C again to stop at once)",
                  _requests(count), grace)
 
