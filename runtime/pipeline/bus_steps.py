@@ -13,7 +13,8 @@ from typing import Any, TypeVar
 from runtime.core.bus import Bus, state_key_problem
 from runtime.core.protocol import HANDLER_ERROR, INVALID_INPUT, NOT_FOUND, TIMEOUT, MeshError
 from runtime.pipeline.expressions import Template
-from runtime.pipeline.steps import RunContext, Scope, StepFailure, budget, evaluate, seconds_text
+from runtime.pipeline.nodes import RunContext, Scope, StepFailure
+from runtime.pipeline.steps import budget, evaluate, seconds_text
 
 T = TypeVar("T")
 DEFAULT_WITHIN = 1.0

@@ -18,6 +18,7 @@ from runtime.pipeline.expressions import (
     compile_expression,
     compile_template,
 )
+from runtime.pipeline.nodes import BusNode, CallNode, ParallelNode, StepNode
 from runtime.pipeline.spec import (
     MAX_ITEMS,
     STEP_ID_PATTERN,
@@ -26,7 +27,6 @@ from runtime.pipeline.spec import (
     Step,
     walk_steps,
 )
-from runtime.pipeline.steps import BusNode, CallNode, ParallelNode, StepNode
 from runtime.pipeline.wait_steps import WaitStepCompiling
 
 _PLAIN_NAME = re.compile(STEP_ID_PATTERN)

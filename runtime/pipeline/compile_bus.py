@@ -17,8 +17,8 @@ from runtime.pipeline.bus_steps import (
     SetStateNode,
 )
 from runtime.pipeline.expressions import Expression, Path, Problem, Template, compile_template
+from runtime.pipeline.nodes import BusNode
 from runtime.pipeline.spec import STEP_KINDS, Step
-from runtime.pipeline.steps import BusNode
 
 # Which of the keys that not every step takes each kind of step accepts.
 _ACCEPTS = {"call": {"with", "retry"}, "capability": {"with", "retry"},

@@ -11,16 +11,10 @@ from runtime.core.protocol import HANDLER_ERROR, STEP_FAILED, TIMEOUT, MeshError
 from runtime.pipeline.checks import check_constants, find_cycles
 from runtime.pipeline.compile import PipelineCompiler
 from runtime.pipeline.expressions import EvaluationError, Problem, Template
+from runtime.pipeline.nodes import CallFn, RunContext, StepFailure, StepNode
 from runtime.pipeline.observer import RunObserver
 from runtime.pipeline.spec import PipelineSpec
-from runtime.pipeline.steps import (
-    CallFn,
-    RunContext,
-    StepFailure,
-    StepNode,
-    run_step,
-    seconds_text,
-)
+from runtime.pipeline.steps import run_step, seconds_text
 
 __all__ = [
     "CallFn",

@@ -16,8 +16,8 @@ from typing import Any, Protocol
 from runtime.core.issues import dotted
 from runtime.core.protocol import HANDLER_ERROR
 from runtime.pipeline.expressions import Path, Problem
+from runtime.pipeline.nodes import RunContext, Scope, StepFailure
 from runtime.pipeline.spec import SIGNAL_PATTERN, Step
-from runtime.pipeline.steps import RunContext, Scope, StepFailure
 
 _SIGNAL = re.compile(SIGNAL_PATTERN)
 

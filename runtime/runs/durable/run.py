@@ -19,7 +19,8 @@ import time
 from typing import Any
 
 from runtime.core.protocol import TIMEOUT, MeshError
-from runtime.pipeline.steps import StepFailure, seconds_text
+from runtime.pipeline.nodes import StepFailure
+from runtime.pipeline.steps import seconds_text
 from runtime.runs import events as ev
 from runtime.runs.durable.journal_io import NO_SIGNAL, JournalGone, last_signal
 from runtime.runs.durable.leases import Lease, LeaseLost, Leases
