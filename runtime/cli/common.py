@@ -81,6 +81,17 @@ def nats_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--nats", help=f"NATS URL (default: NATS_URL or {p.DEFAULT_CLIENT_URL})")
 
 
+def positive_int(text: str) -> int:
+    """An argparse type: a whole number of at least 1 (`--workers`, `--limit`)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got '{text}'")
+    return value
+
+
 def duration_arg(text: str) -> float:
     """An argparse type: `250ms`, `5s`, `2m`, or a plain number of seconds, as in mesh.yaml."""
     try:

@@ -9,7 +9,15 @@ import sys
 from typing import Any
 
 from runtime.cli import durable_commands
-from runtime.cli.common import Commands, add_command, client_url, duration_arg, nats_option, run_client
+from runtime.cli.common import (
+    Commands,
+    add_command,
+    client_url,
+    duration_arg,
+    nats_option,
+    positive_int,
+    run_client,
+)
 from runtime.core import protocol as p
 from runtime.core.text import escape
 
@@ -23,7 +31,7 @@ def register(commands: Commands) -> None:
     ls = add_command(sub, "ls", _ls, "the newest runs first")
     ls.add_argument("pipeline", nargs="?", help="only the runs of this pipeline")
     ls.add_argument("--status", choices=STATUSES, help="only runs in this state")
-    ls.add_argument("--limit", type=_positive, default=20, help="how many (default 20)")
+    ls.add_argument("--limit", type=positive_int, default=20, help="how many (default 20)")
     ls.add_argument("--json", action="store_true", help="one JSON list of rows")
     show = add_command(sub, "show", _show, "a run's timeline: every step, its time and result")
     show.add_argument("run_id", metavar="RUN", help="the run id (the request id of the call)")
@@ -47,16 +55,6 @@ def _usage(args: argparse.Namespace) -> int:
           "mesh-runtime runs -h)",
           file=sys.stderr)
     return 2
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"invalid count {text!r}: a whole number from 1")
-    return value
 
 
 def _client(args: argparse.Namespace, work: Any) -> int:

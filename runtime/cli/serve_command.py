@@ -6,7 +6,7 @@ import argparse
 import re
 import sys
 
-from runtime.cli.common import Commands, add_command, file_option
+from runtime.cli.common import Commands, add_command, file_option, positive_int
 from runtime.core.durations import parse_duration
 from runtime.core.logs import log_options
 
@@ -22,7 +22,7 @@ def register(commands: Commands) -> None:
     up.add_argument("--grace", type=_grace, default=30.0, metavar="DURATION",
                     help="on SIGINT or SIGTERM, how long requests in flight may take to finish "
                     "(like 5s, or a number of seconds; default 30s)")
-    up.add_argument("--workers", type=_positive, default=1, metavar="N",
+    up.add_argument("--workers", type=positive_int, default=1, metavar="N",
                     help="worker processes serving every agent (default 1); NATS spreads "
                          "requests over them")
     up.add_argument("--metrics-port", type=int, metavar="PORT",
@@ -30,16 +30,6 @@ def register(commands: Commands) -> None:
     up.add_argument("--metrics-host", default="127.0.0.1",
                     help="the address --metrics-port binds (default 127.0.0.1: this machine only)")
     log_options(up)
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got '{text}'")
-    return value
 
 
 def _grace(text: str) -> float:
